@@ -1,0 +1,1 @@
+"""Market data: the generator, the Parquet store and importers of vendor files."""
