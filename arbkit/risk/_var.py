@@ -64,16 +64,15 @@ def covariance_square_root(covariance: ArrayLike, *, tolerance: float = 1e-10) -
         raise RiskInputError(
             "covariance", f"not positive semidefinite (smallest eigenvalue {float(eigenvalues.min()):.3g})"
         )
-    return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+    root: NDArray[np.float64] = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+    return root
 
 
 def _check_book(exposures: ArrayLike, returns: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     weights = as_finite_1d(exposures, "exposures")
     history = as_finite_2d(returns, "returns")
     if history.shape[1] != weights.size:
-        raise RiskInputError(
-            "exposures", f"has {weights.size} factors but returns has {history.shape[1]} columns"
-        )
+        raise RiskInputError("exposures", f"has {weights.size} factors but returns has {history.shape[1]} columns")
     return weights, history
 
 
@@ -98,7 +97,8 @@ def scenario_pnl(
     """
     weights, history = _check_book(exposures, returns)
     if revalue is None:
-        return history @ weights
+        linear: NDArray[np.float64] = history @ weights
+        return linear
     if prices is None:
         raise RiskInputError("prices", "full revaluation needs today's factor prices")
     spot = as_finite_1d(prices, "prices")
@@ -114,7 +114,7 @@ def _revalued(
     moved = np.asarray(revalue(spot[None, :] * (1.0 + factor_returns)), dtype=np.float64).reshape(-1)
     if base.size != 1 or moved.size != factor_returns.shape[0]:
         raise RiskInputError("revalue", "must map (S, N) prices to S portfolio values")
-    pnl = moved - base[0]
+    pnl: NDArray[np.float64] = moved - base[0]
     if not np.all(np.isfinite(pnl)):
         raise RiskInputError("revalue", "returned NaN or inf for some scenario")
     return pnl
@@ -207,9 +207,12 @@ def portfolio_var(
         if method == "parametric" and covariance is not None:
             var, es = _parametric_from_covariance(weights, history, covariance, levels, horizon, include_mean)
         else:
-            options = {"horizon": horizon, "include_mean": include_mean, "cornish_fisher": cornish_fisher}
-            var = value_at_risk(pnl, levels, method, **options)
-            es = expected_shortfall(pnl, levels, method, **options)
+            var = value_at_risk(
+                pnl, levels, method, horizon=horizon, include_mean=include_mean, cornish_fisher=cornish_fisher
+            )
+            es = expected_shortfall(
+                pnl, levels, method, horizon=horizon, include_mean=include_mean, cornish_fisher=cornish_fisher
+            )
     return RiskFigures(confidence=levels, var=var, es=es, method=method, horizon=horizon)
 
 

@@ -40,10 +40,10 @@ class RiskLimits(BaseModel):
     ...                     max_drawdown=0.2, stop_loss=25_000.0)
     >>> limits.update(max_leverage=2.0).max_leverage
     2.0
-    >>> limits.update(max_concentration=5.0)
+    >>> limits.update(max_concentration=5.0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    arbkit.risk._errors.RiskInputError: max_concentration, max_leverage: max_concentration 5.0 exceeds max_leverage 3.0; a per-asset cap above the whole-book cap can never bind (was a percentage given as a fraction?)
+    arbkit.risk._errors.RiskInputError: max_concentration, max_leverage: max_concentration 5.0 exceeds ...
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,8 +67,7 @@ class RiskLimits(BaseModel):
     def _consistent(self) -> RiskLimits:
         if self.var_warning is not None and self.var_warning > self.max_var:
             raise ValueError(
-                f"var_warning, max_var: the warning level {self.var_warning} is above the hard limit "
-                f"{self.max_var}"
+                f"var_warning, max_var: the warning level {self.var_warning} is above the hard limit {self.max_var}"
             )
         if self.max_concentration > self.max_leverage:
             raise ValueError(
