@@ -1,0 +1,317 @@
+"""Micro-batcher: rows from the live feed into columnar :class:`arbkit.pipeline.Batch` slices.
+
+The live engine calls a strategy's ``step`` on micro-batches of a few milliseconds.  :class:`MicroBatcher` is the
+pure core that decides when a batch is due; :func:`drive` is the thin asyncio driver that feeds it from the
+connector's :class:`asyncio.Queue` and hands batches on.
+
+Flush rules
+-----------
+* **Rows**: a batch is due as soon as ``max_rows`` rows are pending.
+* **Time**: a batch is due ``max_delay_ns`` after the first pending row arrived, however few rows there are, so a
+  quiet market still reaches the strategy within a bounded delay.
+
+Backpressure
+------------
+When the consumer does not take batches (the strategy is slower than the feed), pending rows would grow without
+bound.  Once ``max_pending`` rows are pending, each table is *coalesced*: only the latest row per key (quotes:
+``(exchange, symbol)``; book: ``(exchange, symbol, side, level)``; funding and option quotes: ``(exchange,
+symbol)``) survives, kept at the position it arrived in, so the newest data is never behind older data and the
+canonical ``ts_recv`` order is preserved.  Every dropped row is counted in :attr:`BatcherStats.coalesced`.  The
+next coalescing threshold is ``max(max_pending, 2 x rows left)``, so memory stays within a constant factor of
+``max(max_pending, distinct keys)`` whatever the input rate.
+
+The core never reads a clock: every call takes ``now_ns`` (any monotonic nanosecond clock), which is what makes
+it testable with an injected clock and replayable.
+
+Examples
+--------
+>>> import polars as pl
+>>> b = MicroBatcher(BatcherConfig(max_rows=2, max_delay_ns=1_000))
+>>> q = pl.DataFrame({"ts_event": [1], "ts_recv": [1], "exchange": ["okx"], "symbol": ["BTC/USDT"],
+...                   "bid": [1.0], "bid_size": [1.0], "ask": [2.0], "ask_size": [1.0]})
+>>> b.add("quotes", q, now_ns=0)
+>>> b.poll(now_ns=10) is None
+True
+>>> b.poll(now_ns=1_000).quotes.height
+1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from arbkit import schema
+from arbkit.pipeline import TABLE_ORDER, Batch
+
+__all__ = [
+    "COALESCE_KEYS",
+    "BatcherConfig",
+    "BatcherStats",
+    "FeedItem",
+    "MicroBatcher",
+    "drive",
+]
+
+#: A unit of work on the feed queue: ``(table name, frame of that table)``.
+FeedItem = tuple[str, pl.DataFrame]
+
+#: Columns identifying "the same thing" per table: under backpressure only the latest row per key is kept.
+COALESCE_KEYS: dict[str, tuple[str, ...]] = {
+    "quotes": ("exchange", "symbol"),
+    "book": ("exchange", "symbol", "side", "level"),
+    "funding": ("exchange", "symbol"),
+    "option_quotes": ("exchange", "symbol"),
+}
+
+_TABLES: dict[str, schema.Table] = {
+    "quotes": schema.QUOTES,
+    "book": schema.BOOK,
+    "funding": schema.FUNDING,
+    "option_quotes": schema.OPTION_QUOTES,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherConfig:
+    """When to flush and when to coalesce.
+
+    Parameters
+    ----------
+    max_rows
+        Flush as soon as this many rows (all tables together) are pending.
+    max_delay_ns
+        Flush this long after the first pending row arrived (5 ms by default: a few ms is the live step period).
+    max_pending
+        Coalesce to the latest row per key once this many rows are pending (the consumer is behind).
+    """
+
+    max_rows: int = 4_096
+    max_delay_ns: int = 5_000_000
+    max_pending: int = 65_536
+
+    def __post_init__(self) -> None:
+        if self.max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {self.max_rows}")
+        if self.max_delay_ns < 0:
+            raise ValueError(f"max_delay_ns must be >= 0, got {self.max_delay_ns}")
+        if self.max_pending < self.max_rows:
+            raise ValueError(f"max_pending ({self.max_pending}) must be >= max_rows ({self.max_rows})")
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """Counters: what came in, what went out, why batches were cut and what backpressure dropped."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    batches: int = 0
+    flushed_on_rows: int = 0
+    flushed_on_time: int = 0
+    flushed_forced: int = 0
+    coalesce_events: int = 0
+    coalesced: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLE_ORDER, 0))
+    ignored: dict[str, int] = field(default_factory=dict)  # rows of tables a Batch does not carry (e.g. trades)
+
+    @property
+    def coalesced_total(self) -> int:
+        return sum(self.coalesced.values())
+
+
+class MicroBatcher:
+    """Pure micro-batching core: ``add`` rows, ``poll`` with an explicit clock, get a :class:`Batch` when due.
+
+    Not thread-safe; one event loop owns it.  See the module docstring for the flush and coalescing rules.
+    """
+
+    __slots__ = ("_chunks", "_first_ns", "_pending", "_threshold", "config", "stats")
+
+    def __init__(self, config: BatcherConfig | None = None) -> None:
+        self.config = config or BatcherConfig()
+        self.stats = BatcherStats()
+        self._chunks: dict[str, list[pl.DataFrame]] = {name: [] for name in TABLE_ORDER}
+        self._pending = 0
+        self._first_ns: int | None = None
+        self._threshold = self.config.max_pending
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting for the next batch."""
+        return self._pending
+
+    def add(self, table: str, frame: pl.DataFrame, now_ns: int) -> None:
+        """Queue the rows of ``frame`` (a frame of ``table``) that arrived at ``now_ns``.
+
+        Frames with a schema other than the table's exact one are validated (cast) first; a frame that cannot be
+        cast raises :class:`arbkit.schema.SchemaError` and nothing is queued.  Tables a batch does not carry
+        (``trades``) are counted in ``stats.ignored`` and dropped.
+        """
+        if frame.height == 0:
+            return
+        spec = _TABLES.get(table)
+        if spec is None:
+            self.stats.ignored[table] = self.stats.ignored.get(table, 0) + frame.height
+            return
+        if frame.schema != spec.polars:
+            frame = schema.validate(frame, spec)
+        self._chunks[table].append(frame)
+        self._pending += frame.height
+        self.stats.rows_in += frame.height
+        if self._first_ns is None:
+            self._first_ns = now_ns
+        if self._pending >= self._threshold:
+            self._coalesce()
+
+    def add_many(self, items: Iterable[FeedItem], now_ns: int) -> None:
+        """:meth:`add` every ``(table, frame)`` item."""
+        for table, frame in items:
+            self.add(table, frame, now_ns)
+
+    def due_ns(self) -> int | None:
+        """Clock value at which the pending rows are due by time; ``None`` when nothing is pending."""
+        if self._first_ns is None:
+            return None
+        return self._first_ns + self.config.max_delay_ns
+
+    def ready(self, now_ns: int) -> bool:
+        """True when a batch is due at ``now_ns`` (enough rows, or the oldest pending row waited long enough)."""
+        if self._pending == 0:
+            return False
+        if self._pending >= self.config.max_rows:
+            return True
+        due = self.due_ns()
+        return due is not None and now_ns >= due
+
+    def poll(self, now_ns: int) -> Batch | None:
+        """The pending rows as a batch when one is due at ``now_ns``, else ``None`` (rows stay pending)."""
+        if not self.ready(now_ns):
+            return None
+        if self._pending >= self.config.max_rows:
+            self.stats.flushed_on_rows += 1
+        else:
+            self.stats.flushed_on_time += 1
+        return self._take()
+
+    def flush(self) -> Batch | None:
+        """Everything pending as a batch now, whatever the rules say (shutdown); ``None`` when empty."""
+        if self._pending == 0:
+            return None
+        self.stats.flushed_forced += 1
+        return self._take()
+
+    def _take(self) -> Batch:
+        frames = {}
+        for name in TABLE_ORDER:
+            chunks = self._chunks[name]
+            if not chunks:
+                frames[name] = schema.empty(_TABLES[name])
+            elif len(chunks) == 1:
+                frames[name] = chunks[0]
+            else:
+                frames[name] = pl.concat(chunks, how="vertical", rechunk=True)
+            self._chunks[name] = []
+        self.stats.rows_out += self._pending
+        self.stats.batches += 1
+        self._pending = 0
+        self._first_ns = None
+        self._threshold = self.config.max_pending
+        return Batch(**frames)
+
+    def _coalesce(self) -> None:
+        total = 0
+        for name in TABLE_ORDER:
+            chunks = self._chunks[name]
+            if not chunks:
+                continue
+            whole = pl.concat(chunks, how="vertical", rechunk=True) if len(chunks) > 1 else chunks[0]
+            kept = _latest_per_key(whole, COALESCE_KEYS[name])
+            self.stats.coalesced[name] += whole.height - kept.height
+            self._chunks[name] = [kept]
+            total += kept.height
+        self.stats.coalesce_events += 1
+        self._pending = total
+        self._threshold = max(self.config.max_pending, 2 * total)
+
+
+def _latest_per_key(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """The last row of each key, in the order those rows arrived (so time order is kept)."""
+    indexed = frame.with_row_index("__pos")
+    last = indexed.group_by(list(keys)).agg(pl.col("__pos").max())
+    return indexed.filter(pl.col("__pos").is_in(last.get_column("__pos").implode())).drop("__pos")
+
+
+async def drive(
+    queue: asyncio.Queue[FeedItem],
+    batcher: MicroBatcher,
+    on_batch: Callable[[Batch], Awaitable[None]],
+    *,
+    stop: asyncio.Event | None = None,
+    clock: Callable[[], int] = time.monotonic_ns,
+    busy: Callable[[], bool] | None = None,
+) -> None:
+    """Drain ``queue`` into ``batcher`` and await ``on_batch`` for every due batch, until ``stop`` is set.
+
+    The queue is drained eagerly (everything available is added before the next poll), so a burst is batched
+    rather than stepped row by row.  While ``busy()`` is true (the consumer is behind, e.g. its own queue is full)
+    no batch is taken: rows keep accumulating and the batcher coalesces them, which is the backpressure policy.
+    On stop the queue's remaining items are added and a final batch is flushed, so nothing received is lost.
+
+    Parameters
+    ----------
+    queue
+        ``(table, frame)`` items put by the connector.
+    batcher
+        The core; its ``stats`` tell what happened.
+    on_batch
+        Awaited with each batch, in order.
+    stop
+        Set it to end the loop (the function returns after the final flush).
+    clock
+        Monotonic nanosecond clock (injectable for tests).
+    busy
+        Optional predicate: true while the consumer cannot take a batch.
+    """
+    stop = stop or asyncio.Event()
+    idle_wait_s = 0.05
+    while not stop.is_set():
+        blocked = busy is not None and busy()
+        if blocked or not batcher.ready(clock()):
+            due = batcher.due_ns()
+            timeout = idle_wait_s if due is None else max(due - clock(), 0) / 1e9
+            if blocked:
+                timeout = max(min(timeout, idle_wait_s), 0.0005)
+            if timeout > 0:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=timeout)
+                except TimeoutError:
+                    pass
+                else:
+                    batcher.add(item[0], item[1], clock())
+            # while the consumer is busy drain everything (coalescing bounds memory); otherwise stop at a batch
+            _drain(queue, batcher, clock, until_ready=not blocked)
+        if busy is not None and busy():
+            continue
+        batch = batcher.poll(clock())
+        if batch is not None:
+            await on_batch(batch)
+    _drain(queue, batcher, clock, until_ready=False)
+    final = batcher.flush()
+    if final is not None:
+        await on_batch(final)
+
+
+def _drain(
+    queue: asyncio.Queue[FeedItem], batcher: MicroBatcher, clock: Callable[[], int], *, until_ready: bool
+) -> None:
+    now = clock()
+    limit = batcher.config.max_rows
+    while not (until_ready and batcher.pending >= limit):
+        try:
+            table, frame = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return
+        batcher.add(table, frame, now)
