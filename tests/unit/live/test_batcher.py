@@ -59,7 +59,8 @@ def test_flush_on_time_measured_from_first_pending_row() -> None:
     assert b.due_ns() == 1_500
     assert b.poll(now_ns=1_499) is None
     batch = b.poll(now_ns=1_500)
-    assert batch is not None and batch.quotes.height == 2
+    assert batch is not None
+    assert batch.quotes.height == 2
     assert b.stats.flushed_on_time == 1
     assert b.due_ns() is None
     b.add("quotes", one(3), now_ns=5_000)
@@ -87,7 +88,8 @@ def test_mixed_tables_keep_schemas_and_order() -> None:
     assert batch is not None
     assert batch.book.schema == schema.BOOK.polars
     assert batch.quotes.schema == schema.QUOTES.polars
-    assert batch.funding.height == 0 and batch.funding.schema == schema.FUNDING.polars
+    assert batch.funding.height == 0
+    assert batch.funding.schema == schema.FUNDING.polars
     assert b.stats.ignored == {"trades": 1}
     assert b.stats.rows_in == b.stats.rows_out == 2
 
