@@ -1,0 +1,381 @@
+"""The ``arbkit`` command line: the composition root that reads files and the environment.
+
+Every command that prints a summary also takes ``--json`` (one JSON document on stdout, nothing else).
+Errors are one line on stderr (``error: ...``) and exit code 2; library code raises typed errors
+(``ValueError`` subclasses such as ``SchemaError``, ``ConfigError``, ``StoreError``) that carry the precise message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    name="arbkit",
+    help="Synthetic arbitrage detection engine: research, backtest and live on one pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Generate, import and inspect market data in a Parquet store.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="Parquet store directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def _emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise CliError("empty list")
+    return items
+
+
+def parse_time(value: str | None, name: str) -> int | None:
+    """ISO date/datetime (UTC when naive) or integer nanoseconds since the epoch."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--{name}: {value!r} is neither an ISO date/time nor integer nanoseconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+@contextmanager
+def _progress(label: str, enabled: bool, total: float | None = 1.0) -> Iterator[Callable[[float], None]]:
+    """A progress bar on stderr (hidden with --json or when stderr is not a terminal)."""
+    if not enabled or not err.is_terminal:
+        yield lambda _fraction: None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=err
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda fraction: bar.update(task, completed=fraction)
+
+
+def _fmt_ts(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+@data_app.command("generate")
+def data_generate(
+    store: StoreOpt,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same market.")] = 7,
+    days: Annotated[float | None, typer.Option(help="Length of the market in days (fractions allowed).")] = None,
+    venues: Annotated[str | None, typer.Option(help="Comma-separated CCXT exchange ids.")] = None,
+    assets: Annotated[str | None, typer.Option(help="Comma-separated base assets, e.g. BTC,ETH,SOL.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Quote updates per second per venue-instrument.")] = None,
+    start: Annotated[str | None, typer.Option(help="First day (ISO date).")] = None,
+    options: Annotated[bool, typer.Option(help="Include the Deribit option chain.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate a seeded synthetic market with injected arbitrage and ground-truth labels."""
+    summary = _generate(
+        store,
+        seed=seed,
+        days=days,
+        venues=venues,
+        assets=assets,
+        rate=rate,
+        start=start,
+        options=options,
+        quiet=as_json,
+    )
+    if as_json:
+        _emit_json(summary)
+    else:
+        out.print(f"generated {summary['rows_total']:,} rows into {store} in {summary['seconds']:.1f}s")
+        _print_info(store)
+
+
+def _generate(
+    store: Path,
+    *,
+    seed: int,
+    days: float | None = None,
+    venues: str | None = None,
+    assets: str | None = None,
+    rate: float | None = None,
+    start: str | None = None,
+    options: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    import dataclasses
+    import time
+
+    from arbkit.data.generate import MarketSpec, generate_to_store
+
+    fields: dict[str, Any] = {"seed": seed, "options": options}
+    if days is not None:
+        fields["days"] = days
+    if (v := _csv(venues)) is not None:
+        fields["venues"] = v
+    if (a := _csv(assets)) is not None:
+        fields["assets"] = a
+    if rate is not None:
+        fields["rate"] = rate
+    if start is not None:
+        try:
+            fields["start"] = dt.date.fromisoformat(start)
+        except ValueError:
+            raise CliError(f"--start: {start!r} is not an ISO date") from None
+    spec = MarketSpec(**fields)
+    t0 = time.perf_counter()
+    with _progress("generating", not quiet) as progress:
+        summary = generate_to_store(store, spec, progress=progress)
+    payload = dataclasses.asdict(summary) if dataclasses.is_dataclass(summary) else dict(summary)  # type: ignore[arg-type]
+    payload["seconds"] = time.perf_counter() - t0
+    payload.setdefault("rows_total", sum(int(v) for v in payload.get("rows", {}).values()))
+    return payload
+
+
+def _print_info(store: Path) -> None:
+    from arbkit.data.store import Store
+
+    info = Store(store).info()
+    table = Table(title=f"store {store}")
+    for col in ("table", "rows", "exchanges", "symbols", "from", "to", "files", "MiB"):
+        table.add_column(col, justify="right" if col in ("rows", "files", "MiB", "symbols") else "left")
+    for name, t in info.tables.items():
+        table.add_row(
+            name,
+            f"{t.rows:,}",
+            ",".join(t.exchanges) or "-",
+            str(len(t.symbols)),
+            _fmt_ts(t.ts_min),
+            _fmt_ts(t.ts_max),
+            str(t.files),
+            f"{t.bytes / 2**20:.1f}",
+        )
+    out.print(table)
+
+
+@data_app.command("info")
+def data_info(store: StoreOpt, as_json: JsonOpt = False) -> None:
+    """What the store holds: venues, symbols, rows and time span per table."""
+    from arbkit.data.store import Store
+
+    if not store.is_dir():
+        raise CliError(f"--store: {store} is not a directory")
+    if as_json:
+        _emit_json(Store(store).info().to_dict())
+    else:
+        _print_info(store)
+
+
+@data_app.command("import")
+def data_import(
+    source: Annotated[str, typer.Argument(help="tardis or binance")],
+    files: Annotated[list[Path], typer.Argument(help="CSV files (plain, .gz or .zip).")],
+    store: StoreOpt,
+    exchange: Annotated[str | None, typer.Option(help="Override the exchange id from the file name.")] = None,
+    market: Annotated[str | None, typer.Option(help="Override the market (spot, swap, future, option).")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Override the unified symbol.")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip and count bad rows instead of failing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import Tardis.dev CSV exports or Binance public-data files into the store."""
+    from arbkit.data import importers
+    from arbkit.data.store import Store
+
+    if source not in ("tardis", "binance"):
+        raise CliError(f"unknown source {source!r}: use 'tardis' or 'binance'")
+    for f in files:
+        if not f.is_file():
+            raise CliError(f"{f}: no such file")
+    fn = importers.import_tardis if source == "tardis" else importers.import_binance
+    target = Store(store)
+    report = fn(files, target, exchange=exchange, market=market, symbol=symbol, skip_bad=skip_bad)
+    payload = report.to_dict() if hasattr(report, "to_dict") else vars(report)
+    if as_json:
+        _emit_json(payload)
+        return
+    written = payload.get("rows_written", {})
+    out.print(f"imported {sum(written.values()):,} rows from {len(files)} file(s): {written}")
+    rejected = payload.get("rows_rejected", 0)
+    if rejected:
+        out.print(f"skipped {rejected:,} bad rows; first ones:")
+        for rej in payload.get("rejects", [])[:10]:
+            out.print(f"  {rej}")
+
+
+# ------------------------------------------------------------------------------------------------ detect
+
+
+def _detect(store: Path, pipeline: str, start: int | None, end: int | None) -> dict[str, Any]:
+    import pipelines
+
+    names = list(pipelines.names()) if pipeline == "all" else [pipeline]
+    frames = {}
+    for name in names:
+        frames[name] = pipelines.detect_store(store, name, start=start, end=end)
+    return frames
+
+
+@app.command("detect")
+def detect(
+    store: StoreOpt,
+    pipeline: Annotated[str, typer.Option(help="Pipeline name, or 'all'.")] = "all",
+    start: Annotated[str | None, typer.Option(help="Start time (ISO or ns), inclusive.")] = None,
+    end: Annotated[str | None, typer.Option(help="End time (ISO or ns), exclusive.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write opportunities to this Parquet file.")] = None,
+    score: Annotated[bool, typer.Option("--score", help="Score against the store's ground-truth labels.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run detection pipelines over the store and summarize the opportunities found."""
+    payload = _detect_command(store, pipeline, parse_time(start, "start"), parse_time(end, "end"), out_file, score)
+    if as_json:
+        _emit_json(payload)
+    else:
+        _print_detect(payload)
+
+
+def _detect_command(
+    store: Path, pipeline: str, start: int | None, end: int | None, out_file: Path | None, score: bool
+) -> dict[str, Any]:
+    import polars as pl
+
+    if not store.is_dir():
+        raise CliError(f"--store: {store} is not a directory")
+    frames = _detect(store, pipeline, start, end)
+    allopps = pl.concat(list(frames.values()), how="vertical") if frames else pl.DataFrame()
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        allopps.write_parquet(out_file)
+    summary: dict[str, Any] = {"store": str(store), "pipelines": {}}
+    for name, frame in frames.items():
+        summary["pipelines"][name] = {
+            "opportunities": frame.height,
+            "active": int((frame["status"] == "active").sum()) if frame.height else 0,
+            "total_peak_profit": float(frame["peak_profit"].sum()) if frame.height else 0.0,
+            "best_profit": float(frame["peak_profit"].max()) if frame.height else 0.0,  # type: ignore[arg-type]
+        }
+    if out_file is not None:
+        summary["out"] = str(out_file)
+    if score:
+        from arbkit.data.store import Store
+        from arbkit.detect import score as score_fn
+
+        labels = Store(store).scan("labels").collect()
+        if labels.height == 0:
+            raise CliError(f"--score: the store {store} has no ground-truth labels")
+        summary["score"] = score_fn(allopps, labels)
+    return summary
+
+
+def _print_detect(payload: dict[str, Any]) -> None:
+    table = Table(title=f"opportunities in {payload['store']}")
+    for col in ("pipeline", "episodes", "active", "sum of peak profit", "best"):
+        table.add_column(col, justify="left" if col == "pipeline" else "right")
+    for name, s in payload["pipelines"].items():
+        table.add_row(
+            name,
+            f"{s['opportunities']:,}",
+            str(s["active"]),
+            f"{s['total_peak_profit']:,.2f}",
+            f"{s['best_profit']:,.2f}",
+        )
+    out.print(table)
+    if "score" in payload:
+        st = Table(title="score against ground truth")
+        for col in ("kind", "precision", "recall", "detected", "labels"):
+            st.add_column(col, justify="left" if col == "kind" else "right")
+        for kind, s in payload["score"].items():
+            if not isinstance(s, dict):
+                continue
+            st.add_row(
+                kind,
+                f"{s.get('precision', float('nan')):.4f}",
+                f"{s.get('recall', float('nan')):.4f}",
+                str(s.get("detected", "")),
+                str(s.get("labels", "")),
+            )
+        out.print(st)
+    if "out" in payload:
+        out.print(f"opportunities written to {payload['out']}")
+
+
+# -------------------------------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo(
+    store: Annotated[Path, typer.Option("--store", help="Where to put the sample market.")] = Path("demo-store"),
+    seed: Annotated[int, typer.Option(help="Seed of the sample market.")] = 7,
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job: a sample market -> detection with every pipeline, scored against the ground truth."""
+    import shutil
+
+    if store.exists():
+        shutil.rmtree(store)
+    report: dict[str, Any] = {"store": str(store)}
+    if not as_json:
+        out.rule("1. sample market")
+    report["generate"] = _generate(store, seed=seed, quiet=as_json)
+    if not as_json:
+        out.print(f"generated {report['generate']['rows_total']:,} rows in {report['generate']['seconds']:.1f}s")
+        _print_info(store)
+        out.rule("2. detection (all pipelines)")
+    report["detect"] = _detect_command(store, "all", None, None, store / "opportunities.parquet", True)
+    if as_json:
+        _emit_json(report)
+    else:
+        _print_detect(report["detect"])
+
+
+# -------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    """Entry point: run the app, turning library errors into one line and exit code 2."""
+    os.environ.setdefault("JAX_ENABLE_X64", "1")
+    try:
+        app()
+    except CliError as exc:
+        err.print(f"error: {exc}")
+        raise SystemExit(2) from None
+    except (ValueError, KeyError, OSError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err.print(f"error: {type(exc).__name__}: {message}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
