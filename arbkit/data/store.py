@@ -183,7 +183,7 @@ def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
         return None
     if isinstance(value, str):
         return [value]
-    return list(value)
+    return list(dict.fromkeys(value))  # duplicates would list a partition twice
 
 
 def _check_partition_value(value: str, what: str) -> str:
