@@ -213,3 +213,20 @@ def test_drive_coalesces_while_consumer_busy() -> None:
     rows = [r for batch in out for r in batch.quotes.select("symbol", "bid").rows()]
     assert rows == [("A/B", 99.0), ("C/D", 100.0)]
     assert b.stats.coalesced["quotes"] == 98
+
+
+def test_add_rows_interleaves_with_frames_in_arrival_order() -> None:
+    b = MicroBatcher(BatcherConfig(max_rows=100, max_delay_ns=0))
+    b.add_rows("quotes", [(1, 1, "okx", "A/B", 1.0, 1.0, 2.0, 1.0, 7, 0)], now_ns=0)
+    b.add("quotes", one(2, "okx", "A/B", 3.0), now_ns=0)
+    b.add_rows("quotes", [(3, 3, "okx", "A/B", 5.0, None, 6.0, 1.0, None, 0)], now_ns=0)
+    b.add_rows("trades", [(1,)], now_ns=0)
+    batch = b.poll(now_ns=0)
+    assert batch is not None
+    assert batch.quotes.schema == schema.QUOTES.polars
+    assert batch.quotes.select("ts_recv", "bid", "bid_size", "seq").rows() == [
+        (1, 1.0, 1.0, 7),
+        (2, 3.0, 1.0, None),
+        (3, 5.0, None, None),
+    ]
+    assert b.stats.ignored == {"trades": 1}
