@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -267,7 +268,7 @@ def test_append_in_chunks_then_scan_equals_sorted_concat(
     with tempfile.TemporaryDirectory() as root:
         store = Store(root)
         edges = [0, *cuts, len(rows)]
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
+        for a, b in itertools.pairwise(edges):
             store.append("quotes", whole.slice(a, b - a))
         if compact:
             store.compact()
@@ -307,7 +308,7 @@ def test_filtered_scan_equals_filter_in_memory(
     with tempfile.TemporaryDirectory() as root:
         store = Store(root)
         edges = [0, *cuts, len(rows)]
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
+        for a, b in itertools.pairwise(edges):
             store.append("quotes", quotes(rows[a:b]))
         got = store.scan("quotes", exchange=exchanges, symbol=symbols, start=lo, end=hi, clock=clock).collect()
     assert_frame_equal(got, whole.filter(mask))
