@@ -238,7 +238,7 @@ def _kernel(
 
     old = state["position"][pos_idx]
     new = old + pos_qty
-    unit = state["position_price"][pos_idx]
+    unit = price  # execution price times multiplier: the candidate is valued at what it trades at
     grows = jnp.abs(new) > jnp.abs(old)
     delta_gross = jnp.where(first, (jnp.abs(new) - jnp.abs(old)) * unit, 0.0)
 
@@ -345,7 +345,8 @@ def check_orders(
         Signed quantity of each leg; pad candidates with fewer legs with 0.
     price
         Execution price per leg (per unit, before the contract multiplier); defaults to the position's mark.
-        The candidate's notional change per leg is ``quantity * price * multiplier``.
+        The candidate's notional change per leg is ``quantity * price * multiplier``, and the resulting
+        position is valued at that price for the notional, venue and leverage caps.
 
     Returns
     -------

@@ -86,9 +86,7 @@ def test_cornish_fisher_against_formula_and_quadrature() -> None:
         return -(mu + sd * zc)
 
     alpha = 0.99
-    assert value_at_risk(pnl, alpha, "parametric", cornish_fisher=True) == pytest.approx(
-        quantile(1 - alpha), rel=1e-12
-    )
+    assert value_at_risk(pnl, alpha, "parametric", cornish_fisher=True) == pytest.approx(quantile(1 - alpha), rel=1e-12)
     tail, _ = integrate.quad(quantile, 0.0, 1 - alpha, limit=200)
     assert expected_shortfall(pnl, alpha, "parametric", cornish_fisher=True) == pytest.approx(
         tail / (1 - alpha), rel=1e-7
@@ -112,9 +110,7 @@ def test_monte_carlo_converges_to_parametric_within_standard_error() -> None:
 def test_max_drawdown_brute_force() -> None:
     rng = np.random.default_rng(5)
     equity = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.02, 200)))
-    brute = max(
-        (equity[i] - equity[j]) / equity[i] for i in range(equity.size) for j in range(i, equity.size)
-    )
+    brute = max((equity[i] - equity[j]) / equity[i] for i in range(equity.size) for j in range(i, equity.size))
     assert max_drawdown(equity) == pytest.approx(brute, rel=1e-12)
     assert max_drawdown([1.0, 2.0, 3.0]) == 0.0
     with pytest.raises(RiskInputError, match="equity"):

@@ -78,8 +78,12 @@ def test_basis_decomposition_of_hedged_pair() -> None:
     common = rng.normal(0, 0.02, 500)
     spot, perp = common + rng.normal(0, 1e-3, 500), common + rng.normal(0, 1e-3, 500)
     book = Book.from_arrays(
-        venue=["binance", "okx"], instrument=["BTC/USDT", "BTC/USDT:USDT"], asset=["BTC", "BTC"],
-        factor=[0, 1], quantity=[1.0, -1.0], price=[100.0, 100.0],
+        venue=["binance", "okx"],
+        instrument=["BTC/USDT", "BTC/USDT:USDT"],
+        asset=["BTC", "BTC"],
+        factor=[0, 1],
+        quantity=[1.0, -1.0],
+        price=[100.0, 100.0],
     )
     returns = np.column_stack([spot, perp])
     directional, basis = basis_risk_pnl(book, returns)
@@ -100,7 +104,9 @@ def test_historical_full_revaluation_of_an_option_book() -> None:
     rng = np.random.default_rng(1)
     returns = rng.normal(0, 0.03, size=(500, 1))
     pnl = scenario_pnl([0.0], returns, revalue=revalue, prices=[100.0])
-    expected = 10 * call(100 * (1 + returns[:, 0])) - 5 * 100 * (1 + returns[:, 0]) - (10 * call(np.array([100.0]))[0] - 500)
+    expected = (
+        10 * call(100 * (1 + returns[:, 0])) - 5 * 100 * (1 + returns[:, 0]) - (10 * call(np.array([100.0]))[0] - 500)
+    )
     np.testing.assert_allclose(pnl, expected, rtol=0, atol=1e-9)
     figures = portfolio_var([0.0], returns, 0.99, revalue=revalue, prices=[100.0])
     assert figures.var[0] == pytest.approx(sorted(-expected)[-5], abs=1e-9)
