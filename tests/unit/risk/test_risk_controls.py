@@ -32,7 +32,8 @@ def test_limits_reject_unknown_and_contradictory_fields() -> None:
         RiskLimits.parse({**BASE, "max_leverag": 2.0})
     with pytest.raises(RiskInputError) as info:
         RiskLimits.parse({**BASE, "var_warning": 2e6})
-    assert "var_warning" in info.value.field and "max_var" in info.value.field
+    assert "var_warning" in info.value.field
+    assert "max_var" in info.value.field
     with pytest.raises(RiskInputError, match="max_drawdown"):
         RiskLimits.parse({**BASE, "max_drawdown": 1.5})
     with pytest.raises(RiskInputError, match="max_var"):
@@ -67,7 +68,8 @@ def test_pretrade_codes_and_breaching_values() -> None:
     result = check_orders(state, position=legs, factor=factors, quantity=qty, price=price)
     assert result.code.tolist() == [0, 4002, 4002, 0, 0]
     assert result.reason.tolist()[:3] == [Reason.ACCEPTED, Reason.POSITION, Reason.VENUE_NOTIONAL]
-    assert result.value[1] == 3.0 and result.limit[1] == 2.0
+    assert result.value[1] == 3.0
+    assert result.limit[1] == 2.0
     assert result.value[2] == pytest.approx(140_000.0)
     assert result.counts() == {"ACCEPTED": 3, "POSITION": 1, "VENUE_NOTIONAL": 1}
 
@@ -144,10 +146,12 @@ def test_kill_switch_levels() -> None:
     assert (var_breach.action, var_breach.cancel_open) == (Action.STOP_NEW, frozenset())
     assert var_breach.stop_new == {"binance", "okx"}
     loss = decide_kill_switch(_status(session_loss=6e4), limits, HEALTHY)
-    assert loss.action is Action.CANCEL_OPEN and loss.cancel_open == {"binance", "okx"}
+    assert loss.action is Action.CANCEL_OPEN
+    assert loss.cancel_open == {"binance", "okx"}
     assert decide_kill_switch(_status(drawdown=0.25), limits, HEALTHY).reasons == ("max_drawdown",)
     nan = decide_kill_switch(_status(var=float("nan")), limits, HEALTHY)
-    assert nan.action is Action.CANCEL_OPEN and nan.reasons == ("invalid_risk_state:var",)
+    assert nan.action is Action.CANCEL_OPEN
+    assert nan.reasons == ("invalid_risk_state:var",)
 
 
 def test_kill_switch_data_health() -> None:
@@ -162,4 +166,5 @@ def test_kill_switch_data_health() -> None:
     assert unverified_open.cancel_open == {"binance"}
     assert unverified_open.reasons == ("unverified_data:binance",)
     missing = decide_kill_switch(_status(), limits, {"okx": VenueHealth(False, True)})
-    assert missing.cancel_open == {"binance"} and missing.reasons == ("no_data_health:binance",)
+    assert missing.cancel_open == {"binance"}
+    assert missing.reasons == ("no_data_health:binance",)
