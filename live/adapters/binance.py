@@ -1,0 +1,430 @@
+"""Binance spot and USD-M futures market streams.
+
+Layouts follow the official docs:
+
+* spot: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams (bookTicker, depth diff
+  and partial depth, trade, aggTrade) and REST ``GET /api/v3/depth`` for the snapshot a diff stream syncs to;
+* USD-M futures: https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams
+  (bookTicker with ``E``/``T``, depthUpdate with ``pu``, aggTrade, markPriceUpdate carrying funding).
+
+Messages arrive raw (``/ws/<stream>``) or wrapped by the combined endpoint (``{"stream": ..., "data": ...}``);
+both are accepted.  Spot ``bookTicker`` carries no event time: ``ts_event`` is then the receive time.
+Event time is the futures transaction time ``T`` when present (when the match engine changed the book), else
+``E``.  The market (``spot`` or ``linear`` for USD-M) is fixed per adapter because ``BTCUSDT`` names both.
+"""
+
+# ruff: noqa: N815  (wire structs keep the venue's field names so msgspec maps them without renames)
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+import orjson
+
+from arbkit.instruments import InstrumentKind, SymbolInfo
+from live.adapters._base import (
+    _INF,
+    DECODE_ERRORS,
+    Adapter,
+    BookRow,
+    BookUpdate,
+    Level,
+    ParseError,
+    QuoteRow,
+    Rows,
+)
+
+__all__ = ["BinanceAdapter", "BinanceParseError"]
+
+# Quote assets, longest first so that "FDUSD" wins over "USD" and "USDT" over "USD".
+_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDP", "DAI", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB", "JPY")
+
+
+class BinanceParseError(ParseError):
+    venue = "binance"
+
+
+class _Msg(msgspec.Struct):
+    """Every Binance market-stream payload in one struct: fields absent from a message stay None."""
+
+    e: str | None = None
+    E: int | None = None
+    T: int | None = None
+    s: str | None = None
+    u: int | None = None
+    U: int | None = None
+    pu: int | None = None
+    b: str | int | list[tuple[str, str]] | None = None
+    B: str | None = None
+    a: str | int | list[tuple[str, str]] | None = None
+    A: str | None = None
+    p: str | None = None
+    q: str | None = None
+    t: int | None = None
+    m: bool | None = None
+    i: str | None = None
+    P: str | None = None
+    r: str | None = None
+    lastUpdateId: int | None = None
+    bids: list[tuple[str, str]] | None = None
+    asks: list[tuple[str, str]] | None = None
+
+
+class _Envelope(msgspec.Struct):
+    stream: str | None = None
+    data: _Msg | None = None
+
+
+class _BookTicker(msgspec.Struct):
+    u: int
+    s: str
+    b: str
+    B: str
+    a: str
+    A: str
+    T: int | None = None
+    E: int | None = None
+
+
+class _BookTickerCombined(msgspec.Struct):
+    data: _BookTicker
+
+
+_decode_msg = msgspec.json.Decoder(_Msg).decode
+_decode_env = msgspec.json.Decoder(_Envelope).decode
+_decode_bt = msgspec.json.Decoder(_BookTicker).decode
+_decode_bt_combined = msgspec.json.Decoder(_BookTickerCombined).decode
+
+
+def _is_partial(stream: str) -> bool:
+    channel = stream.partition("@")[2].partition("@")[0]
+    return channel in ("depth5", "depth10", "depth20")
+
+
+class BinanceAdapter(Adapter):
+    """Binance spot (``market="spot"``) and USD-M futures (``market="linear"``).
+
+    Examples
+    --------
+    >>> from live.adapters import get
+    >>> ad = get("binance", "linear")
+    >>> ad.unified_symbol("BTCUSDT"), ad.venue_symbol("ETH/USDT:USDT")
+    ('BTC/USDT:USDT', 'ETHUSDT')
+    >>> row = ad.parse_quote_tuple(b'{"e":"bookTicker","u":7,"E":1000,"T":999,"s":"BTCUSDT",'
+    ...                            b'"b":"100","B":"1","a":"101","A":"2"}', ts_recv=5)
+    >>> row[0], row[3], row[4:8], row[8]
+    (999000000, 'BTC/USDT:USDT', (100.0, 1.0, 101.0, 2.0), 7)
+    """
+
+    exchange = "binance"
+    markets = ("spot", "linear")
+    channels = ("bookTicker", "depth", "depth@100ms", "depth5", "depth10", "depth20", "trade", "aggTrade", "markPrice")
+    ParseError = BinanceParseError
+
+    def __init__(self, market: str | None = None) -> None:
+        super().__init__(market)
+        self._rule = "binance_spot" if self.market == "spot" else "binance_futures"
+
+    # -- symbols --------------------------------------------------------------------------------------------
+    def _to_unified(self, venue_symbol: str) -> str:
+        code, _, expiry = venue_symbol.partition("_")
+        if not code.isalnum() or code.upper() != code:
+            raise self.error(f"bad symbol {venue_symbol!r}")
+        for quote in _QUOTES:
+            if code.endswith(quote) and len(code) > len(quote):
+                base = code[: -len(quote)]
+                break
+        else:
+            raise self.error(f"unknown quote asset in {venue_symbol!r}")
+        if self.market == "spot":
+            if expiry:
+                raise self.error(f"dated symbol {venue_symbol!r} on the spot market")
+            return f"{base}/{quote}"
+        if expiry:
+            if len(expiry) != 6 or not expiry.isdigit():
+                raise self.error(f"bad expiry in {venue_symbol!r}")
+            return f"{base}/{quote}:{quote}-{expiry}"
+        return f"{base}/{quote}:{quote}"
+
+    def _to_venue(self, info: SymbolInfo) -> str:
+        code = f"{info.base}{info.quote}"
+        if self.market == "spot":
+            if info.kind is not InstrumentKind.SPOT:
+                raise self.error(f"{info} is not a spot symbol")
+            return code
+        if info.settle != info.quote or info.kind is InstrumentKind.OPTION or info.kind is InstrumentKind.SPOT:
+            raise self.error(f"USD-M lists linear swaps and futures only, not {info}")
+        if info.expiry is not None:
+            return f"{code}_{info.expiry.strftime('%y%m%d')}"
+        return code
+
+    def _stream_symbol(self, stream: str) -> str:
+        name = stream.partition("@")[0]
+        return self.unified_symbol(name.upper())
+
+    # -- subscriptions --------------------------------------------------------------------------------------
+    def subscribe_message(self, channel: str, venue_symbols: Iterable[str], request_id: int = 1) -> bytes:
+        """``{"method": "SUBSCRIBE", "params": ["btcusdt@bookTicker", ...], "id": 1}``.
+
+        Examples
+        --------
+        >>> from live.adapters import get
+        >>> get("binance").subscribe_message("depth@100ms", ["BTCUSDT"])
+        b'{"method":"SUBSCRIBE","params":["btcusdt@depth@100ms"],"id":1}'
+        """
+        self._check_channel(channel)
+        params = [f"{s.lower()}@{channel}" for s in venue_symbols]
+        return orjson.dumps({"method": "SUBSCRIBE", "params": params, "id": request_id})
+
+    def snapshot_url(self, venue_symbol: str, limit: int = 1000) -> str:
+        """REST depth snapshot URL the connector fetches to sync a diff stream (spot or USD-M)."""
+        host = "https://api.binance.com/api/v3" if self.market == "spot" else "https://fapi.binance.com/fapi/v1"
+        return f"{host}/depth?symbol={venue_symbol}&limit={limit}"
+
+    # -- fast path ------------------------------------------------------------------------------------------
+    def parse_quote_tuple(self, raw: bytes, ts_recv: int) -> QuoteRow | None:
+        """One QUOTES tuple from a ``bookTicker`` message (raw or combined), else ``None``."""
+        try:
+            if raw[:10] == b'{"stream":':
+                m = _decode_bt_combined(raw).data
+            else:
+                m = _decode_bt(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            rows = self.parse_rows(raw, ts_recv)  # another message type (or garbage: raises ParseError)
+            return rows.quotes[-1] if rows.quotes else None
+        try:
+            bid = float(m.b)
+            bid_size = float(m.B)
+            ask = float(m.a)
+            ask_size = float(m.A)
+        except ValueError:
+            raise self.error(f"bad number in bookTicker {raw[:200]!r}") from None
+        ts = m.T or m.E
+        if not (0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF):
+            return self._quote(m.s, ts, ts_recv, m.b, m.B, m.a, m.A, m.u)
+        return (
+            ts * 1_000_000 if ts else ts_recv,
+            ts_recv,
+            "binance",
+            self._unified.get(m.s) or self.unified_symbol(m.s),
+            bid,
+            bid_size,
+            ask,
+            ask_size,
+            m.u,
+            0,
+        )
+
+    def _quote(
+        self, symbol: str, ts: int | None, ts_recv: int, b: str, bs: str, a: str, as_: str, seq: int | None
+    ) -> QuoteRow:
+        bid = self.price(b)
+        ask = self.price(a)
+        return (
+            self.timestamp_ms(ts, ts_recv),
+            ts_recv,
+            "binance",
+            self.unified_symbol(symbol),
+            bid,
+            self.size(bs) if bid is not None else None,
+            ask,
+            self.size(as_) if ask is not None else None,
+            seq,
+            0,
+        )
+
+    # -- full path ------------------------------------------------------------------------------------------
+    def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
+        try:
+            return self._parse_rows(raw, ts_recv)
+        except ParseError:
+            raise
+        except DECODE_ERRORS as exc:
+            raise self.error(f"malformed message ({type(exc).__name__}: {exc}): {bytes(raw[:200])!r}") from None
+
+    def _parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
+        stream: str | None = None
+        if raw[:10] == b'{"stream":':
+            env = _decode_env(raw)
+            if env.data is None:
+                raise self.error("combined-stream message without data")
+            stream, m = env.stream, env.data
+        else:
+            m = _decode_msg(raw)
+        rows = Rows()
+        event = m.e
+        if event is None:
+            if m.lastUpdateId is not None:  # spot partial depth (stream) or REST snapshot without symbol
+                if stream is None:
+                    raise self.error("depth snapshot without a symbol: use parse_snapshot(raw, ts_recv, symbol)")
+                self._snapshot(rows, self._stream_symbol(stream), m, ts_recv, complete=False)
+                return rows
+            if m.u is not None and isinstance(m.b, str):  # spot bookTicker
+                self._book_ticker(rows, m, ts_recv)
+                return rows
+            if m.s is None and m.u is None and m.b is None:  # subscription ack / empty object
+                return rows
+            raise self.error(f"unknown message {bytes(raw[:200])!r}")
+        if event == "bookTicker":
+            self._book_ticker(rows, m, ts_recv)
+        elif event == "depthUpdate":
+            self._depth(rows, m, ts_recv, stream)
+        elif event in ("aggTrade", "trade"):
+            self._trade(rows, m, ts_recv, event)
+        elif event == "markPriceUpdate":
+            self._mark_price(rows, m, ts_recv)
+        else:
+            raise self.error(f"unsupported event {event!r}")
+        return rows
+
+    def parse_snapshot(self, raw: bytes, ts_recv: int, venue_symbol: str) -> BookUpdate:
+        """The REST ``GET depth`` snapshot (``lastUpdateId``, bids, asks) as a :class:`BookUpdate`.
+
+        Binance's REST body names no symbol, so the caller passes the one it asked for.
+        """
+        try:
+            m = _decode_msg(raw)
+            if m.lastUpdateId is None:
+                raise self.error("depth snapshot without lastUpdateId")
+            rows = Rows()
+            self._snapshot(rows, self.unified_symbol(venue_symbol), m, ts_recv, complete=True)
+        except ParseError:
+            raise
+        except DECODE_ERRORS as exc:
+            raise self.error(f"malformed depth snapshot ({exc})") from None
+        assert rows.book_update is not None
+        return rows.book_update
+
+    def _book_ticker(self, rows: Rows, m: _Msg, ts_recv: int) -> None:
+        if m.s is None or m.u is None or not isinstance(m.b, str) or not isinstance(m.a, str):
+            raise self.error("bookTicker without s/u/b/a")
+        if m.B is None or m.A is None:
+            raise self.error("bookTicker without sizes")
+        rows.quotes.append(self._quote(m.s, m.T or m.E, ts_recv, m.b, m.B, m.a, m.A, m.u))
+
+    def _snapshot(self, rows: Rows, symbol: str, m: _Msg, ts_recv: int, *, complete: bool) -> None:
+        bids = self.levels(m.bids or ())
+        asks = self.levels(m.asks or ())
+        self._emit_levels(rows, symbol, bids, asks, ts_recv, ts_recv, m.lastUpdateId)
+        rows.book_update = BookUpdate(
+            "binance",
+            symbol,
+            self._rule if complete else "replace",
+            True,
+            bids,
+            asks,
+            ts_recv,
+            ts_recv,
+            seq=m.lastUpdateId,
+            depth=None if complete else max(len(bids), len(asks)),
+        )
+
+    def _emit_levels(
+        self,
+        rows: Rows,
+        symbol: str,
+        bids: tuple[Level, ...],
+        asks: tuple[Level, ...],
+        ts_event: int,
+        ts_recv: int,
+        seq: int | None,
+    ) -> None:
+        """BOOK rows and the top-of-book quote of a self-contained partial book (levels sorted best first)."""
+        bids_sorted = sorted((lv for lv in bids if lv[1] > 0.0), key=lambda lv: -lv[0])
+        asks_sorted = sorted((lv for lv in asks if lv[1] > 0.0), key=lambda lv: lv[0])
+        book: list[BookRow] = rows.book
+        for i, lv in enumerate(bids_sorted):
+            book.append((ts_event, ts_recv, "binance", symbol, "bid", i, lv[0], lv[1], seq, 0))
+        for i, lv in enumerate(asks_sorted):
+            book.append((ts_event, ts_recv, "binance", symbol, "ask", i, lv[0], lv[1], seq, 0))
+        bid = bids_sorted[0] if bids_sorted else None
+        ask = asks_sorted[0] if asks_sorted else None
+        crossed = 2 if bid is not None and ask is not None and bid[0] > ask[0] else 0
+        rows.quotes.append(
+            (
+                ts_event,
+                ts_recv,
+                "binance",
+                symbol,
+                bid[0] if bid else None,
+                bid[1] if bid else None,
+                ask[0] if ask else None,
+                ask[1] if ask else None,
+                seq,
+                crossed,
+            )
+        )
+
+    def _depth(self, rows: Rows, m: _Msg, ts_recv: int, stream: str | None) -> None:
+        if m.s is None or m.U is None or m.u is None:
+            raise self.error("depthUpdate without s/U/u")
+        if not isinstance(m.b, list) or not isinstance(m.a, list):
+            raise self.error("depthUpdate without level lists")
+        symbol = self.unified_symbol(m.s)
+        ts_event = self.timestamp_ms(m.T or m.E, ts_recv)
+        bids = self.levels(m.b)
+        asks = self.levels(m.a)
+        # USD-M partial-book streams (depth5/10/20) are depthUpdate events too: self-contained books.
+        partial = stream is not None and _is_partial(stream)
+        if partial:
+            self._emit_levels(rows, symbol, bids, asks, ts_event, ts_recv, m.u)
+        rows.book_update = BookUpdate(
+            "binance",
+            symbol,
+            "replace" if partial else self._rule,
+            partial,
+            bids,
+            asks,
+            ts_event,
+            ts_recv,
+            seq=m.u,
+            prev_seq=m.pu,
+            first_seq=m.U,
+            depth=max(len(bids), len(asks)) if partial else None,
+        )
+
+    def _trade(self, rows: Rows, m: _Msg, ts_recv: int, event: str) -> None:
+        if m.s is None or m.p is None or m.q is None or m.m is None:
+            raise self.error(f"{event} without s/p/q/m")
+        trade_id = m.a if event == "aggTrade" else m.t
+        if trade_id is None or isinstance(trade_id, list):
+            raise self.error(f"{event} without an id")
+        price = self.price(m.p)
+        size = self.size(m.q)
+        if price is None or size is None:
+            raise self.error(f"{event} without a price")
+        rows.trades.append(
+            (
+                self.timestamp_ms(m.T or m.E, ts_recv),
+                ts_recv,
+                "binance",
+                self.unified_symbol(m.s),
+                str(trade_id),
+                "sell" if m.m else "buy",  # m: buyer is the maker, so the aggressor sold
+                price,
+                size,
+                0,
+            )
+        )
+
+    def _mark_price(self, rows: Rows, m: _Msg, ts_recv: int) -> None:
+        if m.s is None or m.r is None:
+            raise self.error("markPriceUpdate without s/r")
+        rate = self.number(m.r)
+        if rate is None:  # delivery contracts send r="" : no funding
+            return
+        mark = m.p
+        rows.funding.append(
+            (
+                self.timestamp_ms(m.E, ts_recv),
+                ts_recv,
+                "binance",
+                self.unified_symbol(m.s),
+                rate,
+                None,
+                self.timestamp_ms(m.T, 0) or None,
+                self.price(mark),
+                self.price(m.i),
+                0,
+            )
+        )
