@@ -1,0 +1,453 @@
+"""As-of alignment: every venue's latest usable quote, per instrument, at every row of a merged timeline.
+
+Detectors compare quotes of the same instrument on several venues (or of several instruments on one venue), so
+at each row of the merged timeline they need the *as-of view*: for every venue, the latest quote of that
+instrument with a clock ``<= t``.  This module computes that view for a whole batch at once and carries the
+latest quote per ``(exchange, symbol)`` in an explicit :class:`LastQuotes` state, so that stepping over
+micro-batches gives exactly the view of one run over the concatenation (batch-split parity, see
+:mod:`arbkit.pipeline`).
+
+Rules (DESIGN.md section 4)
+---------------------------
+* **Timeline.**  Rows are processed in the canonical order of :mod:`arbkit.pipeline`: stable sort by the clock
+  column (``ts_recv`` by default, ``ts_event`` on request), ties broken by position in the batch.  The view at
+  a row includes that row itself and every earlier row, never a later row with the same timestamp: that is what
+  a live engine knew when it processed the row, and it does not depend on where a micro-batch was cut.
+* **Latest wins, even when bad.**  A rejected or flagged row still *replaces* its venue's latest quote: the
+  venue's book is then unknown (or known to be broken) and an older quote must not be resurrected.  The venue
+  becomes usable again with its next good row.
+* **Usable** at time ``t`` means: present, passed the row checks (:data:`REASONS`), carries no
+  :meth:`~arbkit.schema.QuoteFlag.blocking` flag, and ``t - clock <= max_age`` for its venue.  ``max_age``
+  comes from ``Registry.profile(exchange).max_age_ms`` unless overridden.
+
+Implementation: rows are grouped by symbol (stable, so the timeline order is kept inside a group) and, for
+each venue, the index of its latest row is a running maximum of ``where(venue == v, position, -1)``; an index
+that points before the group's start means "no row of this venue yet in this batch" and falls back to the
+carried state.  That is ``O(rows x venues)`` NumPy work with one gather per column, no Python loop per row.
+
+Examples
+--------
+>>> import polars as pl
+>>> from arbkit.instruments import default_registry
+>>> q = pl.DataFrame({
+...     "ts_event": [1, 2, 3], "ts_recv": [10, 20, 30],
+...     "exchange": ["binance", "okx", "binance"], "symbol": ["BTC/USDT"] * 3,
+...     "bid": [100.0, 101.0, 102.0], "bid_size": [1.0] * 3, "ask": [100.5, 101.5, 102.5], "ask_size": [1.0] * 3,
+... })
+>>> view, state = align_quotes(q, LastQuotes.empty(), registry=default_registry())
+>>> view.venues
+('binance', 'okx')
+>>> view.bid.tolist()  # one row per timeline row, one column per venue
+[[100.0, nan], [100.0, 101.0], [102.0, 101.0]]
+>>> state.frame.select("exchange", "bid").rows()
+[('binance', 102.0), ('okx', 101.0)]
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from arbkit.instruments import Registry, UnknownInstrumentError
+from arbkit.schema import QuoteFlag
+
+__all__ = [
+    "REASONS",
+    "AlignedQuotes",
+    "Clock",
+    "LastQuotes",
+    "Reason",
+    "align_quotes",
+    "canonical_order",
+    "check_quotes",
+    "count_reasons",
+    "max_age_ns",
+]
+
+Clock = Literal["ts_recv", "ts_event"]
+
+_NS_PER_MS = 1_000_000
+
+
+class Reason(enum.IntEnum):
+    """Why a row cannot be used (0 = usable).  Counted by detectors in their state, by name."""
+
+    OK = 0
+    MISSING_PRICE = 1  # null, NaN or infinite bid or ask
+    NON_POSITIVE_PRICE = 2  # bid or ask <= 0
+    CROSSED = 3  # bid > ask on the venue's own book (flagged or not)
+    BAD_SIZE = 4  # negative, NaN or infinite displayed size
+    UNKNOWN_INSTRUMENT = 5  # the registry cannot resolve (exchange, symbol)
+    FLAGGED = 6  # carries a blocking QuoteFlag (stale, crossed, unverified, resyncing, outage)
+
+
+#: Reason names in code order; ``REASONS[code]`` is the counter key.
+REASONS: tuple[str, ...] = tuple(r.name.lower() for r in Reason)
+
+_STATE_SCHEMA = pl.Schema(
+    {
+        "exchange": pl.String,
+        "symbol": pl.String,
+        "bid": pl.Float64,
+        "bid_size": pl.Float64,
+        "ask": pl.Float64,
+        "ask_size": pl.Float64,
+        "time": pl.Int64,
+        "flags": pl.UInt16,
+        "reason": pl.UInt8,
+    }
+)
+
+
+@dataclass(frozen=True)
+class LastQuotes:
+    """The latest row per ``(exchange, symbol)``, whatever its quality; sorted by exchange then symbol.
+
+    ``frame`` has columns ``exchange, symbol, bid, bid_size, ask, ask_size, time`` (the chosen clock, ns),
+    ``flags`` and ``reason`` (:class:`Reason` code of the row; usable rows have 0).
+    """
+
+    frame: pl.DataFrame
+
+    @classmethod
+    def empty(cls) -> LastQuotes:
+        """The state before any quote was seen."""
+        return cls(pl.DataFrame(schema=_STATE_SCHEMA))
+
+
+@dataclass(frozen=True)
+class AlignedQuotes:
+    """The as-of view of a batch: one row per input row in timeline order, one column per venue.
+
+    Attributes
+    ----------
+    venues, symbols
+        Names behind the integer codes, sorted.  Columns of the ``(rows, venues)`` arrays follow ``venues``.
+    source
+        Position of each timeline row in the input frame (timeline order = canonical clock order).
+    symbol, exchange
+        The row's own symbol and venue codes.
+    time
+        The row's clock (ns).
+    reason
+        The row's own :class:`Reason` code.
+    bid, ask, bid_size, ask_size
+        Latest quote of the row's symbol on each venue as of the row (NaN where the venue has none).
+    quote_time
+        Clock of those quotes (``-1`` where none).
+    usable
+        True where that quote is present, passed the checks, is unflagged and is within the venue's max age.
+    stale
+        True where the quote would be usable but is older than the venue's max age.
+    """
+
+    venues: tuple[str, ...]
+    symbols: tuple[str, ...]
+    source: npt.NDArray[np.int64]
+    symbol: npt.NDArray[np.int32]
+    exchange: npt.NDArray[np.int32]
+    time: npt.NDArray[np.int64]
+    reason: npt.NDArray[np.uint8]
+    bid: npt.NDArray[np.float64]
+    ask: npt.NDArray[np.float64]
+    bid_size: npt.NDArray[np.float64]
+    ask_size: npt.NDArray[np.float64]
+    quote_time: npt.NDArray[np.int64]
+    usable: npt.NDArray[np.bool_]
+    stale: npt.NDArray[np.bool_]
+
+    @property
+    def height(self) -> int:
+        return int(self.source.shape[0])
+
+    @property
+    def age_ns(self) -> npt.NDArray[np.int64]:
+        """Age of each venue's quote at each row (ns); meaningless where ``quote_time < 0``."""
+        return self.time[:, None] - self.quote_time
+
+
+def canonical_order(clock: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Positions of the rows in canonical order: stable sort by clock (ties keep batch order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> canonical_order(np.array([5, 3, 5, 3])).tolist()
+    [1, 3, 0, 2]
+    """
+    return np.argsort(clock, kind="stable").astype(np.int64)
+
+
+def max_age_ns(
+    venues: tuple[str, ...], registry: Registry, override: float | Mapping[str, float] | None = None
+) -> npt.NDArray[np.int64]:
+    """Max quote age per venue in ns: the override (one value, or per venue) or the registry profile.
+
+    Venues the registry does not know get 0 (their rows are rejected anyway).
+
+    Examples
+    --------
+    >>> from arbkit.instruments import default_registry
+    >>> max_age_ns(("binance", "kraken"), default_registry(), {"kraken": 500.0}).tolist()
+    [1000000000, 500000000]
+    """
+    out = np.zeros(len(venues), dtype=np.int64)
+    for i, venue in enumerate(venues):
+        value: float | None = None
+        if isinstance(override, Mapping):
+            value = override.get(venue)
+        elif override is not None:
+            value = float(override)
+        if value is None:
+            try:
+                value = registry.profile(venue).max_age_ms
+            except UnknownInstrumentError:
+                value = 0.0
+        out[i] = round(value * _NS_PER_MS)
+    return out
+
+
+def _codes(series: pl.Series) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
+    names = tuple(sorted(str(x) for x in series.unique().to_list()))
+    if not names:
+        return names, np.zeros(0, dtype=np.int32)
+    codes = series.cast(pl.Enum(list(names))).to_physical().to_numpy().astype(np.int32, copy=False)
+    return names, codes
+
+
+def check_quotes(quotes: pl.DataFrame, registry: Registry) -> npt.NDArray[np.uint8]:
+    """The :class:`Reason` code of every row (input order); 0 where the row is usable.
+
+    Checks run in the order of :class:`Reason`; a row gets the first that applies.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from arbkit.instruments import default_registry
+    >>> q = pl.DataFrame({"exchange": ["okx", "okx", "okx", "nowhere"], "symbol": ["BTC/USDT"] * 4,
+    ...                   "bid": [1.0, float("nan"), 2.0, 1.0], "bid_size": [1.0] * 4,
+    ...                   "ask": [1.5, 1.0, 1.0, 1.5], "ask_size": [1.0] * 4, "flags": [0, 0, 2, 0]})
+    >>> [REASONS[c] for c in check_quotes(q, default_registry())]
+    ['ok', 'missing_price', 'crossed', 'unknown_instrument']
+    """
+    n = quotes.height
+    reason = np.zeros(n, dtype=np.uint8)
+    if n == 0:
+        return reason
+    bid = quotes.get_column("bid").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    ask = quotes.get_column("ask").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    bid_size = quotes.get_column("bid_size").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    ask_size = quotes.get_column("ask_size").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    flags = quotes.get_column("flags").cast(pl.Int64).fill_null(0).to_numpy() if "flags" in quotes.columns else None
+
+    def mark(bad: npt.NDArray[np.bool_], code: Reason) -> None:
+        reason[(reason == 0) & bad] = code
+
+    with np.errstate(invalid="ignore"):
+        mark(~(np.isfinite(bid) & np.isfinite(ask)), Reason.MISSING_PRICE)
+        mark((bid <= 0) | (ask <= 0), Reason.NON_POSITIVE_PRICE)
+        mark(bid > ask, Reason.CROSSED)
+        mark(~(np.isfinite(bid_size) & np.isfinite(ask_size)) | (bid_size < 0) | (ask_size < 0), Reason.BAD_SIZE)
+    exchanges, ex_code = _codes(quotes.get_column("exchange"))
+    symbols, sym_code = _codes(quotes.get_column("symbol"))
+    pair = ex_code.astype(np.int64) * len(symbols) + sym_code
+    unique_pairs = np.unique(pair)
+    known = np.array(
+        [(exchanges[int(p) // len(symbols)], symbols[int(p) % len(symbols)]) in registry for p in unique_pairs],
+        dtype=np.bool_,
+    )
+    mark(~known[np.searchsorted(unique_pairs, pair)], Reason.UNKNOWN_INSTRUMENT)
+    if flags is not None:
+        mark((flags & QuoteFlag.blocking()) != 0, Reason.FLAGGED)
+    return reason
+
+
+def count_reasons(reason: npt.NDArray[np.uint8]) -> dict[str, int]:
+    """Rows per non-zero reason, by name (only reasons that occurred).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> count_reasons(np.array([0, 3, 3, 6], dtype=np.uint8))
+    {'crossed': 2, 'flagged': 1}
+    """
+    counts = np.bincount(reason, minlength=len(REASONS))
+    return {REASONS[i]: int(c) for i, c in enumerate(counts) if i > 0 and c > 0}
+
+
+def align_quotes(
+    quotes: pl.DataFrame,
+    state: LastQuotes,
+    *,
+    registry: Registry,
+    clock: Clock = "ts_recv",
+    max_age_ms: float | Mapping[str, float] | None = None,
+    reason: npt.NDArray[np.uint8] | None = None,
+) -> tuple[AlignedQuotes, LastQuotes]:
+    """As-of view of every venue's latest quote of each row's instrument, and the updated state.
+
+    Parameters
+    ----------
+    quotes
+        Rows of the ``quotes`` table (:data:`arbkit.schema.QUOTES` columns), in any order: they are put in
+        canonical order by ``clock`` here.
+    state
+        The carried :class:`LastQuotes` (``LastQuotes.empty()`` at the start of a run).
+    registry
+        Resolves instruments (unknown ones are rejected) and gives each venue's ``max_age_ms``.
+    clock
+        ``"ts_recv"`` (what the engine knew, default) or ``"ts_event"`` (venue time).
+    max_age_ms
+        Override of the venues' max quote age: one value for all, or per venue (missing venues use the
+        registry).
+    reason
+        Precomputed :func:`check_quotes` codes (input order), to avoid checking twice.
+
+    Returns
+    -------
+    tuple[AlignedQuotes, LastQuotes]
+        The view (rows in timeline order) and the state to pass to the next batch.
+
+    Examples
+    --------
+    A flagged quote replaces its venue's latest quote and is not usable; the quote goes stale after max age:
+
+    >>> import polars as pl
+    >>> from arbkit.instruments import default_registry
+    >>> ms = 1_000_000
+    >>> q = pl.DataFrame({
+    ...     "ts_event": [1, 1, 1], "ts_recv": [1 * ms, 2 * ms, 1500 * ms], "exchange": ["okx", "binance", "binance"],
+    ...     "symbol": ["BTC/USDT"] * 3, "bid": [1.0] * 3, "bid_size": [1.0] * 3, "ask": [2.0] * 3,
+    ...     "ask_size": [1.0] * 3, "flags": [0, 1, 0]})
+    >>> view, _ = align_quotes(q, LastQuotes.empty(), registry=default_registry())
+    >>> view.usable.tolist(), view.stale.tolist()
+    ([[False, True], [False, True], [True, False]], [[False, False], [False, False], [False, True]])
+    """
+    n = quotes.height
+    if reason is None:
+        reason = check_quotes(quotes, registry)
+    clock_all = quotes.get_column(clock).to_numpy().astype(np.int64, copy=False)
+    order = canonical_order(clock_all)
+
+    prior = state.frame
+    symbols, sym_code_in = _codes(quotes.get_column("symbol"))
+    if symbols:
+        prior_here = prior.filter(pl.col("symbol").is_in(list(symbols)))
+    else:
+        prior_here = prior.clear()
+    venues = tuple(sorted(set(quotes.get_column("exchange").unique().to_list()) | set(prior_here["exchange"])))
+    n_sym, n_ven = len(symbols), len(venues)
+    ven_code_in = (
+        quotes.get_column("exchange").cast(pl.Enum(list(venues))).to_physical().to_numpy().astype(np.int32)
+        if n
+        else np.zeros(0, dtype=np.int32)
+    )
+
+    # Columns in timeline order, then grouped by symbol (stable: timeline order kept inside each group).
+    sym_t = sym_code_in[order]
+    by_symbol = np.argsort(sym_t, kind="stable")
+    rows = order[by_symbol]  # input positions, grouped by symbol, in timeline order within a group
+    sym_g = sym_code_in[rows]
+    ven_g = ven_code_in[rows]
+    time_g = clock_all[rows]
+
+    def column(name: str) -> npt.NDArray[np.float64]:
+        return quotes.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy()[rows]
+
+    # Extended value arrays: the batch rows (grouped), then the carried state per (symbol, venue) cell, then
+    # one "missing" sentinel at the very end.
+    n_cells = n_sym * n_ven
+    seed_index = np.full(n_cells, n + n_cells, dtype=np.int64)  # default: the sentinel
+    ext = {
+        "bid": np.full(n + n_cells + 1, np.nan),
+        "ask": np.full(n + n_cells + 1, np.nan),
+        "bid_size": np.full(n + n_cells + 1, np.nan),
+        "ask_size": np.full(n + n_cells + 1, np.nan),
+    }
+    ext_time = np.full(n + n_cells + 1, -1, dtype=np.int64)
+    ext_reason = np.full(n + n_cells + 1, 255, dtype=np.uint8)
+    ext_flags = np.zeros(n + n_cells + 1, dtype=np.uint16)
+    for name, values in ext.items():
+        values[:n] = column(name)
+    ext_time[:n] = time_g
+    ext_reason[:n] = reason[rows]
+    if "flags" in quotes.columns:
+        ext_flags[:n] = quotes.get_column("flags").cast(pl.UInt16).fill_null(0).to_numpy()[rows]
+    if prior_here.height:
+        p_sym = np.searchsorted(np.array(symbols, dtype=object), prior_here["symbol"].to_numpy())
+        p_ven = np.searchsorted(np.array(venues, dtype=object), prior_here["exchange"].to_numpy())
+        cell = p_sym.astype(np.int64) * n_ven + p_ven
+        slot = n + cell
+        seed_index[cell] = slot
+        for name, values in ext.items():
+            values[slot] = prior_here[name].to_numpy()
+        ext_time[slot] = prior_here["time"].to_numpy()
+        ext_reason[slot] = prior_here["reason"].to_numpy()
+        ext_flags[slot] = prior_here["flags"].to_numpy()
+
+    # Index of the latest row per venue, as of each row.
+    group_start = np.searchsorted(sym_g, sym_g, side="left") if n else np.zeros(0, dtype=np.int64)
+    positions = np.arange(n, dtype=np.int64)
+    src = np.empty((n, n_ven), dtype=np.int64)
+    for v in range(n_ven):
+        last = np.maximum.accumulate(np.where(ven_g == v, positions, -1)) if n else np.zeros(0, dtype=np.int64)
+        src[:, v] = np.where(last >= group_start, last, seed_index[sym_g.astype(np.int64) * n_ven + v])
+
+    # Back to timeline order.
+    back = np.empty(n, dtype=np.int64)
+    back[by_symbol] = np.arange(n, dtype=np.int64)
+    src_t = src[back]
+    time_t = clock_all[order]
+    limits = max_age_ns(venues, registry, max_age_ms)
+    quote_time = ext_time[src_t]
+    present_ok = ext_reason[src_t] == 0
+    fresh = (time_t[:, None] - quote_time) <= limits[None, :]
+    view = AlignedQuotes(
+        venues=venues,
+        symbols=symbols,
+        source=order,
+        symbol=sym_t.astype(np.int32, copy=False),
+        exchange=ven_code_in[order],
+        time=time_t,
+        reason=reason[order],
+        bid=ext["bid"][src_t],
+        ask=ext["ask"][src_t],
+        bid_size=ext["bid_size"][src_t],
+        ask_size=ext["ask_size"][src_t],
+        quote_time=quote_time,
+        usable=present_ok & fresh,
+        stale=present_ok & ~fresh,
+    )
+
+    # New state: the last row per (symbol, venue) cell of this batch, plus untouched carried rows.
+    if n:
+        cell_g = sym_g.astype(np.int64) * n_ven + ven_g
+        last_of_cell = np.full(n_cells, -1, dtype=np.int64)
+        np.maximum.at(last_of_cell, cell_g, positions)
+        cells = np.flatnonzero(last_of_cell >= 0)
+        idx = last_of_cell[cells]
+        updated = pl.DataFrame(
+            {
+                "exchange": [venues[int(c) % n_ven] for c in cells],
+                "symbol": [symbols[int(c) // n_ven] for c in cells],
+                "bid": ext["bid"][idx],
+                "bid_size": ext["bid_size"][idx],
+                "ask": ext["ask"][idx],
+                "ask_size": ext["ask_size"][idx],
+                "time": ext_time[idx],
+                "flags": ext_flags[idx],
+                "reason": ext_reason[idx],
+            },
+            schema=_STATE_SCHEMA,
+        )
+        kept = prior.join(updated.select("exchange", "symbol"), on=["exchange", "symbol"], how="anti")
+        frame = pl.concat([kept, updated]).sort("exchange", "symbol")
+    else:
+        frame = prior
+    return view, LastQuotes(frame)
