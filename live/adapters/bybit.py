@@ -1,0 +1,306 @@
+"""Bybit v5 public streams (linear perpetuals and spot).
+
+Layouts follow https://bybit-exchange.github.io/docs/v5/websocket/public/orderbook (``orderbook.{depth}.{symbol}``,
+``type`` snapshot/delta, ``u`` update id, ``seq`` cross sequence),
+https://bybit-exchange.github.io/docs/v5/websocket/public/ticker (``tickers.{symbol}``: top of book and
+funding for linear contracts) and https://bybit-exchange.github.io/docs/v5/websocket/public/trade
+(``publicTrade.{symbol}``).
+
+Order-book pushes (snapshots and deltas alike) become a :class:`~live.adapters.BookUpdate` for the keeper; only
+:meth:`BybitAdapter.parse_quote_tuple` turns an ``orderbook.1`` *snapshot* straight into a quote, because a
+delta carries only the side that changed.  Ticker *deltas* also carry only changed fields: a quote row is
+emitted only when all four top-of-book fields are present, a funding row only when the rate is.
+"""
+
+# ruff: noqa: N815  (wire structs keep the venue's field names so msgspec maps them without renames)
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+import orjson
+
+from arbkit.instruments import InstrumentKind, SymbolInfo
+from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, ParseError, QuoteRow, Rows
+
+__all__ = ["BybitAdapter", "BybitParseError"]
+
+_QUOTES = ("USDT", "USDC", "BTC", "ETH", "EUR", "DAI")
+
+
+class BybitParseError(ParseError):
+    venue = "bybit"
+
+
+class _Book(msgspec.Struct):
+    s: str
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+    u: int
+    seq: int | None = None
+
+
+class _Ticker(msgspec.Struct):
+    symbol: str
+    bid1Price: str | None = None
+    bid1Size: str | None = None
+    ask1Price: str | None = None
+    ask1Size: str | None = None
+    fundingRate: str | None = None
+    nextFundingTime: str | None = None
+    markPrice: str | None = None
+    indexPrice: str | None = None
+
+
+class _Trade(msgspec.Struct):
+    T: int
+    s: str
+    S: str
+    v: str
+    p: str
+    i: str | None = None
+
+
+class _Head(msgspec.Struct):
+    topic: str | None = None
+    op: str | None = None
+    success: bool | None = None
+    ret_msg: str | None = None
+
+
+class _BookMsg(msgspec.Struct):
+    topic: str
+    type: str
+    ts: int
+    data: _Book
+    cts: int | None = None
+
+
+class _TickerMsg(msgspec.Struct):
+    topic: str
+    type: str
+    ts: int
+    data: _Ticker
+
+
+class _TradeMsg(msgspec.Struct):
+    topic: str
+    ts: int
+    data: list[_Trade]
+
+
+_decode_head = msgspec.json.Decoder(_Head).decode
+_decode_book = msgspec.json.Decoder(_BookMsg).decode
+_decode_ticker = msgspec.json.Decoder(_TickerMsg).decode
+_decode_trade = msgspec.json.Decoder(_TradeMsg).decode
+
+
+class BybitAdapter(Adapter):
+    """Bybit v5: ``market="linear"`` (USDT/USDC perpetuals, default) or ``"spot"``.
+
+    Examples
+    --------
+    >>> from live.adapters import get
+    >>> ad = get("bybit")
+    >>> ad.unified_symbol("BTCUSDT"), ad.unified_symbol("ETHPERP"), get("bybit", "spot").unified_symbol("BTCUSDT")
+    ('BTC/USDT:USDT', 'ETH/USDC:USDC', 'BTC/USDT')
+    >>> raw = (b'{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1700000000000,'
+    ...        b'"data":{"s":"BTCUSDT","b":[["100","1"]],"a":[["101","2"]],"u":5,"seq":9}}')
+    >>> ad.parse_quote_tuple(raw, ts_recv=1)[3:9]
+    ('BTC/USDT:USDT', 100.0, 1.0, 101.0, 2.0, 5)
+    """
+
+    exchange = "bybit"
+    markets = ("linear", "spot")
+    channels = ("orderbook.1", "orderbook.50", "orderbook.200", "orderbook.500", "tickers", "publicTrade")
+    ParseError = BybitParseError
+
+    # -- symbols --------------------------------------------------------------------------------------------
+    def _to_unified(self, venue_symbol: str) -> str:
+        if not venue_symbol.isalnum() or venue_symbol.upper() != venue_symbol:
+            raise self.error(f"bad symbol {venue_symbol!r}")
+        if self.market == "linear" and venue_symbol.endswith("PERP") and len(venue_symbol) > 4:
+            return f"{venue_symbol[:-4]}/USDC:USDC"
+        for quote in _QUOTES:
+            if venue_symbol.endswith(quote) and len(venue_symbol) > len(quote):
+                base = venue_symbol[: -len(quote)]
+                return f"{base}/{quote}" if self.market == "spot" else f"{base}/{quote}:{quote}"
+        raise self.error(f"unknown quote asset in {venue_symbol!r}")
+
+    def _to_venue(self, info: SymbolInfo) -> str:
+        if self.market == "spot":
+            if info.kind is not InstrumentKind.SPOT:
+                raise self.error(f"{info} is not a spot symbol")
+            return f"{info.base}{info.quote}"
+        if info.kind is not InstrumentKind.SWAP or info.settle != info.quote:
+            raise self.error(f"the linear market lists linear perpetuals only, not {info}")
+        return f"{info.base}PERP" if info.quote == "USDC" else f"{info.base}{info.quote}"
+
+    # -- subscriptions --------------------------------------------------------------------------------------
+    def subscribe_message(self, channel: str, venue_symbols: Iterable[str]) -> bytes:
+        """``{"op": "subscribe", "args": ["orderbook.1.BTCUSDT", ...]}``.
+
+        Examples
+        --------
+        >>> from live.adapters import get
+        >>> get("bybit").subscribe_message("tickers", ["BTCUSDT", "ETHUSDT"])
+        b'{"op":"subscribe","args":["tickers.BTCUSDT","tickers.ETHUSDT"]}'
+        """
+        self._check_channel(channel)
+        return orjson.dumps({"op": "subscribe", "args": [f"{channel}.{s}" for s in venue_symbols]})
+
+    # -- fast path ------------------------------------------------------------------------------------------
+    def parse_quote_tuple(self, raw: bytes, ts_recv: int) -> QuoteRow | None:
+        """A QUOTES tuple from an ``orderbook.1`` snapshot or a complete ticker, else ``None``."""
+        if raw[:23] == b'{"topic":"orderbook.1.B' or raw[:22] == b'{"topic":"orderbook.1.':
+            try:
+                m = _decode_book(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.parse_rows(raw, ts_recv)  # raises the ParseError naming the problem
+                return None
+            if m.type != "snapshot":
+                return None
+            d = m.data
+            try:
+                symbol = self._unified.get(d.s) or self.unified_symbol(d.s)
+                if d.b and d.a:
+                    bid = float(d.b[0][0])
+                    bid_size = float(d.b[0][1])
+                    ask = float(d.a[0][0])
+                    ask_size = float(d.a[0][1])
+                    if (
+                        0.0 < bid < _INF
+                        and 0.0 < ask < _INF
+                        and 0.0 <= bid_size < _INF
+                        and 0.0 <= ask_size < _INF
+                        and 0 < m.ts < 10**14
+                    ):
+                        flags = 2 if bid > ask else 0
+                        return (m.ts * 1_000_000, ts_recv, "bybit", symbol, bid, bid_size, ask, ask_size, d.u, flags)
+                bid_l = d.b[0] if d.b else None
+                ask_l = d.a[0] if d.a else None
+                bid_p = self.price(bid_l[0]) if bid_l else None
+                ask_p = self.price(ask_l[0]) if ask_l else None
+                return (
+                    self.timestamp_ms(m.ts, ts_recv),
+                    ts_recv,
+                    "bybit",
+                    symbol,
+                    bid_p,
+                    self.size(bid_l[1]) if bid_l and bid_p is not None else None,
+                    ask_p,
+                    self.size(ask_l[1]) if ask_l and ask_p is not None else None,
+                    d.u,
+                    2 if bid_p is not None and ask_p is not None and bid_p > ask_p else 0,
+                )
+            except ParseError:
+                raise
+            except DECODE_ERRORS as exc:
+                raise self.error(f"malformed orderbook.1 ({exc})") from None
+        rows = self.parse_rows(raw, ts_recv)
+        return rows.quotes[-1] if rows.quotes else None
+
+    # -- full path ------------------------------------------------------------------------------------------
+    def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
+        try:
+            return self._parse_rows(raw, ts_recv)
+        except ParseError:
+            raise
+        except DECODE_ERRORS as exc:
+            raise self.error(f"malformed message ({type(exc).__name__}: {exc}): {bytes(raw[:200])!r}") from None
+
+    def _parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
+        rows = Rows()
+        head = _decode_head(raw)
+        if head.topic is None:
+            if head.op is not None:
+                if head.success is False:
+                    raise self.error(f"venue error on {head.op}: {head.ret_msg}")
+                return rows  # subscribe ack, pong
+            raise self.error(f"message without topic: {bytes(raw[:200])!r}")
+        topic = head.topic
+        if topic.startswith("orderbook."):
+            self._book(rows, _decode_book(raw), ts_recv)
+        elif topic.startswith("tickers."):
+            self._ticker(rows, _decode_ticker(raw), ts_recv)
+        elif topic.startswith(("publicTrade.", "trade.")):
+            self._trades(rows, _decode_trade(raw), ts_recv)
+        else:
+            raise self.error(f"unsupported topic {topic!r}")
+        return rows
+
+    def _book(self, rows: Rows, m: _BookMsg, ts_recv: int) -> None:
+        if m.type not in ("snapshot", "delta"):
+            raise self.error(f"orderbook push of type {m.type!r}")
+        parts = m.topic.split(".")
+        depth = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+        rows.book_update = BookUpdate(
+            "bybit",
+            self.unified_symbol(m.data.s),
+            "bybit",
+            m.type == "snapshot",
+            self.levels(m.data.b),
+            self.levels(m.data.a),
+            self.timestamp_ms(m.cts or m.ts, ts_recv),
+            ts_recv,
+            seq=m.data.u,
+            depth=depth,
+        )
+
+    def _ticker(self, rows: Rows, m: _TickerMsg, ts_recv: int) -> None:
+        d = m.data
+        symbol = self.unified_symbol(d.symbol)
+        ts_event = self.timestamp_ms(m.ts, ts_recv)
+        if None not in (d.bid1Price, d.bid1Size, d.ask1Price, d.ask1Size):
+            bid = self.price(d.bid1Price)
+            ask = self.price(d.ask1Price)
+            rows.quotes.append(
+                (
+                    ts_event,
+                    ts_recv,
+                    "bybit",
+                    symbol,
+                    bid,
+                    self.size(d.bid1Size) if bid is not None else None,
+                    ask,
+                    self.size(d.ask1Size) if ask is not None else None,
+                    None,
+                    2 if bid is not None and ask is not None and bid > ask else 0,
+                )
+            )
+        rate = self.number(d.fundingRate)
+        if rate is not None:
+            rows.funding.append(
+                (
+                    ts_event,
+                    ts_recv,
+                    "bybit",
+                    symbol,
+                    rate,
+                    None,
+                    self.timestamp_ms(d.nextFundingTime, 0) or None,
+                    self.price(d.markPrice),
+                    self.price(d.indexPrice),
+                    0,
+                )
+            )
+
+    def _trades(self, rows: Rows, m: _TradeMsg, ts_recv: int) -> None:
+        for t in m.data:
+            price = self.price(t.p)
+            size = self.size(t.v)
+            if price is None or size is None or t.S not in ("Buy", "Sell"):
+                raise self.error(f"bad trade {t!r}")
+            rows.trades.append(
+                (
+                    self.timestamp_ms(t.T, ts_recv),
+                    ts_recv,
+                    "bybit",
+                    self.unified_symbol(t.s),
+                    t.i,
+                    "buy" if t.S == "Buy" else "sell",  # S: the taker's side
+                    price,
+                    size,
+                    0,
+                )
+            )

@@ -1,0 +1,542 @@
+"""Order-book keeper: applies venue book messages by each venue's rules and says when the book can be trusted.
+
+A :class:`BookKeeper` holds one instrument's book on one venue.  It consumes :class:`live.adapters.BookUpdate`
+objects (what the adapters parse from book channels and REST snapshots) and, after each one, can emit the top of
+book as a ``QUOTES`` row and the top-N levels as ``BOOK`` rows, with :class:`arbkit.schema.QuoteFlag` integrity
+bits:
+
+* ``UNVERIFIED`` until the book is synced to a snapshot;
+* ``RESYNCING`` after a sequence gap or a checksum mismatch, until a fresh snapshot arrives;
+* ``CROSSED`` when the best bid is above the best ask;
+* ``STALE`` when no update came for longer than the venue's ``max_age`` (or the venue's event time lags the
+  receive time by more than that).
+
+Checksums are never trusted alone: sequence continuity, crossed books and staleness are checked as well.
+When the keeper loses sync it sets :attr:`BookKeeper.needs_resync`; the connector then fetches a snapshot
+(Binance) or re-subscribes (the others) and calls :meth:`BookKeeper.resync_started`.
+
+Venue rules (``BookUpdate.rule``)
+---------------------------------
+``binance_spot``
+    Diff events are buffered until the REST snapshot (``lastUpdateId`` L) arrives; buffered events with
+    ``u <= L`` are dropped, the first applied one must satisfy ``U <= L+1 <= u``, and each next one must start
+    at ``U == previous u + 1``.
+``binance_futures``
+    As spot, but the first event must satisfy ``U <= L <= u`` and each next one ``pu == previous u``.
+``okx``
+    ``action=snapshot`` resets the book; an update continues it only if its ``prevSeqId`` is the previous
+    ``seqId`` (compared by identity: OKX sequence ids are not consecutive).  The CRC32 over the top 25 levels
+    (``bid:size:ask:size`` interleaved, the venue's own strings) must match, except that a checksum of 0 means
+    "not sent" (OKX is deprecating it) and is not a failure.
+``bybit``
+    A snapshot resets the book; a delta with ``u == 1`` is a service-restart snapshot and overwrites it; other
+    deltas must have increasing ``u``.
+``kraken``
+    A snapshot resets the book; after each update the book is cut to the subscribed depth; the CRC32 over the
+    top 10 asks then top 10 bids (price and quantity at the pair's precision, '.' removed, leading zeros
+    stripped) must match the stated checksum.
+``deribit``
+    A snapshot resets the book; a change continues it only if ``prev_change_id`` is the previous
+    ``change_id``.
+``coinbase``
+    A snapshot resets the book; updates apply in ``sequence_num`` order (the number counts the whole
+    connection, so per-book gaps cannot be seen here: the connector checks the connection-wide sequence).
+``replace``
+    Self-contained partial books (Binance depth5/10/20, OKX books5): each message replaces the book.
+
+In every rule a quantity of 0 deletes the level.
+
+Examples
+--------
+>>> from live.adapters import BookUpdate
+>>> keeper = BookKeeper("okx", "BTC/USDT")
+>>> snap = BookUpdate("okx", "BTC/USDT", "okx", True, ((100.0, 1.0, "100", "1"),), ((101.0, 2.0, "101", "2"),),
+...                   ts_event=1, ts_recv=2, seq=10, prev_seq=-1, checksum=0)
+>>> keeper.apply(snap)[4:9], keeper.counters.gaps
+((100.0, 1.0, 101.0, 2.0, 10), 0)
+>>> gap = BookUpdate("okx", "BTC/USDT", "okx", False, ((100.0, 0.0, "100", "0"),), (), 3, 4, seq=12, prev_seq=11)
+>>> keeper.apply(gap)[9] & QuoteFlag.RESYNCING != 0, keeper.needs_resync, keeper.counters.gaps
+(True, True, 1)
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from arbkit.instruments import Registry, default_registry
+from arbkit.schema import QuoteFlag
+from live.adapters._base import BookRow, BookUpdate, Level, QuoteRow, Rows
+
+__all__ = [
+    "BookCounters",
+    "BookKeeper",
+    "Books",
+    "kraken_checksum",
+    "okx_checksum",
+]
+
+_UNVERIFIED = int(QuoteFlag.UNVERIFIED)
+_RESYNCING = int(QuoteFlag.RESYNCING)
+_CROSSED = int(QuoteFlag.CROSSED)
+_STALE = int(QuoteFlag.STALE)
+
+# Kraken pair precisions (price decimals, quantity decimals) from its instrument channel; override per keeper.
+KRAKEN_PRECISION: dict[str, tuple[int, int]] = {
+    "BTC/USD": (1, 8),
+    "BTC/EUR": (1, 8),
+    "BTC/USDT": (1, 8),
+    "ETH/USD": (2, 8),
+    "ETH/EUR": (2, 8),
+    "ETH/USDT": (2, 8),
+    "ETH/BTC": (5, 8),
+    "SOL/USD": (2, 8),
+    "XRP/USD": (5, 8),
+    "DOGE/USD": (7, 8),
+    "USDT/USD": (5, 8),
+}
+
+
+def okx_checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:
+    """OKX's signed CRC32 over the top 25 levels, ``bid:size:ask:size`` interleaved, using the venue's strings.
+
+    ``bids`` best (highest) first, ``asks`` best (lowest) first.
+
+    Examples
+    --------
+    >>> okx_checksum([], [(0.0005, 305.0, "0.0005", "305"), (0.001, 550.0, "0.001", "550")])
+    971343753
+    """
+    bid_list = list(bids)[:25]
+    ask_list = list(asks)[:25]
+    parts: list[str] = []
+    for i in range(max(len(bid_list), len(ask_list))):
+        if i < len(bid_list):
+            parts.append(bid_list[i][2])
+            parts.append(bid_list[i][3])
+        if i < len(ask_list):
+            parts.append(ask_list[i][2])
+            parts.append(ask_list[i][3])
+    value = zlib.crc32(":".join(parts).encode())
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+def _kraken_text(value: float, text: str, precision: int | None) -> str:
+    out = f"{value:.{precision}f}" if precision is not None else text
+    return out.replace(".", "").lstrip("0")
+
+
+def kraken_checksum(
+    bids: Iterable[Level], asks: Iterable[Level], price_precision: int | None, size_precision: int | None
+) -> int:
+    """Kraken v2's unsigned CRC32 over the top 10 asks (lowest first) then the top 10 bids (highest first).
+
+    Each price and quantity is written at the pair's precision (the venue's own text when the precision is
+    ``None``), with '.' removed and leading zeros stripped.
+
+    Examples
+    --------
+    >>> bids = [(105944.2, 0.136, "", ""), (105935.4, 0.024, "", ""), (105920.1, 0.052, "", "")]
+    >>> asks = [(105944.3, 0.136, "", ""), (105946.9, 0.095, "", ""), (105955.8, 0.003, "", "")]
+    >>> kraken_checksum(bids, asks, 1, 8)
+    2278726247
+    """
+    parts: list[str] = []
+    for side in (list(asks)[:10], list(bids)[:10]):
+        for price, size, price_text, size_text in side:
+            parts.append(_kraken_text(price, price_text, price_precision))
+            parts.append(_kraken_text(size, size_text, size_precision))
+    return zlib.crc32("".join(parts).encode())
+
+
+@dataclass(slots=True)
+class BookCounters:
+    """What happened to one book (or, summed, to all of them): the connector exports these as metrics."""
+
+    messages: int = 0
+    applied: int = 0
+    snapshots: int = 0
+    dropped: int = 0  # stale or pre-snapshot updates ignored by the venue rule
+    buffered: int = 0  # Binance diffs held until the REST snapshot
+    gaps: int = 0
+    checksum_failures: int = 0
+    resyncs: int = 0  # times a resync was requested
+    crossed: int = 0  # updates after which the book was crossed
+    stale: int = 0  # quotes emitted with STALE set
+
+    def add(self, other: BookCounters) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+class BookKeeper:
+    """One instrument's order book on one venue, maintained by the venue's rule (see the module docstring).
+
+    Parameters
+    ----------
+    exchange, symbol : str
+        CCXT exchange id and unified symbol (rows carry them).
+    depth : int
+        Levels per side emitted by :meth:`book_rows`, and the depth Kraken books are cut to (its checksum
+        covers the subscribed depth).
+    max_age_ns : int, optional
+        Staleness threshold; defaults to the venue profile's ``max_age`` in ``registry``.
+    buffer_limit : int
+        Most Binance diffs held while waiting for a snapshot; beyond it the oldest are dropped and a resync is
+        requested, so memory never grows without bound.
+    price_precision, size_precision : int, optional
+        Kraken checksum precisions; default from :data:`KRAKEN_PRECISION`, else the venue's own text.
+    """
+
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        *,
+        depth: int = 10,
+        max_age_ns: int | None = None,
+        registry: Registry | None = None,
+        buffer_limit: int = 10_000,
+        price_precision: int | None = None,
+        size_precision: int | None = None,
+    ) -> None:
+        if depth < 1:
+            raise ValueError("depth must be >= 1")
+        self.exchange = exchange
+        self.symbol = symbol
+        self.depth = depth
+        if max_age_ns is None:
+            profile = (registry or default_registry()).profile(exchange)
+            max_age_ns = int(profile.max_age_ms * 1_000_000)
+        self.max_age_ns = max_age_ns
+        self.buffer_limit = buffer_limit
+        known = KRAKEN_PRECISION.get(symbol, (None, None))
+        self.price_precision = price_precision if price_precision is not None else known[0]
+        self.size_precision = size_precision if size_precision is not None else known[1]
+        self.counters = BookCounters()
+        self.bids: dict[float, Level] = {}
+        self.asks: dict[float, Level] = {}
+        self.synced = False  # a snapshot has been applied and continuity holds since
+        self.resyncing = False  # lost sync after having had it (gap or checksum failure)
+        self._resync_requested = False
+        self.last_seq: int | None = None
+        self.ts_event = 0
+        self.ts_recv = 0
+        self._lagging = False
+        self._expect_first = False  # Binance: next diff is the first after the snapshot
+        self._buffer: deque[BookUpdate] = deque()
+
+    # -- state ----------------------------------------------------------------------------------------------
+    @property
+    def needs_resync(self) -> bool:
+        """True when the connector should fetch a snapshot (Binance) or re-subscribe (other venues)."""
+        return self._resync_requested
+
+    def resync_started(self) -> None:
+        """The connector acted on :attr:`needs_resync`; the book stays flagged until the snapshot arrives."""
+        self._resync_requested = False
+
+    def _lose_sync(self, counter: str) -> None:
+        setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+        if self.synced:
+            self.resyncing = True
+        self.synced = False
+        self._expect_first = False
+        if not self._resync_requested:
+            self._resync_requested = True
+            self.counters.resyncs += 1
+
+    def _reset(self, update: BookUpdate) -> None:
+        self.bids = {lv[0]: lv for lv in update.bids if lv[1] > 0.0}
+        self.asks = {lv[0]: lv for lv in update.asks if lv[1] > 0.0}
+        self.counters.snapshots += 1
+        self.synced = True
+        self.resyncing = False
+        self._resync_requested = False
+        self.last_seq = update.seq
+
+    def _apply_levels(self, update: BookUpdate) -> None:
+        bids, asks = self.bids, self.asks
+        for lv in update.bids:
+            if lv[1] > 0.0:
+                bids[lv[0]] = lv
+            else:
+                bids.pop(lv[0], None)
+        for lv in update.asks:
+            if lv[1] > 0.0:
+                asks[lv[0]] = lv
+            else:
+                asks.pop(lv[0], None)
+        self.last_seq = update.seq
+
+    # -- applying -------------------------------------------------------------------------------------------
+    def apply(self, update: BookUpdate) -> QuoteRow | None:
+        """Apply one update by its venue rule; the top-of-book quote after it, ``None`` while nothing is known.
+
+        Updates for another exchange/symbol raise ``ValueError`` (a routing bug, not bad data).
+        """
+        if update.exchange != self.exchange or update.symbol != self.symbol:
+            raise ValueError(f"update for {update.exchange}:{update.symbol} sent to {self.exchange}:{self.symbol}")
+        self.counters.messages += 1
+        rule = update.rule
+        if rule in ("binance_spot", "binance_futures"):
+            self._apply_binance(update, futures=rule == "binance_futures")
+        elif rule == "okx":
+            self._apply_chained(update, check_prev=True)
+            if self.synced and update.checksum:  # 0 / None: OKX no longer sends one, not a failure
+                expected = okx_checksum(self.sorted_bids(25), self.sorted_asks(25))
+                if expected != update.checksum:
+                    self._lose_sync("checksum_failures")
+        elif rule == "deribit":
+            self._apply_chained(update, check_prev=True)
+        elif rule == "bybit":
+            self._apply_bybit(update)
+        elif rule == "coinbase":
+            self._apply_monotonic(update)
+        elif rule == "kraken":
+            self._apply_monotonic(update)
+            if self.synced:
+                self._truncate()
+                if update.checksum is not None:
+                    expected = kraken_checksum(
+                        self.sorted_bids(10), self.sorted_asks(10), self.price_precision, self.size_precision
+                    )
+                    if expected != update.checksum:
+                        self._lose_sync("checksum_failures")
+        elif rule == "replace":
+            self._reset(update)
+            self.counters.applied += 1
+        else:
+            raise ValueError(f"unknown book rule {rule!r}")
+        self.ts_event = max(self.ts_event, update.ts_event)
+        self.ts_recv = max(self.ts_recv, update.ts_recv)
+        self._lagging = update.ts_recv - update.ts_event > self.max_age_ns
+        if not self.synced and not self.resyncing:
+            return None
+        quote = self.quote()
+        if quote[9] & _CROSSED:
+            self.counters.crossed += 1
+        return quote
+
+    def _apply_chained(self, update: BookUpdate, *, check_prev: bool) -> None:
+        if update.is_snapshot:
+            self._reset(update)
+            self.counters.applied += 1
+            return
+        if not self.synced:
+            self.counters.dropped += 1
+            return
+        if check_prev and (update.prev_seq is None or update.prev_seq != self.last_seq):
+            self._lose_sync("gaps")
+            return
+        self._apply_levels(update)
+        self.counters.applied += 1
+
+    def _apply_monotonic(self, update: BookUpdate) -> None:
+        if update.is_snapshot:
+            self._reset(update)
+            self.counters.applied += 1
+            return
+        if not self.synced:
+            self.counters.dropped += 1
+            return
+        if update.seq is not None and self.last_seq is not None and update.seq <= self.last_seq:
+            self._lose_sync("gaps")
+            return
+        self._apply_levels(update)
+        self.counters.applied += 1
+
+    def _apply_bybit(self, update: BookUpdate) -> None:
+        if update.is_snapshot or update.seq == 1:  # u == 1: the service restarted, this is a fresh snapshot
+            self._reset(update)
+            self.counters.applied += 1
+            return
+        self._apply_monotonic(update)
+
+    def _truncate(self) -> None:
+        if len(self.bids) > self.depth:
+            self.bids = {lv[0]: lv for lv in self.sorted_bids(self.depth)}
+        if len(self.asks) > self.depth:
+            self.asks = {lv[0]: lv for lv in self.sorted_asks(self.depth)}
+
+    def _apply_binance(self, update: BookUpdate, *, futures: bool) -> None:
+        if update.is_snapshot:
+            self._reset(update)
+            self.counters.applied += 1
+            self._expect_first = True
+            pending = list(self._buffer)
+            self._buffer.clear()
+            for diff in pending:
+                if not self.synced:
+                    break
+                self._binance_diff(diff, futures=futures)
+            return
+        if not self.synced:
+            if len(self._buffer) >= self.buffer_limit:
+                self._buffer.popleft()
+                self.counters.dropped += 1
+                if not self._resync_requested:
+                    self._resync_requested = True
+                    self.counters.resyncs += 1
+            self._buffer.append(update)
+            self.counters.buffered += 1
+            if not self._resync_requested and self.counters.snapshots == 0 and len(self._buffer) == 1:
+                self._resync_requested = True  # Binance never pushes a snapshot: ask for the REST one
+                self.counters.resyncs += 1
+            return
+        self._binance_diff(update, futures=futures)
+
+    def _binance_diff(self, update: BookUpdate, *, futures: bool) -> None:
+        first, last = update.first_seq, update.seq
+        if first is None or last is None or self.last_seq is None:
+            self._lose_sync("gaps")
+            return
+        if last <= self.last_seq:  # already contained in the snapshot (or a replay): drop
+            self.counters.dropped += 1
+            return
+        if self._expect_first:
+            start = self.last_seq if futures else self.last_seq + 1
+            if not first <= start <= last:
+                self._lose_sync("gaps")  # the snapshot is older than the first event we hold: fetch again
+                return
+            self._expect_first = False
+        elif futures:
+            if update.prev_seq != self.last_seq:
+                self._lose_sync("gaps")
+                return
+        elif first != self.last_seq + 1:
+            self._lose_sync("gaps")
+            return
+        self._apply_levels(update)
+        self.counters.applied += 1
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def sorted_bids(self, n: int | None = None) -> list[Level]:
+        """Bid levels, best (highest) first."""
+        return sorted(self.bids.values(), key=lambda lv: -lv[0])[:n]
+
+    def sorted_asks(self, n: int | None = None) -> list[Level]:
+        """Ask levels, best (lowest) first."""
+        return sorted(self.asks.values(), key=lambda lv: lv[0])[:n]
+
+    def flags(self, now_ns: int | None = None) -> int:
+        """Integrity bits of the book as of ``now_ns`` (receive clock; last update time when ``None``)."""
+        out = 0
+        if self.resyncing:
+            out |= _RESYNCING
+        elif not self.synced:
+            out |= _UNVERIFIED
+        if self._lagging or (now_ns is not None and now_ns - self.ts_recv > self.max_age_ns):
+            out |= _STALE
+        if self.bids and self.asks and max(self.bids) > min(self.asks):
+            out |= _CROSSED
+        return out
+
+    def quote(self, now_ns: int | None = None) -> QuoteRow:
+        """The top of book as a ``QUOTES`` row (absent sides ``None``), flagged as of ``now_ns``."""
+        bid = self.bids[max(self.bids)] if self.bids else None
+        ask = self.asks[min(self.asks)] if self.asks else None
+        flags = self.flags(now_ns)
+        if flags & _STALE:
+            self.counters.stale += 1
+        return (
+            self.ts_event,
+            self.ts_recv if now_ns is None else max(now_ns, self.ts_recv),
+            self.exchange,
+            self.symbol,
+            bid[0] if bid else None,
+            bid[1] if bid else None,
+            ask[0] if ask else None,
+            ask[1] if ask else None,
+            self.last_seq,
+            flags,
+        )
+
+    def book_rows(self, n: int | None = None, now_ns: int | None = None) -> list[BookRow]:
+        """The top ``n`` levels per side (``depth`` by default) as ``BOOK`` rows, flagged like :meth:`quote`."""
+        n = self.depth if n is None else n
+        flags = self.flags(now_ns)
+        ts_recv = self.ts_recv if now_ns is None else max(now_ns, self.ts_recv)
+        rows: list[BookRow] = []
+        for side, levels in (("bid", self.sorted_bids(n)), ("ask", self.sorted_asks(n))):
+            for i, lv in enumerate(levels):
+                rows.append(
+                    (self.ts_event, ts_recv, self.exchange, self.symbol, side, i, lv[0], lv[1], self.last_seq, flags)
+                )
+        return rows
+
+    def is_stale(self, now_ns: int) -> bool:
+        """True when the last update is older than ``max_age_ns`` at ``now_ns`` (receive clock)."""
+        return now_ns - self.ts_recv > self.max_age_ns
+
+
+class Books:
+    """Every book of a connection, keyed by ``(exchange, symbol)``: route updates, collect rows and resyncs.
+
+    Examples
+    --------
+    >>> from live import adapters
+    >>> books = Books(depth=5)
+    >>> ad = adapters.get("bybit")
+    >>> raw = (b'{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1700000000000,'
+    ...        b'"data":{"s":"BTCUSDT","b":[["100","1"]],"a":[["101","2"]],"u":5,"seq":9}}')
+    >>> rows = books.apply(ad.parse_rows(raw, ts_recv=1_700_000_000_001_000_000).book_update)
+    >>> rows.quotes[0][3:9], len(rows.book)
+    (('BTC/USDT:USDT', 100.0, 1.0, 101.0, 2.0, 5), 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = 10,
+        registry: Registry | None = None,
+        max_age_ns: dict[str, int] | None = None,
+        emit_levels: bool = True,
+    ) -> None:
+        self.depth = depth
+        self.registry = registry or default_registry()
+        self.max_age_ns = dict(max_age_ns or {})
+        self.emit_levels = emit_levels
+        self.keepers: dict[tuple[str, str], BookKeeper] = {}
+
+    def keeper(self, exchange: str, symbol: str) -> BookKeeper:
+        """The keeper of one book, created on first use."""
+        key = (exchange, symbol)
+        hit = self.keepers.get(key)
+        if hit is None:
+            hit = BookKeeper(
+                exchange, symbol, depth=self.depth, registry=self.registry, max_age_ns=self.max_age_ns.get(exchange)
+            )
+            self.keepers[key] = hit
+        return hit
+
+    def apply(self, update: BookUpdate | None, rows: Rows | None = None) -> Rows:
+        """Apply an update (``None`` is a no-op) and append the resulting quote and levels to ``rows``."""
+        out = rows if rows is not None else Rows()
+        if update is None:
+            return out
+        keeper = self.keeper(update.exchange, update.symbol)
+        quote = keeper.apply(update)
+        if quote is not None:
+            out.quotes.append(quote)
+            if self.emit_levels:
+                out.book.extend(keeper.book_rows())
+        return out
+
+    def needs_resync(self) -> list[tuple[str, str]]:
+        """``(exchange, symbol)`` of every book that asks for a snapshot or re-subscription."""
+        return [key for key, keeper in self.keepers.items() if keeper.needs_resync]
+
+    def stale(self, now_ns: int) -> list[tuple[str, str]]:
+        """Books with no update for longer than their ``max_age`` at ``now_ns``."""
+        return [key for key, keeper in self.keepers.items() if keeper.is_stale(now_ns)]
+
+    @property
+    def counters(self) -> BookCounters:
+        """Counters summed over every book."""
+        total = BookCounters()
+        for keeper in self.keepers.values():
+            total.add(keeper.counters)
+        return total
