@@ -59,12 +59,18 @@ from arbkit.align import Clock, check_quotes, count_reasons, max_age_ns
 from arbkit.detect._b_kernels import two_leg_profit
 from arbkit.detect._b_timeline import Stream, build_stream, merged_order
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
-from arbkit.detect._episodes import EpisodeState, advance_timelines, event_frame, merge_episodes
+from arbkit.detect._episodes import (
+    EpisodeState,
+    advance_timelines,
+    event_frame,
+    finish_episodes,
+    merge_episodes,
+)
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, expiry_ns
 from arbkit.pipeline import Batch
 from arbkit.schema import QuoteFlag
 
-__all__ = ["BasisParams", "BasisState", "evaluate_basis", "step_basis"]
+__all__ = ["BasisParams", "BasisState", "evaluate_basis", "finish_basis", "step_basis"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -596,3 +602,9 @@ def step_basis(batch: Batch, state: BasisState, params: BasisParams) -> tuple[pl
     events, _, state = evaluate_basis(batch, state, params)
     closed, episodes = merge_episodes(events, state.episodes)
     return closed, dataclasses.replace(state, episodes=episodes)
+
+
+def finish_basis(state: BasisState, params: BasisParams) -> pl.DataFrame:
+    """The episodes still open at the end of a run (status ``"active"``)."""
+    del params
+    return finish_episodes(state.episodes)

@@ -37,7 +37,13 @@ from arbkit.align import Clock, check_quotes, count_reasons, max_age_ns
 from arbkit.detect._b_kernels import parity_profit
 from arbkit.detect._b_timeline import Stream, build_stream, merged_order
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
-from arbkit.detect._episodes import EpisodeState, advance_timelines, event_frame, merge_episodes
+from arbkit.detect._episodes import (
+    EpisodeState,
+    advance_timelines,
+    event_frame,
+    finish_episodes,
+    merge_episodes,
+)
 from arbkit.instruments import (
     InstrumentKind,
     Registry,
@@ -50,7 +56,7 @@ from arbkit.instruments import (
 from arbkit.instruments import expiry_ns as expiry_instant
 from arbkit.pipeline import Batch
 
-__all__ = ["ParityParams", "ParityState", "evaluate_parity", "step_parity"]
+__all__ = ["ParityParams", "ParityState", "evaluate_parity", "finish_parity", "step_parity"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -470,3 +476,9 @@ def step_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple
     events, state = evaluate_parity(batch, state, params)
     closed, episodes = merge_episodes(events, state.episodes)
     return closed, dataclasses.replace(state, episodes=episodes)
+
+
+def finish_parity(state: ParityState, params: ParityParams) -> pl.DataFrame:
+    """The episodes still open at the end of a run (status ``"active"``)."""
+    del params
+    return finish_episodes(state.episodes)
