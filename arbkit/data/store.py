@@ -333,6 +333,27 @@ class Store:
             self._publish(spec, self._partition_dir(spec, exchange, day), part)
         return valid.height
 
+    def append_files(self, table: str, frame: pl.DataFrame) -> list[Path]:
+        """:meth:`append`, returning the files it published so a caller (an importer) can roll them back."""
+        spec = _table(table)
+        valid = schema.validate(frame, spec)
+        if valid.height == 0:
+            return []
+        return [
+            self._publish(spec, self._partition_dir(spec, exchange, day), part)
+            for exchange, day, part in self._split_partitions(spec, valid)
+        ]
+
+    def remove_files(self, paths: Iterable[Path]) -> None:
+        """Delete published part files of this store (the undo of :meth:`append_files`)."""
+        root = self.root.resolve()
+        for path in paths:
+            path = Path(path)
+            if root not in path.resolve().parents or not _PART_RE.match(path.name):
+                raise StoreError(f"{path} is not a part file of {self.root}")
+            path.unlink(missing_ok=True)
+            self._schema_ok.pop(path, None)
+
     def write(self, table: str, frame: pl.DataFrame) -> int:
         """Validate ``frame`` and replace every partition it touches with its rows (one sorted file each).
 
