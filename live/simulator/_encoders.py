@@ -1,0 +1,665 @@
+"""Per-venue wire protocols of the exchange simulator: requests parsed, acks and market data encoded.
+
+Every encoder speaks one venue's documented public stream layout, so the real adapters (:mod:`live.adapters`)
+parse what the simulator sends:
+
+=========  ==============================  =========================================================
+venue      top-of-book channel             other protocol pieces
+=========  ==============================  =========================================================
+binance    ``<sym>@bookTicker`` (spot:     ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` with ``id``;
+           ``u s b B a A``; USD-M adds     WebSocket-level ping frames; ``serverShutdown`` event
+           ``e E T``)
+okx        ``bbo-tbt`` (also ``tickers``,  ``{"op": "subscribe", "args": [...]}`` -> ``{"event": "subscribe"}``;
+           ``books`` with ``seqId``,       text ``ping`` -> ``pong``; ``notice`` 64008 before a service
+           ``prevSeqId`` and CRC32         upgrade disconnect
+           ``checksum``)
+bybit      ``orderbook.1.<sym>``           ``{"op": "subscribe"}`` -> ``success``; ``{"op": "ping"}`` -> pong
+           (``u`` contiguous per topic)
+coinbase   Advanced Trade ``ticker``       ``subscriptions`` ack; per-connection ``sequence_num``;
+                                           ``heartbeats`` channel with ``heartbeat_counter``
+kraken     v2 ``ticker`` (numbers as       ``{"method": "subscribe"}`` ack with ``time_in``/``time_out``;
+           JSON numbers)                   ``ping``/``pong``; ``heartbeat`` every second; ``status``
+deribit    ``ticker.<inst>.100ms``         JSON-RPC 2.0 ``public/subscribe``; ``public/set_heartbeat``
+                                           ``test_request``; ``public/test``
+=========  ==============================  =========================================================
+
+Numbers are written with the shortest text that reads back as the same float (``repr``, never an exponent), so
+a round trip through the simulator and an adapter reproduces prices and sizes bit for bit.  Event times are
+written at each venue's resolution (ms; Coinbase ns; Kraken µs).
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import orjson
+
+from arbkit.instruments import InstrumentKind, parse_symbol
+
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "Reply",
+    "SessionState",
+    "Tick",
+    "format_number",
+    "okx_checksum",
+    "row_market",
+]
+
+
+def format_number(value: float) -> str:
+    """Shortest decimal text that reads back as ``value`` (no exponent), as venues write prices.
+
+    Examples
+    --------
+    >>> format_number(0.00001), format_number(65000.5), format_number(3.0)
+    ('0.00001', '65000.5', '3')
+    """
+    text = repr(float(value))
+    if "e" in text or "E" in text:
+        text = np.format_float_positional(float(value), trim="-")
+    elif text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+def okx_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
+    """OKX order-book checksum: CRC32 of ``bid:size:ask:size:...`` over the best 25 levels, as a signed int32.
+
+    Examples
+    --------
+    >>> okx_checksum([("3366.1", "7")], [("3366.8", "9")])  # crc32(b"3366.1:7:3366.8:9") as int32
+    -2058547290
+    """
+    parts: list[str] = []
+    for i in range(25):
+        if i < len(bids):
+            parts.extend(bids[i])
+        if i < len(asks):
+            parts.extend(asks[i])
+    crc = binascii.crc32(":".join(parts).encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
+def row_market(symbol: str) -> str:
+    """The adapter market family of a unified symbol: ``spot``, ``linear``, ``inverse`` or ``option``."""
+    info = parse_symbol(symbol)
+    if info.kind is InstrumentKind.SPOT:
+        return "spot"
+    if info.kind is InstrumentKind.OPTION:
+        return "option"
+    return "linear" if info.linear else "inverse"
+
+
+@dataclass(slots=True)
+class Tick:
+    """One top-of-book update as the venue would publish it (texts prepared once, shared by all sessions)."""
+
+    ts_event: int
+    symbol: str
+    venue_symbol: str
+    bid: float | None
+    bid_size: float | None
+    ask: float | None
+    ask_size: float | None
+    seq: int
+    bid_text: str = ""
+    bid_size_text: str = ""
+    ask_text: str = ""
+    ask_size_text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SessionState:
+    """What the simulator knows about one client connection."""
+
+    subscriptions: set[tuple[str, str]] = field(default_factory=set)  # (channel, venue symbol)
+    synced: set[tuple[str, str]] = field(default_factory=set)  # book channels that got their snapshot
+    sequence: int = 0  # per-connection message counter (Coinbase sequence_num)
+    heartbeat_s: float | None = None  # application heartbeat period requested or implied
+    heartbeat_counter: int = 0
+
+
+@dataclass(slots=True)
+class Reply:
+    """Result of a client request: messages to send back and subscription changes."""
+
+    messages: list[str] = field(default_factory=list)
+    subscribed: list[tuple[str, str]] = field(default_factory=list)
+    unsubscribed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _iso(ns: int, digits: int) -> str:
+    seconds, frac = divmod(ns, 1_000_000_000)
+    base = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if digits == 0:
+        return base + "Z"
+    return f"{base}.{str(frac).rjust(9, '0')[:digits]}Z"
+
+
+class Encoder:
+    """Base of the venue encoders; one instance per simulator path (venue and market)."""
+
+    venue: ClassVar[str] = ""
+    default_channel: ClassVar[str] = ""
+    channels: ClassVar[tuple[str, ...]] = ()
+    book_channels: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, market: str) -> None:
+        self.market = market
+        self._books: dict[str, tuple[tuple[str, str] | None, tuple[str, str] | None]] = {}
+        self._book_seq: dict[str, int] = {}
+        self._book_prev: dict[str, int] = {}
+
+    # -- requests -------------------------------------------------------------------------------------------
+    def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
+        """Handle one client message; unknown or malformed requests get the venue's error reply."""
+        raise NotImplementedError
+
+    # -- market data ----------------------------------------------------------------------------------------
+    def prepare(self, tick: Tick) -> None:
+        """Once per tick: number texts and any book state derived from it."""
+        tick.bid_text = format_number(tick.bid) if tick.bid is not None else ""
+        tick.bid_size_text = format_number(tick.bid_size) if tick.bid_size is not None else ""
+        tick.ask_text = format_number(tick.ask) if tick.ask is not None else ""
+        tick.ask_size_text = format_number(tick.ask_size) if tick.ask_size is not None else ""
+
+    def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
+        """The data message for ``tick`` on ``channel`` for this session (``None`` to send nothing)."""
+        raise NotImplementedError
+
+    def heartbeat(self, state: SessionState, now_ns: int) -> str | None:
+        """An application heartbeat, for venues that send them."""
+        return None
+
+    def shutdown_notice(self, now_ns: int) -> str | None:
+        """What the venue sends before a planned disconnect (service upgrade, 24-hour limit)."""
+        return None
+
+    def welcome(self, now_ns: int) -> str | None:
+        """Message sent on connect, for venues that greet."""
+        return None
+
+    # -- derived one-level book (checksummed book channels) ------------------------------------------------
+    def _book_step(self, tick: Tick) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Update the one-level book of ``tick.symbol``; returns the (bids, asks) delta as text pairs."""
+        old_bid, old_ask = self._books.get(tick.symbol, (None, None))
+        new_bid = (tick.bid_text, tick.bid_size_text) if tick.bid is not None else None
+        new_ask = (tick.ask_text, tick.ask_size_text) if tick.ask is not None else None
+        bids = _level_delta(old_bid, new_bid)
+        asks = _level_delta(old_ask, new_ask)
+        self._books[tick.symbol] = (new_bid, new_ask)
+        return bids, asks
+
+    def _book_levels(self, symbol: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        bid, ask = self._books.get(symbol, (None, None))
+        return ([bid] if bid else []), ([ask] if ask else [])
+
+
+def _level_delta(old: tuple[str, str] | None, new: tuple[str, str] | None) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if old is not None and (new is None or old[0] != new[0]):
+        out.append((old[0], "0"))
+    if new is not None:
+        out.append(new)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- Binance
+class BinanceEncoder(Encoder):
+    venue = "binance"
+    default_channel = "bookTicker"
+    channels = ("bookTicker",)
+
+    def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
+        reply = Reply()
+        try:
+            msg = orjson.loads(raw)
+            method = msg["method"]
+            req_id = msg.get("id")
+            params = msg.get("params", [])
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            reply.messages.append(_dumps({"error": {"code": 3, "msg": "Invalid JSON"}}))
+            return reply
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            pairs = []
+            for stream in params if isinstance(params, list) else []:
+                name, _, channel = str(stream).partition("@")
+                if channel not in self.channels:
+                    reply.messages.append(
+                        _dumps({"error": {"code": 2, "msg": f"Invalid request: {stream}"}, "id": req_id})
+                    )
+                    return reply
+                pairs.append((channel, name.upper()))
+            if method == "SUBSCRIBE":
+                reply.subscribed.extend(pairs)
+            else:
+                reply.unsubscribed.extend(pairs)
+            reply.messages.append(_dumps({"result": None, "id": req_id}))
+        elif method == "LIST_SUBSCRIPTIONS":
+            streams = sorted(f"{sym.lower()}@{ch}" for ch, sym in state.subscriptions)
+            reply.messages.append(_dumps({"result": streams, "id": req_id}))
+        else:
+            reply.messages.append(_dumps({"error": {"code": 2, "msg": f"Unknown method {method}"}, "id": req_id}))
+        return reply
+
+    def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
+        ms = tick.ts_event // 1_000_000
+        b, bq = (tick.bid_text, tick.bid_size_text) if tick.bid is not None else ("0", "0")
+        a, aq = (tick.ask_text, tick.ask_size_text) if tick.ask is not None else ("0", "0")
+        if self.market == "spot":
+            return f'{{"u":{tick.seq},"s":"{tick.venue_symbol}","b":"{b}","B":"{bq}","a":"{a}","A":"{aq}"}}'
+        return (
+            f'{{"e":"bookTicker","u":{tick.seq},"E":{ms},"T":{ms},"s":"{tick.venue_symbol}",'
+            f'"b":"{b}","B":"{bq}","a":"{a}","A":"{aq}"}}'
+        )
+
+    def shutdown_notice(self, now_ns: int) -> str | None:
+        return _dumps({"e": "serverShutdown", "E": now_ns // 1_000_000})
+
+
+# -------------------------------------------------------------------------------------------------------- OKX
+class OkxEncoder(Encoder):
+    venue = "okx"
+    default_channel = "bbo-tbt"
+    channels = ("bbo-tbt", "tickers", "books")
+    book_channels = ("books",)
+
+    def __init__(self, market: str) -> None:
+        super().__init__(market)
+        self._deltas: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
+
+    def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
+        reply = Reply()
+        if raw in ("ping", b"ping"):
+            reply.messages.append("pong")
+            return reply
+        try:
+            msg = orjson.loads(raw)
+            op = msg["op"]
+            args = msg["args"]
+            pairs = [(str(a["channel"]), str(a["instId"])) for a in args]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            reply.messages.append(
+                _dumps({"event": "error", "code": "60012", "msg": f"Invalid request: {raw!s:.100}", "connId": "sim"})
+            )
+            return reply
+        req_id = msg.get("id")
+        for channel, inst in pairs:
+            if channel not in self.channels or op not in ("subscribe", "unsubscribe"):
+                reply.messages.append(
+                    _dumps(
+                        {
+                            "event": "error",
+                            "code": "60018",
+                            "msg": f"Wrong URL or channel:{channel},instId:{inst} doesn't exist",
+                            "connId": "sim",
+                        }
+                    )
+                )
+                continue
+            ack: dict[str, Any] = {"event": op, "arg": {"channel": channel, "instId": inst}, "connId": "sim"}
+            if req_id is not None:
+                ack = {"id": req_id, **ack}
+            reply.messages.append(_dumps(ack))
+            (reply.subscribed if op == "subscribe" else reply.unsubscribed).append((channel, inst))
+        return reply
+
+    def prepare(self, tick: Tick) -> None:
+        super().prepare(tick)
+        bids, asks = self._book_step(tick)
+        self._deltas[tick.symbol] = (bids, asks)
+        self._book_prev[tick.symbol] = self._book_seq.get(tick.symbol, -1)
+        self._book_seq[tick.symbol] = tick.seq
+
+    def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
+        ms = tick.ts_event // 1_000_000
+        arg = f'{{"channel":"{channel}","instId":"{tick.venue_symbol}"}}'
+        if channel == "bbo-tbt":
+            bids = f'[["{tick.bid_text}","{tick.bid_size_text}","0","1"]]' if tick.bid is not None else "[]"
+            asks = f'[["{tick.ask_text}","{tick.ask_size_text}","0","1"]]' if tick.ask is not None else "[]"
+            return f'{{"arg":{arg},"data":[{{"asks":{asks},"bids":{bids},"ts":"{ms}","seqId":{tick.seq}}}]}}'
+        if channel == "tickers":
+            inst_type = {"spot": "SPOT", "linear": "SWAP", "inverse": "SWAP", "option": "OPTION"}[
+                row_market(tick.symbol)
+            ]
+            if parse_symbol(tick.symbol).kind is InstrumentKind.FUTURE:
+                inst_type = "FUTURES"
+            ticker: dict[str, str] = {
+                "instType": inst_type,
+                "instId": tick.venue_symbol,
+                "last": tick.bid_text or tick.ask_text,
+                "lastSz": "0",
+                "askPx": tick.ask_text,
+                "askSz": tick.ask_size_text,
+                "bidPx": tick.bid_text,
+                "bidSz": tick.bid_size_text,
+                "ts": str(ms),
+            }
+            return f'{{"arg":{arg},"data":[{_dumps(ticker)}]}}'
+        # books: snapshot once per session, then deltas chained by prevSeqId -> seqId
+        key = (channel, tick.venue_symbol)
+        bids_book, asks_book = self._book_levels(tick.symbol)
+        checksum = okx_checksum(bids_book, asks_book)
+        if corrupt:
+            checksum ^= 0x5A5A
+        if key not in state.synced:
+            state.synced.add(key)
+            action, prev = "snapshot", -1
+            delta_bids, delta_asks = bids_book, asks_book
+        else:
+            action, prev = "update", self._book_prev[tick.symbol]
+            delta_bids, delta_asks = self._deltas[tick.symbol]
+        data: dict[str, Any] = {
+            "asks": [[p, s, "0", "1" if s != "0" else "0"] for p, s in delta_asks],
+            "bids": [[p, s, "0", "1" if s != "0" else "0"] for p, s in delta_bids],
+            "ts": str(ms),
+            "checksum": checksum,
+            "prevSeqId": prev,
+            "seqId": tick.seq,
+        }
+        return f'{{"arg":{arg},"action":"{action}","data":[{_dumps(data)}]}}'
+
+    def shutdown_notice(self, now_ns: int) -> str | None:
+        return _dumps(
+            {
+                "event": "notice",
+                "code": "64008",
+                "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
+                "connId": "sim",
+            }
+        )
+
+
+# ------------------------------------------------------------------------------------------------------ Bybit
+class BybitEncoder(Encoder):
+    venue = "bybit"
+    default_channel = "orderbook.1"
+    channels = ("orderbook.1",)
+
+    def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
+        reply = Reply()
+        try:
+            msg = orjson.loads(raw)
+            op = msg["op"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            reply.messages.append(
+                _dumps({"success": False, "ret_msg": "error:invalid request", "conn_id": "sim", "op": ""})
+            )
+            return reply
+        req_id = msg.get("req_id")
+        base: dict[str, Any] = {"success": True, "ret_msg": "", "conn_id": "sim"}
+        if req_id is not None:
+            base["req_id"] = req_id
+        if op == "ping":
+            reply.messages.append(_dumps({**base, "ret_msg": "pong", "op": "ping"}))
+            return reply
+        if op not in ("subscribe", "unsubscribe"):
+            reply.messages.append(_dumps({**base, "success": False, "ret_msg": f"error:unknown op {op}", "op": op}))
+            return reply
+        pairs = []
+        for topic in msg.get("args", []):
+            channel, _, symbol = str(topic).rpartition(".")
+            if channel not in self.channels:
+                reply.messages.append(
+                    _dumps({**base, "success": False, "ret_msg": f"error:handler not found,topic:{topic}", "op": op})
+                )
+                return reply
+            pairs.append((channel, symbol))
+        (reply.subscribed if op == "subscribe" else reply.unsubscribed).extend(pairs)
+        reply.messages.append(_dumps({**base, "ret_msg": "subscribe" if op == "subscribe" else "", "op": op}))
+        return reply
+
+    def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
+        ms = tick.ts_event // 1_000_000
+        b = f'[["{tick.bid_text}","{tick.bid_size_text}"]]' if tick.bid is not None else "[]"
+        a = f'[["{tick.ask_text}","{tick.ask_size_text}"]]' if tick.ask is not None else "[]"
+        return (
+            f'{{"topic":"{channel}.{tick.venue_symbol}","type":"snapshot","ts":{ms},'
+            f'"data":{{"s":"{tick.venue_symbol}","b":{b},"a":{a},"u":{tick.seq},"seq":{tick.seq}}},"cts":{ms}}}'
+        )
+
+
+# --------------------------------------------------------------------------------------------------- Coinbase
+class CoinbaseEncoder(Encoder):
+    venue = "coinbase"
+    default_channel = "ticker"
+    channels = ("ticker", "heartbeats")
+
+    def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
+        reply = Reply()
+        try:
+            msg = orjson.loads(raw)
+            kind = msg["type"]
+            channel = msg["channel"]
+            products = [str(p) for p in msg.get("product_ids", [])]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            reply.messages.append(_dumps({"type": "error", "message": "Failed to parse request"}))
+            return reply
+        if kind not in ("subscribe", "unsubscribe") or channel not in self.channels:
+            reply.messages.append(_dumps({"type": "error", "message": f"Unknown channel or type {channel!r}"}))
+            return reply
+        pairs = [(channel, p) for p in products] if channel != "heartbeats" else [("heartbeats", "")]
+        if kind == "subscribe":
+            reply.subscribed.extend(pairs)
+            current = state.subscriptions | set(pairs)
+            if channel == "heartbeats":
+                state.heartbeat_s = 1.0
+        else:
+            reply.unsubscribed.extend(pairs)
+            current = state.subscriptions - set(pairs)
+            if channel == "heartbeats":
+                state.heartbeat_s = None
+        by_channel: dict[str, list[str]] = {}
+        for ch, product in sorted(current):
+            by_channel.setdefault(ch, [])
+            if product:
+                by_channel[ch].append(product)
+        reply.messages.append(self._envelope(state, "subscriptions", now_ns, [{"subscriptions": by_channel}]))
+        return reply
+
+    def _envelope(self, state: SessionState, channel: str, now_ns: int, events: list[Any]) -> str:
+        out = _dumps(
+            {
+                "channel": channel,
+                "client_id": "",
+                "timestamp": _iso(now_ns, 9),
+                "sequence_num": state.sequence,
+                "events": events,
+            }
+        )
+        state.sequence += 1
+        return out
+
+    def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
+        key = (channel, tick.venue_symbol)
+        kind = "update" if key in state.synced else "snapshot"
+        state.synced.add(key)
+        ticker = {
+            "type": "ticker",
+            "product_id": tick.venue_symbol,
+            "price": tick.bid_text or tick.ask_text,
+            "volume_24_h": "0",
+            "low_24_h": tick.bid_text or tick.ask_text,
+            "high_24_h": tick.ask_text or tick.bid_text,
+            "low_52_w": tick.bid_text or tick.ask_text,
+            "high_52_w": tick.ask_text or tick.bid_text,
+            "price_percent_chg_24_h": "0",
+            "best_bid": tick.bid_text,
+            "best_bid_quantity": tick.bid_size_text,
+            "best_ask": tick.ask_text,
+            "best_ask_quantity": tick.ask_size_text,
+        }
+        return self._envelope(state, "ticker", tick.ts_event, [{"type": kind, "tickers": [ticker]}])
+
+    def heartbeat(self, state: SessionState, now_ns: int) -> str | None:
+        if state.heartbeat_s is None:
+            return None
+        state.heartbeat_counter += 1
+        seconds, frac = divmod(now_ns, 1_000_000_000)
+        current = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        event = {"current_time": f"{current}.{frac:09d} +0000 UTC", "heartbeat_counter": state.heartbeat_counter}
+        return self._envelope(state, "heartbeats", now_ns, [event])
+
+
+# ----------------------------------------------------------------------------------------------------- Kraken
+class KrakenEncoder(Encoder):
+    venue = "kraken"
+    default_channel = "ticker"
+    channels = ("ticker",)
+
+    def welcome(self, now_ns: int) -> str | None:
+        status = {"api_version": "v2", "connection_id": 1, "system": "online", "version": "2.0.0"}
+        return _dumps({"channel": "status", "type": "update", "data": [status]})
+
+    def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
+        reply = Reply()
+        try:
+            msg = orjson.loads(raw)
+            method = msg["method"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            reply.messages.append(_dumps({"error": "Malformed request", "method": "", "success": False}))
+            return reply
+        req_id = msg.get("req_id")
+        stamps = {"time_in": _iso(now_ns, 6), "time_out": _iso(now_ns, 6)}
+        if method == "ping":
+            out: dict[str, Any] = {"method": "pong"}
+            if req_id is not None:
+                out["req_id"] = req_id
+            reply.messages.append(_dumps({**out, **stamps}))
+            return reply
+        if method not in ("subscribe", "unsubscribe"):
+            reply.messages.append(_dumps({"error": f"Method not found: {method}", "method": method, "success": False}))
+            return reply
+        params = msg.get("params") or {}
+        channel = params.get("channel")
+        if channel not in self.channels:
+            reply.messages.append(
+                _dumps({"error": f"Channel {channel} not found", "method": method, "success": False, **stamps})
+            )
+            return reply
+        state.heartbeat_s = 1.0
+        for symbol in params.get("symbol", []):
+            ack: dict[str, Any] = {
+                "method": method,
+                "result": {"channel": channel, "snapshot": True, "symbol": symbol, "event_trigger": "bbo"},
+                "success": True,
+            }
+            if req_id is not None:
+                ack["req_id"] = req_id
+            reply.messages.append(_dumps({**ack, **stamps}))
+            (reply.subscribed if method == "subscribe" else reply.unsubscribed).append((channel, str(symbol)))
+        return reply
+
+    def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
+        key = (channel, tick.venue_symbol)
+        kind = "update" if key in state.synced else "snapshot"
+        state.synced.add(key)
+        bid = tick.bid if tick.bid is not None else 0.0
+        ask = tick.ask if tick.ask is not None else 0.0
+        data = (
+            f'{{"symbol":"{tick.venue_symbol}","bid":{tick.bid_text or "0"},"bid_qty":{tick.bid_size_text or "0"},'
+            f'"ask":{tick.ask_text or "0"},"ask_qty":{tick.ask_size_text or "0"},"last":{format_number(bid or ask)},'
+            f'"volume":0,"vwap":{format_number((bid + ask) / 2 if bid and ask else bid or ask)},'
+            f'"low":{format_number(bid or ask)},"high":{format_number(ask or bid)},"change":0,"change_pct":0,'
+            f'"timestamp":"{_iso(tick.ts_event, 6)}"}}'
+        )
+        return f'{{"channel":"ticker","type":"{kind}","data":[{data}]}}'
+
+    def heartbeat(self, state: SessionState, now_ns: int) -> str | None:
+        return '{"channel":"heartbeat"}' if state.heartbeat_s is not None else None
+
+
+# ---------------------------------------------------------------------------------------------------- Deribit
+class DeribitEncoder(Encoder):
+    venue = "deribit"
+    default_channel = "ticker"
+    channels = ("ticker", "quote")
+
+    def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
+        reply = Reply()
+        stamps = {"usIn": now_ns // 1000, "usOut": now_ns // 1000, "usDiff": 0, "testnet": False}
+        try:
+            msg = orjson.loads(raw)
+            method = msg["method"]
+            req_id = msg.get("id")
+            params = msg.get("params") or {}
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            reply.messages.append(
+                _dumps({"jsonrpc": "2.0", "error": {"message": "Invalid request", "code": 11050}, **stamps})
+            )
+            return reply
+        if method in ("public/subscribe", "public/unsubscribe"):
+            pairs = []
+            for name in params.get("channels", []):
+                parts = str(name).split(".")
+                if len(parts) < 2 or parts[0] not in self.channels:
+                    reply.messages.append(
+                        _dumps({"jsonrpc": "2.0", "id": req_id, "error": {"message": "invalid_params", "code": -32602}})
+                    )
+                    return reply
+                pairs.append((parts[0], parts[1]))
+            (reply.subscribed if method == "public/subscribe" else reply.unsubscribed).extend(pairs)
+            result = list(params.get("channels", []))
+            reply.messages.append(_dumps({"jsonrpc": "2.0", "id": req_id, "result": result, **stamps}))
+        elif method == "public/set_heartbeat":
+            state.heartbeat_s = float(params.get("interval", 10))
+            reply.messages.append(_dumps({"jsonrpc": "2.0", "id": req_id, "result": "ok", **stamps}))
+        elif method == "public/disable_heartbeat":
+            state.heartbeat_s = None
+            reply.messages.append(_dumps({"jsonrpc": "2.0", "id": req_id, "result": "ok", **stamps}))
+        elif method == "public/test":
+            reply.messages.append(_dumps({"jsonrpc": "2.0", "id": req_id, "result": {"version": "1.2.26"}, **stamps}))
+        else:
+            reply.messages.append(
+                _dumps({"jsonrpc": "2.0", "id": req_id, "error": {"message": "Method not found", "code": -32601}})
+            )
+        return reply
+
+    def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
+        ms = tick.ts_event // 1_000_000
+        bid = tick.bid_text or "0"
+        ask = tick.ask_text or "0"
+        bid_amount = tick.bid_size_text or "0"
+        ask_amount = tick.ask_size_text or "0"
+        if channel == "quote":
+            data = (
+                f'{{"timestamp":{ms},"instrument_name":"{tick.venue_symbol}","best_bid_price":{bid},'
+                f'"best_bid_amount":{bid_amount},"best_ask_price":{ask},"best_ask_amount":{ask_amount}}}'
+            )
+            name = f"quote.{tick.venue_symbol}"
+        else:
+            mid = format_number(
+                ((tick.bid or 0.0) + (tick.ask or 0.0)) / 2 if tick.bid and tick.ask else (tick.bid or tick.ask or 0.0)
+            )
+            data = (
+                f'{{"timestamp":{ms},"state":"open","instrument_name":"{tick.venue_symbol}",'
+                f'"best_bid_price":{bid},"best_bid_amount":{bid_amount},'
+                f'"best_ask_price":{ask},"best_ask_amount":{ask_amount},'
+                f'"mark_price":{mid},"index_price":{mid},"last_price":{mid},"min_price":0,"max_price":0,'
+                f'"open_interest":0,"settlement_price":{mid},'
+                f'"stats":{{"volume":0,"price_change":0,"low":{mid},"high":{mid}}}}}'
+            )
+            name = f"ticker.{tick.venue_symbol}.100ms"
+        return f'{{"jsonrpc":"2.0","method":"subscription","params":{{"channel":"{name}","data":{data}}}}}'
+
+    def heartbeat(self, state: SessionState, now_ns: int) -> str | None:
+        if state.heartbeat_s is None:
+            return None
+        return '{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}'
+
+
+#: Encoder class per venue (CCXT id).
+ENCODERS: dict[str, type[Encoder]] = {
+    cls.venue: cls for cls in (BinanceEncoder, OkxEncoder, BybitEncoder, CoinbaseEncoder, KrakenEncoder, DeribitEncoder)
+}

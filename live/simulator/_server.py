@@ -1,0 +1,560 @@
+"""The exchange simulator's WebSocket server: replays quotes per venue path, with fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+
+from arbkit import schema
+from arbkit.instruments import default_registry
+from live.simulator._encoders import ENCODERS, Encoder, SessionState, Tick
+
+__all__ = ["FAULTS", "FeedStats", "SimulatorHandle", "run_simulator", "serve"]
+
+_log = logging.getLogger("live.simulator")
+
+#: Faults :meth:`SimulatorHandle.inject` (and the ``/control`` path) understand.
+FAULTS: tuple[str, ...] = ("drop", "skip_seq", "corrupt_checksum", "delay", "malformed", "stall", "resume", "shutdown")
+
+Source = str | Path | pl.DataFrame | Mapping[str, pl.DataFrame]
+
+
+@dataclass(slots=True)
+class FeedStats:
+    """Counters of one venue path."""
+
+    messages: int = 0  # market-data messages sent (all sessions)
+    ticks: int = 0  # quote rows replayed
+    skipped: int = 0  # ticks consumed without sending (skip_seq)
+    corrupted: int = 0  # book messages sent with a wrong checksum
+    malformed: int = 0
+    connections: int = 0
+    requests: int = 0
+    drops: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
+class _Session:
+    ws: ServerConnection
+    state: SessionState
+    last_heartbeat: float = 0.0
+    closing: bool = False
+
+
+def _market_of(venue: str, symbol: str) -> tuple[str | None, str]:
+    """(adapter market, venue symbol) of a unified symbol: the venue's default market first."""
+    try:
+        from live import adapters
+
+        default = adapters.get(venue)
+        candidates = [None, *[m for m in type(default).markets if m != default.market]]
+        for market in candidates:
+            adapter = adapters.get(venue, market)
+            try:
+                return (None if market is None else adapter.market), adapter.venue_symbol(symbol)
+            except adapters.ParseError:
+                continue
+    except (ImportError, ValueError, AttributeError, NotImplementedError):
+        pass
+    return None, default_registry().get(venue, symbol).venue_symbol
+
+
+class _Feed:
+    """One venue path (venue + market): its replay data, sessions, subscriptions and fault switches."""
+
+    def __init__(self, venue: str, market: str | None, frame: pl.DataFrame, venue_symbols: dict[str, str]) -> None:
+        self.venue = venue
+        self.market = market
+        self.encoder: Encoder = ENCODERS[venue](market or "default")
+        self.path = f"/{venue}" if market is None else f"/{venue}/{market}"
+        self.stats = FeedStats()
+        self.sessions: set[_Session] = set()
+        self.index: dict[tuple[str, str], set[_Session]] = {}
+        self.started = asyncio.Event()
+        self.done = asyncio.Event()
+        self.venue_symbols = venue_symbols
+        cols = frame.select("ts_event", "symbol", "bid", "bid_size", "ask", "ask_size", "seq")
+        self.ts: list[int] = cols.get_column("ts_event").to_list()
+        self.symbols: list[str] = cols.get_column("symbol").to_list()
+        self.bids: list[float | None] = cols.get_column("bid").to_list()
+        self.bid_sizes: list[float | None] = cols.get_column("bid_size").to_list()
+        self.asks: list[float | None] = cols.get_column("ask").to_list()
+        self.ask_sizes: list[float | None] = cols.get_column("ask_size").to_list()
+        self.seqs: list[int | None] = cols.get_column("seq").to_list()
+        self.counters: dict[str, int] = {}
+        self.latest: dict[str, Tick] = {}
+        self.skip = 0
+        self.corrupt = 0
+        self.stalled_until: float | None = None  # monotonic seconds; inf = until resume
+        self.paused_until: float | None = None
+
+    def halted(self, now: float) -> bool:
+        for attr in ("stalled_until", "paused_until"):
+            until = getattr(self, attr)
+            if until is not None:
+                if now < until:
+                    return True
+                setattr(self, attr, None)
+        return False
+
+    def subscribe(self, session: _Session, pair: tuple[str, str]) -> None:
+        session.state.subscriptions.add(pair)
+        self.index.setdefault(pair, set()).add(session)
+
+    def unsubscribe(self, session: _Session, pair: tuple[str, str]) -> None:
+        session.state.subscriptions.discard(pair)
+        session.state.synced.discard(pair)
+        subs = self.index.get(pair)
+        if subs is not None:
+            subs.discard(session)
+
+    def remove(self, session: _Session) -> None:
+        self.sessions.discard(session)
+        for pair in list(session.state.subscriptions):
+            self.unsubscribe(session, pair)
+
+
+class SimulatorHandle:
+    """A running simulator: URLs, counters, fault injection, start and shutdown.
+
+    Use it as an async context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, server: Server, feeds: dict[str, _Feed], speed: float, loop: bool, autostart: bool) -> None:
+        self._server = server
+        self._feeds = feeds
+        self._speed = speed
+        self._loop = loop
+        self._autostart = autostart
+        self._tasks: list[asyncio.Task[None]] = []
+        sock = next(iter(server.sockets))
+        self.host: str = sock.getsockname()[0]
+        self.port: int = sock.getsockname()[1]
+
+    # -- addresses ------------------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def paths(self) -> list[str]:
+        """Every served path, e.g. ``/binance``, ``/binance/linear``, ``/okx``."""
+        return sorted(self._feeds)
+
+    def url(self, venue: str, market: str | None = None) -> str:
+        """The WebSocket URL of a venue (and market, for venues where a symbol does not name it)."""
+        path = f"/{venue}" if market is None else f"/{venue}/{market}"
+        if path not in self._feeds and market is not None and f"/{venue}" in self._feeds:
+            feed = self._feeds[f"/{venue}"]
+            if feed.market is None:
+                path = f"/{venue}"
+        return self.base_url + path
+
+    def stats(self) -> dict[str, FeedStats]:
+        """Counters per path."""
+        return {path: feed.stats for path, feed in self._feeds.items()}
+
+    def symbols(self, path: str) -> dict[str, str]:
+        """Unified symbol -> venue symbol served on ``path``."""
+        return dict(self._feeds[path].venue_symbols)
+
+    # -- control --------------------------------------------------------------------------------------------
+    def start(self, path: str | None = None) -> None:
+        """Start replaying (all paths, or one); a no-op for paths already started."""
+        for p, feed in self._feeds.items():
+            if path is None or p == path:
+                feed.started.set()
+
+    async def wait_done(self, timeout: float | None = None) -> None:
+        """Wait until every started path has replayed all its data (never returns with ``loop=True``)."""
+        await asyncio.wait_for(asyncio.gather(*(f.done.wait() for f in self._feeds.values())), timeout)
+
+    async def inject(
+        self,
+        path: str,
+        fault: str,
+        *,
+        count: int = 1,
+        duration_s: float | None = None,
+        grace_s: float = 1.0,
+    ) -> None:
+        """Inject a fault on a venue path (``/okx``, ``okx``, or ``/binance/linear``).
+
+        Parameters
+        ----------
+        fault
+            ``drop`` (abort every connection), ``skip_seq`` (the next ``count`` updates are consumed without being
+            sent, so sequence ids jump), ``corrupt_checksum`` (the next ``count`` checksummed book messages carry a
+            wrong checksum), ``delay`` (hold all data for ``duration_s``, then send the backlog), ``malformed``
+            (send ``count`` broken JSON messages), ``stall`` (silence: no data, no heartbeats, connection open,
+            for ``duration_s`` or until ``resume``), ``resume``, ``shutdown`` (send the venue's disconnect notice
+            and close the connections ``grace_s`` later, as for a service upgrade or 24-hour limit).
+        """
+        feed = self._feed(path)
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+        feed.stats.faults[fault] = feed.stats.faults.get(fault, 0) + 1
+        now = time.monotonic()
+        if fault == "drop":
+            for session in list(feed.sessions):
+                feed.stats.drops += 1
+                session.ws.transport.abort()
+        elif fault == "skip_seq":
+            feed.skip += count
+        elif fault == "corrupt_checksum":
+            feed.corrupt += count
+        elif fault == "delay":
+            feed.paused_until = now + (duration_s if duration_s is not None else 1.0)
+        elif fault == "stall":
+            feed.stalled_until = now + duration_s if duration_s is not None else float("inf")
+        elif fault == "resume":
+            feed.stalled_until = None
+            feed.paused_until = None
+        elif fault == "malformed":
+            for session in list(feed.sessions):
+                for _ in range(count):
+                    feed.stats.malformed += 1
+                    with contextlib.suppress(ConnectionClosed):
+                        await session.ws.send('{"arg":{"channel":"bbo-tbt","instId":')
+        elif fault == "shutdown":
+            notice = feed.encoder.shutdown_notice(time.time_ns())
+            old = list(feed.sessions)
+            for session in old:
+                session.closing = True
+                if notice is not None:
+                    with contextlib.suppress(ConnectionClosed):
+                        await session.ws.send(notice)
+            self._tasks.append(asyncio.create_task(_close_later(old, grace_s)))
+
+    def _feed(self, path: str) -> _Feed:
+        key = path if path.startswith("/") else f"/{path}"
+        try:
+            return self._feeds[key]
+        except KeyError:
+            raise ValueError(f"no simulator path {key!r} (serving: {', '.join(self._feeds)})") from None
+
+    async def close(self) -> None:
+        """Stop replay tasks and the server; connections are closed."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+
+    async def __aenter__(self) -> SimulatorHandle:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _launch(self) -> None:
+        for feed in self._feeds.values():
+            self._tasks.append(asyncio.create_task(self._replay(feed), name=f"sim-replay{feed.path}"))
+            self._tasks.append(asyncio.create_task(self._heartbeats(feed), name=f"sim-heartbeat{feed.path}"))
+
+    async def _replay(self, feed: _Feed) -> None:
+        await feed.started.wait()
+        n = len(feed.ts)
+        offset = 0
+        span = (feed.ts[-1] - feed.ts[0] + 1_000_000) if n else 0
+        encoder = feed.encoder
+        channels = encoder.channels
+        while True:
+            t0_wall = time.monotonic()
+            t0_data = feed.ts[0] if n else 0
+            for i in range(n):
+                if self._speed > 0:
+                    target = t0_wall + (feed.ts[i] - t0_data) / 1e9 / self._speed
+                    delay = target - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                elif i % 64 == 0:
+                    await asyncio.sleep(0)
+                while feed.halted(time.monotonic()):
+                    await asyncio.sleep(0.005)
+                symbol = feed.symbols[i]
+                seq = feed.seqs[i]
+                if seq is None:
+                    seq = feed.counters.get(symbol, 0) + 1
+                    feed.counters[symbol] = seq
+                tick = Tick(
+                    feed.ts[i] + offset,
+                    symbol,
+                    feed.venue_symbols[symbol],
+                    feed.bids[i],
+                    feed.bid_sizes[i],
+                    feed.asks[i],
+                    feed.ask_sizes[i],
+                    seq,
+                )
+                encoder.prepare(tick)
+                feed.latest[symbol] = tick
+                feed.stats.ticks += 1
+                if feed.skip > 0:
+                    feed.skip -= 1
+                    feed.stats.skipped += 1
+                    continue
+                for channel in channels:
+                    subs = feed.index.get((channel, tick.venue_symbol))
+                    if not subs:
+                        continue
+                    corrupt = feed.corrupt > 0 and channel in encoder.book_channels
+                    if corrupt:
+                        feed.corrupt -= 1
+                        feed.stats.corrupted += 1
+                    for session in list(subs):
+                        msg = encoder.encode(session.state, channel, tick, corrupt=corrupt)
+                        if msg is None:
+                            continue
+                        try:
+                            await session.ws.send(msg)
+                        except ConnectionClosed:
+                            feed.remove(session)
+                            continue
+                        feed.stats.messages += 1
+            if not self._loop or n == 0:
+                break
+            offset += span
+        feed.done.set()
+
+    async def _heartbeats(self, feed: _Feed) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            if feed.halted(now):
+                continue
+            for session in list(feed.sessions):
+                period = session.state.heartbeat_s
+                if period is None or now - session.last_heartbeat < period:
+                    continue
+                msg = feed.encoder.heartbeat(session.state, time.time_ns())
+                session.last_heartbeat = now
+                if msg is not None:
+                    with contextlib.suppress(ConnectionClosed):
+                        await session.ws.send(msg)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        path = ws.request.path.split("?", 1)[0].rstrip("/") if ws.request is not None else ""
+        if path == "/control":
+            await self._control(ws)
+            return
+        feed = self._feeds.get(path)
+        if feed is None:
+            await ws.close(4004, f"no venue at {path!r}; serving {', '.join(self._feeds)}")
+            return
+        session = _Session(ws, SessionState(), time.monotonic())
+        feed.sessions.add(session)
+        feed.stats.connections += 1
+        welcome = feed.encoder.welcome(time.time_ns())
+        try:
+            if welcome is not None:
+                await ws.send(welcome)
+            async for raw in ws:
+                feed.stats.requests += 1
+                reply = feed.encoder.on_request(session.state, raw, time.time_ns())
+                for pair in reply.unsubscribed:
+                    feed.unsubscribe(session, pair)
+                for pair in reply.subscribed:
+                    feed.subscribe(session, pair)
+                for msg in reply.messages:
+                    await ws.send(msg)
+                for channel, venue_symbol in reply.subscribed:  # late joiners get the current top of book
+                    for tick in feed.latest.values():
+                        if tick.venue_symbol == venue_symbol:
+                            snapshot = feed.encoder.encode(session.state, channel, tick)
+                            if snapshot is not None:
+                                await ws.send(snapshot)
+                if reply.subscribed and self._autostart and not feed.started.is_set():
+                    self._tasks.append(asyncio.create_task(_start_soon(feed)))
+        except ConnectionClosed:
+            pass
+        finally:
+            feed.remove(session)
+
+    async def _control(self, ws: ServerConnection) -> None:
+        try:
+            async for raw in ws:
+                try:
+                    msg = orjson.loads(raw)
+                    op = msg.get("op", "fault")
+                    if op == "start":
+                        self.start(msg.get("path"))
+                        out: dict[str, Any] = {"ok": True}
+                    elif op == "stats":
+                        out = {"ok": True, "stats": {p: _stats_dict(s) for p, s in self.stats().items()}}
+                    else:
+                        await self.inject(
+                            str(msg["path"]),
+                            str(msg["fault"]),
+                            count=int(msg.get("count", 1)),
+                            duration_s=msg.get("duration_s"),
+                            grace_s=float(msg.get("grace_s", 1.0)),
+                        )
+                        out = {"ok": True}
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                    out = {"ok": False, "error": str(exc)}
+                await ws.send(orjson.dumps(out).decode())
+        except ConnectionClosed:
+            pass
+
+
+def _stats_dict(stats: FeedStats) -> dict[str, Any]:
+    return {name: getattr(stats, name) for name in FeedStats.__slots__}  # type: ignore[attr-defined]
+
+
+async def _start_soon(feed: _Feed) -> None:
+    await asyncio.sleep(0.1)  # let a client's remaining subscribe requests arrive first
+    feed.started.set()
+
+
+async def _close_later(sessions: list[_Session], grace_s: float) -> None:
+    await asyncio.sleep(grace_s)
+    for session in sessions:
+        with contextlib.suppress(Exception):
+            await session.ws.close(1001, "service restart")
+
+
+def _load(source: Source, venues: Sequence[str] | None) -> pl.DataFrame:
+    if isinstance(source, str | Path):
+        from arbkit.data.store import Store
+
+        frame = Store(source).scan("quotes", exchange=list(venues) if venues else None).collect()
+    elif isinstance(source, pl.DataFrame):
+        frame = source
+    else:
+        frame = source["quotes"]
+    frame = schema.validate(frame, schema.QUOTES)
+    if venues:
+        frame = frame.filter(pl.col("exchange").is_in(list(venues)))
+    unknown = sorted(set(frame.get_column("exchange").unique().to_list()) - set(ENCODERS))
+    if unknown:
+        raise ValueError(f"the simulator does not speak {unknown} (known: {', '.join(ENCODERS)})")
+    return frame.with_row_index("__row").sort(["ts_event", "__row"]).drop("__row")
+
+
+async def serve(
+    source: Source,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    speed: float = 1.0,
+    venues: Sequence[str] | None = None,
+    *,
+    autostart: bool = True,
+    loop: bool = False,
+    ping_interval: float | None = 20.0,
+) -> SimulatorHandle:
+    """Serve each venue's public stream protocol on loopback, replaying ``source``'s quotes.
+
+    Parameters
+    ----------
+    source
+        A Parquet store root (its ``quotes`` table is read), a ``QUOTES`` frame, or a mapping with ``"quotes"``.
+    host, port
+        Where to listen; port 0 picks a free port (see :attr:`SimulatorHandle.port`).
+    speed
+        Replay speed: 1.0 is real time (by ``ts_event``), 10.0 ten times faster, 0 as fast as possible.
+    venues
+        Restrict to these venues (CCXT ids); all venues in the data by default.
+    autostart
+        Start a path's replay 100 ms after its first subscription; otherwise call :meth:`SimulatorHandle.start`.
+    loop
+        Replay forever, shifting event times by the data's span on each pass (the demo's default feed).
+    ping_interval
+        WebSocket-level ping period in seconds (``None`` disables them).
+
+    Returns
+    -------
+    SimulatorHandle
+        Paths are ``/<venue>`` for a venue's default market and ``/<venue>/<market>`` where the venue's symbol
+        does not say the market (Binance ``/binance`` spot and ``/binance/linear`` USD-M; Bybit ``/bybit`` linear
+        and ``/bybit/spot``).  ``/control`` accepts JSON control messages (``{"op": "start"}``,
+        ``{"op": "stats"}``, ``{"path": "/okx", "fault": "drop"}``).
+
+    Examples
+    --------
+    >>> import asyncio, polars as pl
+    >>> quotes = pl.DataFrame({"ts_event": [1_700_000_000_000_000_000], "ts_recv": [1_700_000_000_000_000_000],
+    ...     "exchange": ["okx"], "symbol": ["BTC/USDT"], "bid": [100.0], "bid_size": [1.0], "ask": [101.0],
+    ...     "ask_size": [2.0]})
+    >>> async def main():
+    ...     async with await serve(quotes, speed=0) as sim:
+    ...         return sim.paths
+    >>> asyncio.run(main())
+    ['/okx']
+    """
+    frame = _load(source, venues)
+    feeds: dict[str, _Feed] = {}
+    groups: dict[tuple[str, str | None], list[str]] = {}
+    venue_symbols: dict[tuple[str, str | None], dict[str, str]] = {}
+    for venue, symbol in frame.select("exchange", "symbol").unique().sort(["exchange", "symbol"]).rows():
+        market, venue_symbol = _market_of(venue, symbol)
+        groups.setdefault((venue, market), []).append(symbol)
+        venue_symbols.setdefault((venue, market), {})[symbol] = venue_symbol
+    for (venue, market), symbols in groups.items():
+        part = frame.filter((pl.col("exchange") == venue) & pl.col("symbol").is_in(symbols))
+        feed = _Feed(venue, market, part, venue_symbols[(venue, market)])
+        feeds[feed.path] = feed
+    handle_ref: list[SimulatorHandle] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await handle_ref[0]._handle(ws)
+
+    server = await ws_serve(handler, host, port, ping_interval=ping_interval, max_size=2**20, compression=None)
+    handle = SimulatorHandle(server, feeds, speed, loop, autostart)
+    handle_ref.append(handle)
+    handle._launch()
+    return handle
+
+
+def run_simulator(
+    source: Source,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    speed: float = 1.0,
+    venues: Sequence[str] | None = None,
+    *,
+    loop: bool = True,
+    duration_s: float | None = None,
+    on_ready: Any = None,
+) -> dict[str, FeedStats]:
+    """Blocking :func:`serve` for the CLI (``arbkit simulate``): runs until interrupted or ``duration_s`` passes.
+
+    ``on_ready(handle)`` is called once listening (the CLI prints the URLs from it).  Returns the counters.
+    """
+
+    async def main() -> dict[str, FeedStats]:
+        async with await serve(source, host, port, speed, venues, loop=loop) as handle:
+            if on_ready is not None:
+                on_ready(handle)
+            try:
+                if duration_s is not None:
+                    await asyncio.sleep(duration_s)
+                elif loop:
+                    await asyncio.Event().wait()
+                else:
+                    await handle.wait_done()
+            except asyncio.CancelledError:
+                pass
+            return handle.stats()
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return {}
