@@ -19,10 +19,12 @@ import importlib
 
 from live.adapters._base import (
     BOOK_RULES,
+    GREEKS_SCHEMA,
     Adapter,
     BookRow,
     BookUpdate,
     FundingRow,
+    GreeksRow,
     Level,
     OptionQuoteRow,
     Parsed,
@@ -34,11 +36,13 @@ from live.adapters._base import (
 
 __all__ = [
     "BOOK_RULES",
+    "GREEKS_SCHEMA",
     "VENUES",
     "Adapter",
     "BookRow",
     "BookUpdate",
     "FundingRow",
+    "GreeksRow",
     "Level",
     "OptionQuoteRow",
     "ParseError",

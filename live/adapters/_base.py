@@ -34,10 +34,12 @@ from arbkit.instruments import InstrumentKind, SymbolError, SymbolInfo, expiry_n
 
 __all__ = [
     "BOOK_RULES",
+    "GREEKS_SCHEMA",
     "Adapter",
     "BookRow",
     "BookUpdate",
     "FundingRow",
+    "GreeksRow",
     "Level",
     "OptionQuoteRow",
     "ParseError",
@@ -76,6 +78,22 @@ OptionQuoteRow = tuple[
     float | None,
     int,
 ]
+#: ``(ts_event, ts_recv, exchange, symbol, delta, gamma, vega, theta, rho)``: venue-computed option greeks.
+GreeksRow = tuple[int, int, str, str, float | None, float | None, float | None, float | None, float | None]
+#: Polars schema of :attr:`Parsed.greeks` (not an arbkit table yet: OPTION_QUOTES has no greek columns).
+GREEKS_SCHEMA = pl.Schema(
+    {
+        "ts_event": pl.Int64,
+        "ts_recv": pl.Int64,
+        "exchange": pl.String,
+        "symbol": pl.String,
+        "delta": pl.Float64,
+        "gamma": pl.Float64,
+        "vega": pl.Float64,
+        "theta": pl.Float64,
+        "rho": pl.Float64,
+    }
+)
 #: One price level: ``(price, size, price_text, size_text)``; the texts are what the venue sent (checksums).
 Level = tuple[float, float, str, str]
 
@@ -146,12 +164,18 @@ class Rows:
     book: list[BookRow] = field(default_factory=list)
     funding: list[FundingRow] = field(default_factory=list)
     option_quotes: list[OptionQuoteRow] = field(default_factory=list)
-    book_update: BookUpdate | None = None
+    book_updates: list[BookUpdate] = field(default_factory=list)
+    greeks: list[GreeksRow] = field(default_factory=list)
+
+    @property
+    def book_update(self) -> BookUpdate | None:
+        """The message's book update (the last one when a message carries several books), or ``None``."""
+        return self.book_updates[-1] if self.book_updates else None
 
     @property
     def empty(self) -> bool:
         """True for messages that carry no market data (acks, pongs, heartbeats)."""
-        return not (self.quotes or self.trades or self.book or self.funding or self.option_quotes or self.book_update)
+        return not (self.quotes or self.trades or self.book or self.funding or self.option_quotes or self.book_updates)
 
 
 def rows_frame(rows: Sequence[tuple[Any, ...]], table: schema.Table) -> pl.DataFrame:
@@ -169,7 +193,8 @@ def rows_frame(rows: Sequence[tuple[Any, ...]], table: schema.Table) -> pl.DataF
 class Parsed:
     """The schema frames one message produced; a table is ``None`` when the message had none of its rows.
 
-    ``book_update`` is the structured book message for the book keeper (``None`` outside book channels).
+    ``book_updates`` are the structured book messages for the book keeper (empty outside book channels;
+    ``book_update`` is the last of them or ``None``).
 
     Examples
     --------
@@ -187,7 +212,13 @@ class Parsed:
     book: pl.DataFrame | None = None
     funding: pl.DataFrame | None = None
     option_quotes: pl.DataFrame | None = None
-    book_update: BookUpdate | None = None
+    book_updates: list[BookUpdate] = field(default_factory=list)
+    greeks: pl.DataFrame | None = None
+
+    @property
+    def book_update(self) -> BookUpdate | None:
+        """The message's book update (the last one when a message carries several books), or ``None``."""
+        return self.book_updates[-1] if self.book_updates else None
 
     @property
     def empty(self) -> bool:
@@ -197,7 +228,7 @@ class Parsed:
             and self.book is None
             and self.funding is None
             and self.option_quotes is None
-            and self.book_update is None
+            and not self.book_updates
         )
 
     @classmethod
@@ -209,7 +240,8 @@ class Parsed:
             book=rows_frame(rows.book, schema.BOOK) if rows.book else None,
             funding=rows_frame(rows.funding, schema.FUNDING) if rows.funding else None,
             option_quotes=rows_frame(rows.option_quotes, schema.OPTION_QUOTES) if rows.option_quotes else None,
-            book_update=rows.book_update,
+            book_updates=rows.book_updates,
+            greeks=pl.DataFrame(rows.greeks, schema=GREEKS_SCHEMA, orient="row") if rows.greeks else None,
         )
 
 

@@ -306,7 +306,7 @@ class BinanceAdapter(Adapter):
         bids = self.levels(m.bids or ())
         asks = self.levels(m.asks or ())
         self._emit_levels(rows, symbol, bids, asks, ts_recv, ts_recv, m.lastUpdateId)
-        rows.book_update = BookUpdate(
+        update = BookUpdate(
             "binance",
             symbol,
             self._rule if complete else "replace",
@@ -318,6 +318,7 @@ class BinanceAdapter(Adapter):
             seq=m.lastUpdateId,
             depth=None if complete else max(len(bids), len(asks)),
         )
+        rows.book_updates.append(update)
 
     def _emit_levels(
         self,
@@ -368,7 +369,7 @@ class BinanceAdapter(Adapter):
         partial = stream is not None and _is_partial(stream)
         if partial:
             self._emit_levels(rows, symbol, bids, asks, ts_event, ts_recv, m.u)
-        rows.book_update = BookUpdate(
+        update = BookUpdate(
             "binance",
             symbol,
             "replace" if partial else self._rule,
@@ -382,6 +383,7 @@ class BinanceAdapter(Adapter):
             first_seq=m.U,
             depth=max(len(bids), len(asks)) if partial else None,
         )
+        rows.book_updates.append(update)
 
     def _trade(self, rows: Rows, m: _Msg, ts_recv: int, event: str) -> None:
         if m.s is None or m.p is None or m.q is None or m.m is None:

@@ -234,7 +234,7 @@ class BybitAdapter(Adapter):
             raise self.error(f"orderbook push of type {m.type!r}")
         parts = m.topic.split(".")
         depth = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-        rows.book_update = BookUpdate(
+        update = BookUpdate(
             "bybit",
             self.unified_symbol(m.data.s),
             "bybit",
@@ -246,6 +246,7 @@ class BybitAdapter(Adapter):
             seq=m.data.u,
             depth=depth,
         )
+        rows.book_updates.append(update)
 
     def _ticker(self, rows: Rows, m: _TickerMsg, ts_recv: int) -> None:
         d = m.data

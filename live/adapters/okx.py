@@ -316,16 +316,15 @@ class OkxAdapter(Adapter):
             d.seqId,
             ts_recv,
         )
-        rows.book_update = BookUpdate(
-            "okx", symbol, "replace", True, bids, asks, ts_event, ts_recv, seq=d.seqId, depth=5
-        )
+        update = BookUpdate("okx", symbol, "replace", True, bids, asks, ts_event, ts_recv, seq=d.seqId, depth=5)
+        rows.book_updates.append(update)
 
     def _book(self, rows: Rows, symbol: str, channel: str, action: str | None, d: _Data, ts_recv: int) -> None:
         if action not in ("snapshot", "update"):
             raise self.error(f"{channel} push with action {action!r}")
         bids: tuple[Level, ...] = self.levels(d.bids or ())
         asks: tuple[Level, ...] = self.levels(d.asks or ())
-        rows.book_update = BookUpdate(
+        update = BookUpdate(
             "okx",
             symbol,
             "okx",
@@ -339,6 +338,7 @@ class OkxAdapter(Adapter):
             checksum=d.checksum,
             depth=_BOOK_CHANNELS[channel],
         )
+        rows.book_updates.append(update)
 
     def _funding(self, rows: Rows, symbol: str, d: _Data, ts_recv: int) -> None:
         rate = self.number(d.fundingRate)
