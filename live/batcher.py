@@ -58,8 +58,8 @@ __all__ = [
     "drive",
 ]
 
-#: A unit of work on the feed queue: ``(table name, frame of that table)``.
-FeedItem = tuple[str, pl.DataFrame]
+#: A unit of work on the feed queue: ``(table name, frame of that table or row tuples in its column order)``.
+FeedItem = tuple[str, pl.DataFrame | Sequence[tuple[Any, ...]]]
 
 #: Columns identifying "the same thing" per table: under backpressure only the latest row per key is kept.
 COALESCE_KEYS: dict[str, tuple[str, ...]] = {
@@ -188,10 +188,18 @@ class MicroBatcher:
         if self._pending >= self._threshold:
             self._coalesce()
 
+    def add_item(self, item: FeedItem, now_ns: int) -> None:
+        """:meth:`add` a frame or :meth:`add_rows` row tuples, whichever the queue item holds."""
+        table, data = item
+        if isinstance(data, pl.DataFrame):
+            self.add(table, data, now_ns)
+        else:
+            self.add_rows(table, data, now_ns)
+
     def add_many(self, items: Iterable[FeedItem], now_ns: int) -> None:
-        """:meth:`add` every ``(table, frame)`` item."""
-        for table, frame in items:
-            self.add(table, frame, now_ns)
+        """:meth:`add_item` every item."""
+        for item in items:
+            self.add_item(item, now_ns)
 
     def due_ns(self) -> int | None:
         """Clock value at which the pending rows are due by time; ``None`` when nothing is pending."""
@@ -294,7 +302,7 @@ async def drive(
     Parameters
     ----------
     queue
-        ``(table, frame)`` items put by the connector.
+        ``(table, frame or row tuples)`` items put by the connector.
     batcher
         The core; its ``stats`` tell what happened.
     on_batch
@@ -321,7 +329,7 @@ async def drive(
                 except TimeoutError:
                     pass
                 else:
-                    batcher.add(item[0], item[1], clock())
+                    batcher.add_item(item, clock())
             # while the consumer is busy drain everything (coalescing bounds memory); otherwise stop at a batch
             _drain(queue, batcher, clock, until_ready=not blocked)
         if busy is not None and busy():
@@ -342,7 +350,7 @@ def _drain(
     limit = batcher.config.max_rows
     while not (until_ready and batcher.pending >= limit):
         try:
-            table, frame = queue.get_nowait()
+            item = queue.get_nowait()
         except asyncio.QueueEmpty:
             return
-        batcher.add(table, frame, now)
+        batcher.add_item(item, now)
