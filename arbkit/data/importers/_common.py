@@ -154,7 +154,8 @@ class CsvStream:
         self.names = list(names)
         self.header_lines = 1 if header else 0
         self.chunk_rows = chunk_rows
-        self.malformed: list[tuple[int, str]] = []  # (physical line, reason)
+        self.malformed: list[tuple[int, str]] = []  # (physical line, reason), kept for line numbering
+        self.reported = 0  # malformed rows already passed to the sink
         self._stream = stream
 
     def _on_invalid(self, row: Any) -> str:
@@ -366,9 +367,9 @@ class Sink:
             self.reject(file, stream.line_of(chunk.first_index + int(row)), name, reason)
 
     def malformed(self, file: str, stream: CsvStream) -> None:
-        for line, reason in stream.malformed:
+        for line, reason in stream.malformed[stream.reported :]:
+            stream.reported += 1
             self.reject(file, line if line > 0 else None, None, f"malformed CSV row: {reason}")
-        stream.malformed.clear()
 
     def write(self, table: schema.Table, frame: pl.DataFrame) -> None:
         if frame.height:

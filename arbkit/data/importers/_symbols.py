@@ -24,6 +24,11 @@ QUOTE_CURRENCIES: tuple[str, ...] = tuple(
     )
 )  # fmt: skip
 
+#: Bases that settle an ambiguous split (``XBTUSD`` is XBT/USD, not XB/TUSD).
+KNOWN_BASES: frozenset[str] = frozenset(
+    ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "LTC", "DOT", "AVAX", "LINK", "TRX", "BCH", "MATIC", "TON")
+)
+
 #: Legacy asset codes some venues use (Kraken, BitMEX).
 ASSET_ALIASES: dict[str, str] = {"XBT": "BTC", "XDG": "DOGE"}
 
@@ -67,9 +72,12 @@ def split_pair(text: str) -> tuple[str, str]:
             base, _, quote = text.partition(sep)
             if base and quote:
                 return _asset(base), _asset(quote)
-    for quote in QUOTE_CURRENCIES:
-        if text.endswith(quote) and len(text) > len(quote):
-            return _asset(text[: -len(quote)]), _asset(quote)
+    candidates = [(text[: -len(q)], q) for q in QUOTE_CURRENCIES if text.endswith(q) and len(text) > len(q)]
+    if candidates:
+        # XBTUSD ends with both TUSD and USD: a well-known base wins, else the longest quote (ETHFDUSD -> FDUSD)
+        known = [c for c in candidates if _asset(c[0]) in KNOWN_BASES]
+        base, quote = (known or candidates)[0]
+        return _asset(base), _asset(quote)
     raise SymbolError(f"cannot split {text!r} into base and quote (known quotes: {', '.join(QUOTE_CURRENCIES)})")
 
 
