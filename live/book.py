@@ -83,21 +83,6 @@ _RESYNCING = int(QuoteFlag.RESYNCING)
 _CROSSED = int(QuoteFlag.CROSSED)
 _STALE = int(QuoteFlag.STALE)
 
-# Kraken pair precisions (price decimals, quantity decimals) from its instrument channel; override per keeper.
-KRAKEN_PRECISION: dict[str, tuple[int, int]] = {
-    "BTC/USD": (1, 8),
-    "BTC/EUR": (1, 8),
-    "BTC/USDT": (1, 8),
-    "ETH/USD": (2, 8),
-    "ETH/EUR": (2, 8),
-    "ETH/USDT": (2, 8),
-    "ETH/BTC": (5, 8),
-    "SOL/USD": (2, 8),
-    "XRP/USD": (5, 8),
-    "DOGE/USD": (7, 8),
-    "USDT/USD": (5, 8),
-}
-
 
 def okx_checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:
     """OKX's signed CRC32 over the top 25 levels, ``bid:size:ask:size`` interleaved, using the venue's strings.
@@ -187,7 +172,8 @@ class BookKeeper:
         Most Binance diffs held while waiting for a snapshot; beyond it the oldest are dropped and a resync is
         requested, so memory never grows without bound.
     price_precision, size_precision : int, optional
-        Kraken checksum precisions; default from :data:`KRAKEN_PRECISION`, else the venue's own text.
+        Kraken checksum precisions; by default those the update carries (the adapter's instrument table), else
+        the numbers' text as the venue sent it.
     """
 
     def __init__(
@@ -212,9 +198,8 @@ class BookKeeper:
             max_age_ns = int(profile.max_age_ms * 1_000_000)
         self.max_age_ns = max_age_ns
         self.buffer_limit = buffer_limit
-        known = KRAKEN_PRECISION.get(symbol, (None, None))
-        self.price_precision = price_precision if price_precision is not None else known[0]
-        self.size_precision = size_precision if size_precision is not None else known[1]
+        self.price_precision = price_precision
+        self.size_precision = size_precision
         self.counters = BookCounters()
         self.bids: dict[float, Level] = {}
         self.asks: dict[float, Level] = {}
@@ -298,10 +283,16 @@ class BookKeeper:
         elif rule == "kraken":
             self._apply_monotonic(update)
             if self.synced:
-                self._truncate()
+                self._truncate(update.depth or self.depth)
                 if update.checksum is not None:
+                    price_precision = self.price_precision
+                    if price_precision is None:
+                        price_precision = update.price_precision
+                    size_precision = self.size_precision
+                    if size_precision is None:
+                        size_precision = update.size_precision
                     expected = kraken_checksum(
-                        self.sorted_bids(10), self.sorted_asks(10), self.price_precision, self.size_precision
+                        self.sorted_bids(10), self.sorted_asks(10), price_precision, size_precision
                     )
                     if expected != update.checksum:
                         self._lose_sync("checksum_failures")
@@ -355,11 +346,11 @@ class BookKeeper:
             return
         self._apply_monotonic(update)
 
-    def _truncate(self) -> None:
-        if len(self.bids) > self.depth:
-            self.bids = {lv[0]: lv for lv in self.sorted_bids(self.depth)}
-        if len(self.asks) > self.depth:
-            self.asks = {lv[0]: lv for lv in self.sorted_asks(self.depth)}
+    def _truncate(self, depth: int) -> None:
+        if len(self.bids) > depth:
+            self.bids = {lv[0]: lv for lv in self.sorted_bids(depth)}
+        if len(self.asks) > depth:
+            self.asks = {lv[0]: lv for lv in self.sorted_asks(depth)}
 
     def _apply_binance(self, update: BookUpdate, *, futures: bool) -> None:
         if update.is_snapshot:
@@ -524,6 +515,12 @@ class Books:
             if self.emit_levels:
                 out.book.extend(keeper.book_rows())
         return out
+
+    def apply_rows(self, rows: Rows) -> Rows:
+        """Apply every book update a parsed message carried, appending quotes and levels to ``rows``."""
+        for update in list(rows.book_updates):
+            self.apply(update, rows)
+        return rows
 
     def needs_resync(self) -> list[tuple[str, str]]:
         """``(exchange, symbol)`` of every book that asks for a snapshot or re-subscription."""
