@@ -1,0 +1,581 @@
+"""WebSocket client per venue: subscribe, keep alive, detect stalls, reconnect, and emit parsed rows.
+
+A :class:`Connector` owns the connections to one venue (URL configurable: the real venue or the simulator).  It
+sends the venue's subscribe requests (built by the venue adapter, split to respect per-request and
+per-connection limits), parses every message with :mod:`live.adapters` (book channels go through
+:class:`live.book.Books`), and puts ``(table, rows)`` items on an :class:`asyncio.Queue` for the micro-batcher
+(:func:`live.batcher.drive`).
+
+Failure handling, and what the counters in :class:`ConnectorStats` say about it:
+
+* **Bad input** never kills a connection task: a message the adapter rejects is counted (``parse_errors``) and
+  logged with the venue and a snippet (rate-limited).  A frame larger than ``max_frame_bytes`` closes the
+  connection (WebSocket code 1009), is counted (``oversize``) and the connection is re-opened.
+* **Drops** (``disconnects``): reconnect with jittered exponential backoff (``backoff_initial_s`` doubling up
+  to ``backoff_max_s``, "full jitter": a uniform draw below the current ceiling, so a fleet of clients does not
+  reconnect in lockstep); the backoff resets once data flows again.  The venue's last quotes are re-emitted at
+  once with ``STALE | OUTAGE`` so detection stops using them.
+* **Silent stalls** (``stalls``): the connection is open but nothing arrives.  After
+  ``max(2 x expected_interval_s, 5 s)`` (``stale_after_s`` overrides it) the last quotes are re-emitted with
+  ``STALE`` and the connection is recycled.
+* **Announced disconnects** (``handovers``): OKX's ``notice`` 64008, Binance's ``serverShutdown``, and the
+  24-hour connection limit (``max_connection_age_s``) open a second connection and subscribe it *before* the old
+  one goes; the switch happens on the new connection's first data message, inside one event-loop step, so no
+  message is lost (at most the new connection's first snapshot repeats the last quote).
+* **Book integrity** (``resyncs``): when the book keeper reports a sequence gap or checksum mismatch, the
+  affected symbol is unsubscribed and subscribed again so the venue sends a fresh snapshot.
+* **Keep-alive**: WebSocket ping frames (all venues) plus each venue's application ping (OKX ``ping``, Bybit
+  ``{"op": "ping"}``, Kraken ``{"method": "ping"}``), Deribit's ``public/set_heartbeat`` with answers to its
+  ``test_request``, and Coinbase's ``heartbeats`` channel.
+
+Examples
+--------
+>>> config = ConnectorConfig("okx", "ws://127.0.0.1:9/okx", ("BTC/USDT",))
+>>> config.channel_name, config.stale_after()
+('bbo-tbt', 5.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from arbkit.schema import QuoteFlag
+from live import adapters
+from live.adapters import Adapter, QuoteRow, Rows
+from live.batcher import FeedItem
+from live.book import Books
+
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorStats",
+    "VenueLimits",
+    "run_connectors",
+]
+
+_log = logging.getLogger("live.connector")
+
+#: The top-of-book channel subscribed per venue unless the config names another.
+DEFAULT_CHANNELS: dict[str, str] = {
+    "binance": "bookTicker",
+    "okx": "bbo-tbt",
+    "bybit": "orderbook.1",
+    "coinbase": "ticker",
+    "kraken": "ticker",
+    "deribit": "ticker",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VenueLimits:
+    """Published per-connection limits: symbols per connection and per subscribe request, app ping period."""
+
+    symbols_per_connection: int
+    symbols_per_request: int
+    app_ping_s: float | None
+
+
+#: Limits per venue (public docs: Binance 1024 streams/connection; Bybit 10 args/request on spot; OKX and Bybit
+#: close idle connections after 30 s without a ping; Kraken and Deribit as their docs recommend).
+VENUE_LIMITS: dict[str, VenueLimits] = {
+    "binance": VenueLimits(1024, 200, None),
+    "okx": VenueLimits(240, 100, 20.0),
+    "bybit": VenueLimits(200, 10, 20.0),
+    "coinbase": VenueLimits(100, 100, None),
+    "kraken": VenueLimits(200, 100, 20.0),
+    "deribit": VenueLimits(500, 100, None),
+}
+
+_SHUTDOWN_MARKERS: dict[str, tuple[bytes, ...]] = {
+    "okx": (b'"code":"64008"',),
+    "binance": (b'"e":"serverShutdown"',),
+}
+
+_ACK_MARKERS: dict[str, tuple[bytes, ...]] = {
+    "binance": (b'"result":null', b'"result":['),
+    "okx": (b'"event":"subscribe"',),
+    "bybit": (b'"op":"subscribe"',),
+    "coinbase": (b'"channel":"subscriptions"',),
+    "kraken": (b'"method":"subscribe"',),
+    "deribit": (b'"result":[',),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorConfig:
+    """One venue's feed: where, what, and how patient to be.
+
+    Parameters
+    ----------
+    venue
+        CCXT exchange id.
+    url
+        WebSocket URL (the venue's public endpoint, or ``SimulatorHandle.url(venue, market)``).
+    symbols
+        Unified symbols to subscribe.
+    market
+        Adapter market where the venue's symbols do not say it (Binance ``spot``/``linear``, Bybit).
+    channel
+        Venue channel name; :data:`DEFAULT_CHANNELS` by default.
+    expected_interval_s
+        Typical gap between messages on a healthy feed; stalls are declared after
+        ``max(2 x expected_interval_s, 5 s)`` unless ``stale_after_s`` is given.
+    max_frame_bytes
+        Frames above this close the connection (code 1009) instead of exhausting memory.
+    max_connection_age_s
+        Hand over to a fresh connection before this age (Binance drops connections at 24 hours).
+    """
+
+    venue: str
+    url: str
+    symbols: tuple[str, ...]
+    market: str | None = None
+    channel: str | None = None
+    expected_interval_s: float = 1.0
+    stale_after_s: float | None = None
+    max_frame_bytes: int = 1 << 20
+    symbols_per_connection: int | None = None
+    symbols_per_request: int | None = None
+    app_ping_s: float | None = None
+    ping_interval_s: float | None = 20.0
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 30.0
+    open_timeout_s: float = 10.0
+    max_connection_age_s: float | None = 23.5 * 3600.0
+    handover_timeout_s: float = 10.0
+    book_depth: int = 10
+
+    @property
+    def channel_name(self) -> str:
+        return self.channel or DEFAULT_CHANNELS[self.venue]
+
+    def stale_after(self) -> float:
+        """Seconds of silence after which the feed counts as stalled."""
+        if self.stale_after_s is not None:
+            return self.stale_after_s
+        return max(2.0 * self.expected_interval_s, 5.0)
+
+    def limits(self) -> VenueLimits:
+        base = VENUE_LIMITS.get(self.venue, VenueLimits(100, 50, None))
+        return VenueLimits(
+            self.symbols_per_connection or base.symbols_per_connection,
+            self.symbols_per_request or base.symbols_per_request,
+            self.app_ping_s if self.app_ping_s is not None else base.app_ping_s,
+        )
+
+
+@dataclass(slots=True)
+class ConnectorStats:
+    """What happened on a venue's connections (exported as metrics by the engine)."""
+
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+    stalls: int = 0
+    handovers: int = 0
+    shutdown_notices: int = 0
+    messages: int = 0
+    bytes: int = 0
+    data_messages: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    parse_errors: int = 0
+    oversize: int = 0
+    resyncs: int = 0
+    stale_rows: int = 0
+    acks: int = 0
+    pings_sent: int = 0
+    dropped_after_handover: int = 0
+    last_error: str = ""
+
+
+class _Link:
+    """One WebSocket connection of a slot."""
+
+    __slots__ = ("forwarding", "last_message", "opened", "pump", "ws")
+
+    def __init__(self, ws: ClientConnection, forwarding: bool) -> None:
+        self.ws = ws
+        self.forwarding = forwarding
+        self.opened = time.monotonic()
+        self.last_message = self.opened
+        self.pump: asyncio.Task[None] | None = None
+
+
+class _Slot:
+    """A group of symbols served by one connection at a time (two during a handover)."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.symbols = symbols
+        self.link: _Link | None = None
+        self.pending: _Link | None = None
+        self.handover = asyncio.Event()
+        self.acked = asyncio.Event()
+
+
+class Connector:
+    """The connections to one venue, emitting parsed rows into ``queue``.
+
+    Parameters
+    ----------
+    config
+        Venue, URL, symbols and limits.
+    queue
+        Receives ``(table, rows)`` items (see :data:`live.batcher.FeedItem`).
+    clock
+        Wall clock in ns for ``ts_recv`` (injectable).
+    rng
+        Randomness for backoff jitter (seed it in tests).
+    """
+
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        queue: asyncio.Queue[FeedItem],
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.adapter: Adapter = adapters.get(config.venue, config.market)
+        self.books = Books(depth=config.book_depth, emit_levels=False)
+        self.stats = ConnectorStats()
+        self.last_quotes: dict[str, QuoteRow] = {}
+        limits = config.limits()
+        per_conn = max(1, limits.symbols_per_connection)
+        symbols = list(dict.fromkeys(config.symbols))
+        self._venue_symbols = {s: self.adapter.venue_symbol(s) for s in symbols}
+        self.slots = [_Slot(symbols[i : i + per_conn]) for i in range(0, len(symbols), per_conn)]
+        self._stop = asyncio.Event()
+        self._log_budget = 20
+
+    @property
+    def venue(self) -> str:
+        return self.config.venue
+
+    async def wait_subscribed(self, timeout: float = 10.0) -> None:
+        """Wait until every connection has had its subscription acknowledged."""
+        await asyncio.wait_for(asyncio.gather(*(slot.acked.wait() for slot in self.slots)), timeout)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to close every connection and return."""
+        self._stop.set()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run every connection until ``stop`` (or :meth:`stop`) is set; never raises on feed errors."""
+        tasks = [
+            asyncio.create_task(self._run_slot(slot), name=f"{self.venue}-slot{i}") for i, slot in enumerate(self.slots)
+        ]
+        waiter = asyncio.create_task(stop.wait()) if stop is not None else None
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait([stopper, *([waiter] if waiter else [])], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._stop.set()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 5)
+            for t in (waiter, stopper):
+                if t is not None:
+                    t.cancel()
+
+    # -- slot supervision -----------------------------------------------------------------------------------
+    async def _run_slot(self, slot: _Slot) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            link = await self._open(slot, forwarding=True)
+            if link is None:
+                attempt += 1
+                await self._backoff(attempt)
+                continue
+            slot.link = link
+            reason = await self._supervise(slot)
+            if self._stop.is_set():
+                break
+            if reason == "stall":
+                attempt = 0
+            elif reason == "closed":
+                attempt = 0 if self._had_data(slot) else attempt + 1
+                await self._backoff(attempt)
+        for link in (slot.link, slot.pending):
+            if link is not None:
+                await self._close(link)
+
+    def _had_data(self, slot: _Slot) -> bool:
+        link = slot.link
+        return link is not None and link.last_message > link.opened
+
+    async def _backoff(self, attempt: int) -> None:
+        if attempt <= 0:
+            return
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_initial_s * (2 ** (attempt - 1)))
+        delay = self.rng.uniform(0.0, ceiling)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def _open(self, slot: _Slot, *, forwarding: bool) -> _Link | None:
+        cfg = self.config
+        try:
+            ws = await connect(
+                cfg.url,
+                max_size=cfg.max_frame_bytes,
+                ping_interval=cfg.ping_interval_s,
+                open_timeout=cfg.open_timeout_s,
+                compression=None,
+                max_queue=4096,
+            )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            self.stats.connect_failures += 1
+            self.stats.last_error = f"connect: {exc}"
+            _log.warning("%s: connect to %s failed: %s", self.venue, cfg.url, exc)
+            return None
+        self.stats.connects += 1
+        link = _Link(ws, forwarding)
+        try:
+            await self._subscribe(ws, slot.symbols)
+        except ConnectionClosed:
+            await self._close(link)
+            return None
+        link.pump = asyncio.create_task(self._pump(slot, link), name=f"{self.venue}-pump")
+        return link
+
+    async def _subscribe(self, ws: ClientConnection, symbols: Sequence[str], *, unsubscribe: bool = False) -> None:
+        limits = self.config.limits()
+        venue_symbols = [self._venue_symbols.get(s) or self.adapter.venue_symbol(s) for s in symbols]
+        step = max(1, limits.symbols_per_request)
+        if not unsubscribe and self.venue == "deribit":
+            await ws.send(orjson.dumps(_deribit_request(9_000, "public/set_heartbeat", {"interval": 10})).decode())
+        if not unsubscribe and self.venue == "coinbase":
+            await ws.send(orjson.dumps({"type": "subscribe", "channel": "heartbeats"}).decode())
+        for i in range(0, len(venue_symbols), step):
+            msg = self.adapter.subscribe_message(self.config.channel_name, venue_symbols[i : i + step])
+            if unsubscribe:
+                msg = _unsubscribe_message(msg)
+            await ws.send(msg.decode())
+
+    async def _supervise(self, slot: _Slot) -> str:
+        """Watch the slot's connection; returns why it ended: ``closed``, ``stall`` or ``stop``."""
+        cfg = self.config
+        stale_after = cfg.stale_after()
+        tick = min(0.05, stale_after / 4)
+        limits = cfg.limits()
+        last_ping = time.monotonic()
+        while not self._stop.is_set():
+            link = slot.link
+            assert link is not None
+            assert link.pump is not None
+            if link.pump.done() and slot.pending is not None:
+                self._switch(slot, slot.pending)  # announced close came first: the new connection takes over
+                continue
+            if link.pump.done():
+                self.stats.disconnects += 1
+                self._flag_all(int(QuoteFlag.STALE | QuoteFlag.OUTAGE))
+                await self._close(link)
+                return "closed"
+            now = time.monotonic()
+            if now - link.last_message > stale_after:
+                self.stats.stalls += 1
+                self._flag_all(int(QuoteFlag.STALE))
+                _log.warning(
+                    "%s: no message for %.1f s: feed stalled, reconnecting", self.venue, now - link.last_message
+                )
+                await self._close(link)
+                return "stall"
+            age = cfg.max_connection_age_s
+            if (slot.handover.is_set() or (age is not None and now - link.opened > age)) and slot.pending is None:
+                slot.handover.clear()
+                await self._start_handover(slot)
+            if slot.pending is not None and now - slot.pending.opened > cfg.handover_timeout_s:
+                await self._close(slot.pending)  # the new connection never delivered: keep the old one
+                slot.pending = None
+            if limits.app_ping_s is not None and now - last_ping > limits.app_ping_s:
+                last_ping = now
+                await self._app_ping(link)
+            resync = self.books.needs_resync()
+            if resync:
+                await self._resync(slot, [symbol for venue, symbol in resync if venue == self.venue])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), tick)
+        return "stop"
+
+    async def _start_handover(self, slot: _Slot) -> None:
+        self.stats.handovers += 1
+        pending = await self._open(slot, forwarding=False)
+        slot.pending = pending
+
+    def _switch(self, slot: _Slot, new: _Link) -> None:
+        """Make ``new`` the slot's connection (synchronous: no message can slip between the two)."""
+        old = slot.link
+        new.forwarding = True
+        slot.link = new
+        slot.pending = None
+        if old is not None:
+            old.forwarding = False
+            asyncio.get_running_loop().create_task(self._close(old))
+
+    async def _resync(self, slot: _Slot, symbols: list[str]) -> None:
+        link = slot.link
+        if link is None or not symbols:
+            return
+        for symbol in symbols:
+            self.books.keeper(self.venue, symbol).resync_started()
+        self.stats.resyncs += len(symbols)
+        with contextlib.suppress(ConnectionClosed):
+            await self._subscribe(link.ws, symbols, unsubscribe=True)
+            await self._subscribe(link.ws, symbols)
+
+    async def _app_ping(self, link: _Link) -> None:
+        payload = {
+            "okx": "ping",
+            "bybit": '{"op":"ping"}',
+            "kraken": '{"method":"ping"}',
+        }.get(self.venue)
+        if payload is None:
+            return
+        self.stats.pings_sent += 1
+        with contextlib.suppress(ConnectionClosed):
+            await link.ws.send(payload)
+
+    async def _close(self, link: _Link) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(link.ws.close(), 2)
+        if link.pump is not None and not link.pump.done():
+            link.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await link.pump
+
+    # -- receiving ------------------------------------------------------------------------------------------
+    async def _pump(self, slot: _Slot, link: _Link) -> None:
+        ws = link.ws
+        try:
+            async for message in ws:
+                raw = message if isinstance(message, bytes) else message.encode()
+                link.last_message = time.monotonic()
+                await self._on_message(slot, link, raw)
+        except ConnectionClosed as exc:
+            if (exc.rcvd is not None and exc.rcvd.code == 1009) or (exc.sent is not None and exc.sent.code == 1009):
+                self.stats.oversize += 1
+            self.stats.last_error = f"closed: {exc}"
+
+    async def _on_message(self, slot: _Slot, link: _Link, raw: bytes) -> None:
+        stats = self.stats
+        stats.messages += 1
+        stats.bytes += len(raw)
+        ts_recv = self.clock()
+        if len(raw) < 512 and self._control(slot, link, raw):
+            return
+        try:
+            rows = self.adapter.parse_rows(raw, ts_recv)
+        except adapters.ParseError as exc:
+            stats.parse_errors += 1
+            if self._log_budget > 0 or stats.parse_errors % 1000 == 0:
+                self._log_budget -= 1
+                _log.warning("%s: unparseable message (%s): %r", self.venue, exc, raw[:120])
+            return
+        if rows.empty:
+            return
+        stats.data_messages += 1
+        if rows.book_updates:
+            self.books.apply_rows(rows)
+        if not link.forwarding:
+            if slot.pending is link:
+                self._switch(slot, link)
+            else:
+                stats.dropped_after_handover += 1
+                return
+        await self._emit(rows)
+
+    def _control(self, slot: _Slot, link: _Link, raw: bytes) -> bool:
+        """Handle acks, shutdown notices and heartbeat requests; True when the message needs no parsing."""
+        venue = self.venue
+        for marker in _ACK_MARKERS.get(venue, ()):
+            if marker in raw:
+                self.stats.acks += 1
+                slot.acked.set()
+                return True
+        for marker in _SHUTDOWN_MARKERS.get(venue, ()):
+            if marker in raw:
+                self.stats.shutdown_notices += 1
+                if link is slot.link:
+                    slot.handover.set()
+                return True
+        if venue == "kraken" and raw.startswith(b'{"channel":"status"'):
+            return True  # system status greeting (online / maintenance): nothing to parse
+        if venue == "deribit" and b'"test_request"' in raw:
+            msg = orjson.dumps(_deribit_request(9_001, "public/test", {})).decode()
+            asyncio.get_running_loop().create_task(_send_quietly(link.ws, msg))
+            return True
+        return False
+
+    async def _emit(self, rows: Rows) -> None:
+        counts = self.stats.rows
+        if rows.quotes:
+            for row in rows.quotes:
+                self.last_quotes[row[3]] = row
+            counts["quotes"] = counts.get("quotes", 0) + len(rows.quotes)
+            await self.queue.put(("quotes", rows.quotes))
+        for table in ("trades", "book", "funding", "option_quotes"):
+            data: list[Any] = getattr(rows, table)
+            if data:
+                counts[table] = counts.get(table, 0) + len(data)
+                await self.queue.put((table, data))
+
+    def _flag_all(self, flags: int) -> None:
+        """Re-emit every last-known quote of the venue with ``flags`` set, received now."""
+        if not self.last_quotes:
+            return
+        now = self.clock()
+        rows = [(*row[:1], now, *row[2:9], int(row[9]) | flags) for row in self.last_quotes.values()]
+        self.stats.stale_rows += len(rows)
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(("quotes", rows))
+
+
+def _deribit_request(request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+
+async def _send_quietly(ws: ClientConnection, msg: str) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(msg)
+
+
+def _unsubscribe_message(subscribe: bytes) -> bytes:
+    """Turn a venue subscribe request into the matching unsubscribe request."""
+    msg = orjson.loads(subscribe)
+    if msg.get("method") == "SUBSCRIBE":
+        msg["method"] = "UNSUBSCRIBE"
+    elif msg.get("op") == "subscribe":
+        msg["op"] = "unsubscribe"
+    elif msg.get("type") == "subscribe":
+        msg["type"] = "unsubscribe"
+    elif msg.get("method") == "subscribe":
+        msg["method"] = "unsubscribe"
+    elif msg.get("method") == "public/subscribe":
+        msg["method"] = "public/unsubscribe"
+    else:
+        raise ValueError(f"cannot derive an unsubscribe request from {subscribe[:100]!r}")
+    return orjson.dumps(msg)
+
+
+async def run_connectors(
+    configs: Sequence[ConnectorConfig], queue: asyncio.Queue[FeedItem], stop: asyncio.Event
+) -> list[Connector]:
+    """Run one :class:`Connector` per config until ``stop`` is set; returns them (with their stats)."""
+    connectors = [Connector(c, queue) for c in configs]
+    await asyncio.gather(*(c.run(stop) for c in connectors))
+    return connectors
