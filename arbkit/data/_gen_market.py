@@ -406,6 +406,3 @@ def next_funding_ns(times: IntArray, interval_hours: float) -> IntArray:
     """Next funding instant on the 00/08/16 UTC grid (every ``interval_hours`` from midnight)."""
     step = int(interval_hours * 3600 * NS)
     return (times // step + 1) * step  # type: ignore[no-any-return]
-
-
-InstrumentKindAlias = InstrumentKind
