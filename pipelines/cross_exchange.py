@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from arbkit import pipeline
 from arbkit.detect._cross_exchange import (
     CrossExchangeParams,
     CrossExchangeState,
@@ -53,7 +52,8 @@ class CrossExchange:
         return finish_cross_exchange(state, params)
 
     def run(self, batch: Batch, params: CrossExchangeParams) -> pl.DataFrame:
-        return pipeline.run(self, batch, params)
+        output, state = self.step(batch, self.init(params), params)
+        return pl.concat([output, self.finish(state, params)], how="vertical")
 
 
 STRATEGY = CrossExchange()

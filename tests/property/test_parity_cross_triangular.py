@@ -56,3 +56,25 @@ def test_stale_quotes_never_produce_an_opportunity(frame: pl.DataFrame) -> None:
     for row in out.iter_rows(named=True):
         same = frame.filter(pl.col("ts_recv") == row["ts_start"], pl.col("symbol") == row["symbol"])
         assert {row["buy_exchange"], row["sell_exchange"]} <= set(same["exchange"])
+
+
+TRIANGULAR = pipelines.get("triangular")
+TRI_SYMBOLS = {"BTC/USDT": 60_000.0, "ETH/USDT": 3_000.0, "ETH/BTC": 0.05, "SOL/USDT": 150.0, "SOL/BTC": 0.0025}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    frame=quote_frames(max_rows=50, invalid=True, symbols=TRI_SYMBOLS, dislocation=0.01),
+    data=st.data(),
+    transfers=st.sampled_from([(), ("USDT", "BTC")]),
+)
+def test_triangular_split_parity(frame: pl.DataFrame, data: st.DataObject, transfers: tuple[str, ...]) -> None:
+    params = TRIANGULAR.params_type(max_notional=1_000.0, transfers=transfers)
+    check_split_parity(TRIANGULAR, frame, params, data.draw(cuts(frame.height)))
+
+
+@settings(max_examples=20, deadline=None)
+@given(frame=quote_frames(max_rows=40, symbols=TRI_SYMBOLS, dislocation=0.01))
+def test_triangular_stale_quotes_never_produce_an_opportunity(frame: pl.DataFrame) -> None:
+    stale = frame.with_columns(pl.col("flags") | int(QuoteFlag.STALE))
+    assert TRIANGULAR.run(Batch(quotes=stale), TRIANGULAR.params_type()).height == 0

@@ -1,0 +1,144 @@
+"""Triangular detector: cycle enumeration and profits against loops written here."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arbkit.detect import kernels
+from arbkit.detect._triangular import TriangularParams, TriangularState, build_topology, detect_triangular
+from arbkit.detect._triangular import finish_triangular as finish
+from arbkit.instruments import default_registry
+
+REG = default_registry()
+SYMBOLS = ("BTC/USDT", "ETH/USDT", "ETH/BTC")
+
+
+def _frame(rows: list[tuple[int, str, str, float, float]], size: float = 5.0) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "ts_event": [r[0] for r in rows],
+            "ts_recv": [r[0] for r in rows],
+            "exchange": [r[1] for r in rows],
+            "symbol": [r[2] for r in rows],
+            "bid": [r[3] for r in rows],
+            "bid_size": [size] * len(rows),
+            "ask": [r[4] for r in rows],
+            "ask_size": [size] * len(rows),
+        }
+    )
+
+
+def test_cycles_of_one_venue_triangle() -> None:
+    topology = build_topology(tuple(("okx", s) for s in SYMBOLS), 4, ())
+    # Two directions of the one triangle; 4-cycles would need a fourth instrument.
+    assert len(topology.cycles) == 2
+    assert all(c.start == "USDT" for c in topology.cycles)
+
+
+def test_transfers_connect_venues() -> None:
+    columns = tuple((v, s) for v in ("okx", "binance") for s in SYMBOLS)
+    alone = build_topology(columns, 4, ())
+    assert len(alone.cycles) == 4
+    moved = build_topology(columns, 4, ("BTC", "USDT"))  # buy BTC here, move it, sell there, move USDT back
+    assert len(moved.cycles) > 4
+    assert any("binance,okx" in c.name for c in moved.cycles)
+
+
+def _brute_profit(prices: dict[str, tuple[float, float]], fee: float) -> float:
+    """Best of the two directions of the triangle, by explicit conversions."""
+    btc_bid, btc_ask = prices["BTC/USDT"]
+    eth_bid, eth_ask = prices["ETH/USDT"]
+    cross_bid, cross_ask = prices["ETH/BTC"]
+    keep = 1 - fee
+    a = (1 / eth_ask * keep) * cross_bid * keep * btc_bid * keep  # USDT -> ETH -> BTC -> USDT
+    b = (1 / btc_ask * keep) * (1 / cross_ask * keep) * eth_bid * keep  # USDT -> BTC -> ETH -> USDT
+    return max(a, b) - 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    btc=st.floats(20_000, 80_000),
+    eth=st.floats(1_000, 5_000),
+    skew=st.floats(-0.02, 0.02),
+    spread=st.floats(0.0, 0.002),
+)
+def test_profit_matches_explicit_conversions(btc: float, eth: float, skew: float, spread: float) -> None:
+    cross = eth / btc * (1 + skew)
+    prices = {
+        "BTC/USDT": (btc * (1 - spread), btc * (1 + spread)),
+        "ETH/USDT": (eth * (1 - spread), eth * (1 + spread)),
+        "ETH/BTC": (cross * (1 - spread), cross * (1 + spread)),
+    }
+    frame = _frame([(i + 1, "binance", s, *prices[s]) for i, s in enumerate(SYMBOLS)])
+    params = TriangularParams(max_notional=100.0)
+    out, state = detect_triangular(frame, TriangularState.empty(), params)
+    out = pl.concat([out, finish(state, params)])
+    expected = _brute_profit(prices, REG.get("binance", "BTC/USDT").taker_fee)
+    if expected <= 1e-12:
+        assert out.height == 0
+        return
+    assert out.height == 1
+    assert math.isclose(out["profit_percentage"][0], 100 * expected, rel_tol=1e-9)
+    assert out["size"][0] <= 100.0
+    assert math.isclose(out["profit"][0], out["size"][0] * expected, rel_tol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rates=st.lists(st.floats(0.01, 100.0), min_size=3, max_size=3),
+    spread=st.floats(0.0, 0.01),
+    data=st.data(),
+)
+def test_consistent_cross_rates_give_nothing(rates: list[float], spread: float, data: st.DataObject) -> None:
+    # Prices from one USD value per currency (so every cross rate is consistent), on two venues with transfers.
+    value = {"AAA": rates[0], "BBB": rates[1], "CCC": rates[2], "USDT": 1.0}
+    pairs = [("AAA", "USDT"), ("BBB", "USDT"), ("CCC", "USDT"), ("AAA", "BBB"), ("BBB", "CCC"), ("AAA", "CCC")]
+    rows = []
+    for t, (venue, (base, quote)) in enumerate(itertools.product(("okx", "bybit"), pairs)):
+        mid = value[base] / value[quote]
+        rows.append((t + 1, venue, f"{base}/{quote}", mid * (1 - spread), mid * (1 + spread)))
+    order = data.draw(st.permutations(range(len(rows))))
+    frame = _frame([(i + 1, *rows[j][1:]) for i, j in enumerate(order)])
+    params = TriangularParams(transfers=("USDT", "AAA"))
+    out, state = detect_triangular(frame, TriangularState.empty(), params)
+    assert out.height + finish(state, params).height == 0
+
+
+def test_kernel_compiles_once_per_bucket() -> None:
+    rng = np.random.default_rng(0)
+    before = kernels.trace_counts().get("cycle_log_sums", 0)
+    for n in rng.integers(1, 60, 200):
+        price = rng.uniform(1, 2, (n, 3))
+        kernels.cycle_log_sums(
+            bid=price,
+            ask=price,
+            usable=np.ones((n, 3), bool),
+            stale=np.zeros((n, 3), bool),
+            edge_column=np.array([0, 1, 2]),
+            edge_sell=np.array([True, False, True]),
+            edge_log_fee=np.zeros(3),
+            cycle_edges=np.array([[0, 1, 2]]),
+        )
+    assert kernels.trace_counts()["cycle_log_sums"] - before <= 1
+
+
+def test_flagged_leg_is_suppressed_and_counted() -> None:
+    frame = _frame(
+        [
+            (1, "binance", "BTC/USDT", 60_000.0, 60_001.0),
+            (2, "binance", "ETH/USDT", 3_000.0, 3_000.1),
+            (3, "binance", "ETH/BTC", 0.0515, 0.0516),
+        ]
+    )
+    flagged = frame.with_columns(pl.Series("flags", [0, 0, 8], dtype=pl.UInt16))
+    params = TriangularParams()
+    out, state = detect_triangular(flagged, TriangularState.empty(), params)
+    assert out.height + finish(state, params).height == 0
+    assert state.counters["flagged"] == 1
+    assert state.counters["suppressed_flagged"] == 1
