@@ -32,7 +32,7 @@ data_app = typer.Typer(help="Generate, import and inspect market data in a Parqu
 app.add_typer(data_app, name="data")
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="Parquet store directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]

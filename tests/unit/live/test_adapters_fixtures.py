@@ -235,7 +235,8 @@ def test_okx_option_one_sided_book_keeps_bid_null() -> None:
     frame = adapters.get("okx").parse(line["raw_text"].encode(), TS_RECV).option_quotes
     assert frame is not None
     row = frame.row(0, named=True)
-    assert row["bid"] is None and row["bid_size"] is None
+    assert row["bid"] is None
+    assert row["bid_size"] is None
     assert row["ask"] == 0.0015
     assert (row["underlying"], row["strike"], row["option_type"]) == ("BTC/USD", 50000.0, "C")
     assert row["expiry"] == 1656057600 * 1_000_000_000  # 2022-06-24 08:00 UTC
@@ -259,33 +260,39 @@ def test_okx_checksum_vector_matches() -> None:
     okx = vectors["okx_v5_live_option_book"]
     line = next(x for x in _lines("okx") if x["expected"].get("checksum_matches") is True)
     update = adapters.get("okx").parse(line["raw_text"].encode(), TS_RECV).book_update
-    assert update is not None and update.checksum == okx["checksum_expected"]
+    assert update is not None
+    assert update.checksum == okx["checksum_expected"]
     # independent reference: CRC32 of the documented check string, as a signed 32-bit integer
     reference = zlib.crc32(okx["check_string"].encode())
     assert (reference - (1 << 32) if reference >= 1 << 31 else reference) == okx["checksum_expected"]
     keeper = BookKeeper("okx", update.symbol, max_age_ns=10**30)  # an old capture: staleness is not under test
     quote = keeper.apply(update)
-    assert quote is not None and quote[9] == 0
-    assert keeper.counters.checksum_failures == 0 and not keeper.needs_resync
+    assert quote is not None
+    assert quote[9] == 0
+    assert keeper.counters.checksum_failures == 0
+    assert not keeper.needs_resync
 
 
 def test_okx_docs_book_with_inconsistent_checksum_is_rejected() -> None:
     line = next(x for x in _lines("okx") if x["channel"] == "books (snapshot)")
     assert line["expected"]["checksum_matches"] is False
     update = adapters.get("okx").parse(line["raw_text"].encode(), TS_RECV).book_update
-    assert update is not None and update.seq == line["expected"]["seq_id"]
+    assert update is not None
+    assert update.seq == line["expected"]["seq_id"]
     keeper = BookKeeper("okx", "BTC/USDT")
     quote = keeper.apply(update)
     assert keeper.counters.checksum_failures == 1
     assert keeper.needs_resync
-    assert quote is not None and quote[9] & QuoteFlag.RESYNCING
+    assert quote is not None
+    assert quote[9] & QuoteFlag.RESYNCING
 
 
 def test_kraken_wrong_checksum_is_rejected() -> None:
     vectors = json.loads((RESOURCES / "checksum_vectors.json").read_text())["kraken_v2_negative_fixture"]
     line = next(x for x in _lines("kraken") if x["channel"].startswith("book (v2"))
     update = adapters.get("kraken").parse(line["raw_text"].encode(), TS_RECV).book_update
-    assert update is not None and update.checksum == vectors["checksum_published"]
+    assert update is not None
+    assert update.checksum == vectors["checksum_published"]
     # independent reference: the documented algorithm written out by hand for these 3+3 levels
     asks = "105944313600000105946995000001059558300000"
     bids = "1059442136000001059354240000010592015200000"
@@ -295,7 +302,8 @@ def test_kraken_wrong_checksum_is_rejected() -> None:
     quote = keeper.apply(update)
     assert keeper.counters.checksum_failures == 1
     assert keeper.needs_resync
-    assert quote is not None and quote[9] & QuoteFlag.RESYNCING
+    assert quote is not None
+    assert quote[9] & QuoteFlag.RESYNCING
 
 
 def test_bybit_delta_applied_to_snapshot() -> None:
@@ -354,7 +362,8 @@ def test_deribit_option_ticker_ivs_in_fractions_and_greeks() -> None:
     line = _find("deribit", "option")
     expected = line["expected"]
     parsed = adapters.get("deribit").parse(line["raw_text"].encode(), TS_RECV)
-    assert parsed.option_quotes is not None and parsed.quotes is None
+    assert parsed.option_quotes is not None
+    assert parsed.quotes is None
     row = parsed.option_quotes.row(0, named=True)
     assert row["mark_price"] == float(expected["mark_price"])
     assert row["mark_iv"] == pytest.approx(float(expected["mark_iv_pct"]) / 100)
@@ -385,7 +394,9 @@ def test_deribit_perpetual_ticker_gives_funding() -> None:
 def test_kraken_v1_book_snapshot_levels() -> None:
     line = _find("kraken", "book-25")
     update = adapters.get("kraken").parse(line["raw_text"].encode(), TS_RECV).book_update
-    assert update is not None and update.is_snapshot and update.depth == 25
+    assert update is not None
+    assert update.is_snapshot
+    assert update.depth == 25
     assert update.bids[0][2] == line["expected"]["bid"]
     assert update.asks[0][2] == line["expected"]["ask"]
     assert update.ts_event == int(float(line["expected"]["level_ts"]["best_bid"]) * 1e9)

@@ -186,9 +186,7 @@ def test_jit_and_eager_kernels_agree():
 
 def test_vmap_over_vol_grid_matches_pointwise_prices():
     vols = jnp.linspace(0.05, 1.0, 20)
-    priced = jax.jit(
-        jax.vmap(lambda v: kernels.black_scholes_kernel(100.0, 110.0, 0.75, 0.03, v, 0.01, False))
-    )(vols)
+    priced = jax.jit(jax.vmap(lambda v: kernels.black_scholes_kernel(100.0, 110.0, 0.75, 0.03, v, 0.01, False)))(vols)
     expected = reference_bsm(100.0, 110.0, 0.75, 0.03, np.asarray(vols), 0.01, False)
     np.testing.assert_allclose(np.asarray(priced), expected, rtol=1e-12)
     # A grid of strikes x vols, vmapped twice, for Black-76.

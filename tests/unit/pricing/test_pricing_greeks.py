@@ -22,16 +22,12 @@ def closed_form_greeks(spot, strike, t, rate, vol, dividend, is_call):
     common_theta = -spot * pdf * vol * eq / (2 * sqrt_t)
     call = {
         "delta": eq * stats.norm.cdf(d1),
-        "theta": common_theta
-        + dividend * spot * stats.norm.cdf(d1) * eq
-        - rate * strike * er * stats.norm.cdf(d2),
+        "theta": common_theta + dividend * spot * stats.norm.cdf(d1) * eq - rate * strike * er * stats.norm.cdf(d2),
         "rho": strike * t * er * stats.norm.cdf(d2),
     }
     put = {
         "delta": eq * (stats.norm.cdf(d1) - 1.0),
-        "theta": common_theta
-        - dividend * spot * stats.norm.cdf(-d1) * eq
-        + rate * strike * er * stats.norm.cdf(-d2),
+        "theta": common_theta - dividend * spot * stats.norm.cdf(-d1) * eq + rate * strike * er * stats.norm.cdf(-d2),
         "rho": -strike * t * er * stats.norm.cdf(-d2),
     }
     out = {name: np.where(is_call, call[name], put[name]) for name in call}
@@ -126,9 +122,7 @@ def test_unknown_method_is_a_programming_error():
 
 def test_greek_kernels_vmap_over_vol_grid_and_jit():
     vols = jnp.linspace(0.1, 0.9, 9)
-    per_vol = jax.jit(
-        jax.vmap(lambda v: kernels.greeks_kernel(100.0, 105.0, 0.5, 0.03, v, 0.0, True).vega)
-    )(vols)
+    per_vol = jax.jit(jax.vmap(lambda v: kernels.greeks_kernel(100.0, 105.0, 0.5, 0.03, v, 0.0, True).vega))(vols)
     expected = closed_form_greeks(100.0, 105.0, 0.5, 0.03, np.asarray(vols), 0.0, True)["vega"]
     np.testing.assert_allclose(np.asarray(per_vol), expected, rtol=1e-12)
     args = (jnp.array([90.0, 100.0]), 100.0, 0.5, 0.03, jnp.array([0.2, 0.4]), 0.0, jnp.array([True, False]))

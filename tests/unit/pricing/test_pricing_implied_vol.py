@@ -76,8 +76,11 @@ def test_round_trip_over_wide_grid_within_price_tolerance():
     repriced = reference_prices(100.0, k[solved], t[solved], 0.03, iv[solved], 0.01, c[solved])
     assert np.max(np.abs(repriced - price[solved])) < 1e-10
     # Where the price is sensitive to vol, the vol itself comes back.
-    vega = 100.0 * np.exp(-0.01 * t) * np.sqrt(t) * stats.norm.pdf(
-        (np.log(100.0 / k) + (0.02 + 0.5 * v**2) * t) / (v * np.sqrt(t))
+    vega = (
+        100.0
+        * np.exp(-0.01 * t)
+        * np.sqrt(t)
+        * stats.norm.pdf((np.log(100.0 / k) + (0.02 + 0.5 * v**2) * t) / (v * np.sqrt(t)))
     )
     sensitive = solved & (vega > 1e-3)
     np.testing.assert_allclose(iv[sensitive], v[sensitive], rtol=1e-8)
