@@ -354,7 +354,7 @@ def evaluate_basis(
     q_ex = quotes.get_column("exchange").to_list()
     q_sym = quotes.get_column("symbol").to_list()
     q_keep = np.array([info_of(k) is not None for k in zip(q_ex, q_sym, strict=True)], dtype=np.bool_)
-    _bump(counts, count_reasons(reason[q_keep]))
+    _bump(counts, count_reasons(reason))
     _bump(counts, {"unused": int((~q_keep & (reason == 0)).sum())})
     f_ex = funding.get_column("exchange").to_list()
     f_sym = funding.get_column("symbol").to_list()
