@@ -1,0 +1,98 @@
+"""Per-day market data for the fill model: quotes (options mapped onto quote columns), funding and USD marks.
+
+Why per day: a market view over months of quotes would not fit in memory, while one day (plus the tail that
+holding-type signals need to close) does.  The USD marks follow the fill model's convention (the latest mid of
+``ASSET/USDT``, ``/USD`` or ``/USDC`` on any venue), so a theoretical profit and a realized PnL are measured in
+the same unit at the same instants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from arbkit import schema
+from arbkit.data.store import Store
+from arbkit.execution import MarketView
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+PEGGED = {"USDT": 1.0, "USD": 1.0, "USDC": 1.0}
+
+
+def day_bounds(day: dt.date) -> tuple[int, int]:
+    """Half-open ``[start, end)`` of a UTC day in ns."""
+    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
+    return start, start + NS_PER_DAY
+
+
+def day_of(ns: int) -> dt.date:
+    """The UTC date of a ns timestamp."""
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, tz=dt.UTC).date()
+
+
+def _quote_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select([pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in schema.QUOTES.names])
+
+
+@dataclass(frozen=True)
+class DayMarket:
+    """What the fill model needs for one day: the as-of view, funding rows and USD marks per asset."""
+
+    view: MarketView
+    funding: pl.DataFrame | None
+    marks: dict[str, tuple[I64, F64]]
+
+    def mark(self, asset: str, t: int) -> float:
+        """USD value of one unit of ``asset`` at ``t`` (NaN when no quote precedes ``t``)."""
+        if asset in PEGGED:
+            return PEGGED[asset]
+        series = self.marks.get(asset)
+        if series is None:
+            return float("nan")
+        times, mids = series
+        i = int(np.searchsorted(times, t, side="right")) - 1
+        return float(mids[i]) if i >= 0 else (float(mids[0]) if mids.size else float("nan"))
+
+
+def usd_marks(view: MarketView) -> dict[str, tuple[I64, F64]]:
+    """Mid series per asset from its USD-quoted spot books, merged across venues in time order."""
+    parts: dict[str, list[tuple[I64, F64]]] = {}
+    for (_exchange, symbol), (lo, hi) in view.keys.items():
+        if "/" not in symbol or ":" in symbol:
+            continue
+        base, quote = symbol.split("/", 1)
+        if quote not in PEGGED:
+            continue
+        mid = (view.bid[lo:hi] + view.ask[lo:hi]) / 2.0
+        ok = np.isfinite(mid)
+        parts.setdefault(base, []).append((view.ts[lo:hi][ok], mid[ok]))
+    marks: dict[str, tuple[I64, F64]] = {}
+    for asset, series in parts.items():
+        times = np.concatenate([s[0] for s in series])
+        mids = np.concatenate([s[1] for s in series])
+        order = np.argsort(times, kind="stable")
+        marks[asset] = (times[order].astype(np.int64), mids[order].astype(np.float64))
+    return marks
+
+
+def load_day_market(store: Store, lo: int, hi: int, clock: str) -> DayMarket:
+    """Quotes, option quotes (as quote rows) and funding received in ``[lo, hi)``, indexed with ``clock``."""
+    tables = set(store.tables())
+    frames = []
+    if "quotes" in tables:
+        frames.append(_quote_columns(store.scan("quotes", start=lo, end=hi).collect()))
+    if "option_quotes" in tables:
+        options = store.scan("option_quotes", start=lo, end=hi).collect()
+        if options.height:
+            frames.append(_quote_columns(options).cast(schema.QUOTES.polars))  # type: ignore[arg-type]
+    quotes = pl.concat(frames, how="vertical_relaxed") if frames else schema.empty(schema.QUOTES)
+    funding = store.scan("funding", start=lo, end=hi).collect() if "funding" in tables else None
+    view = MarketView.from_quotes(quotes, clock)
+    return DayMarket(view, funding if funding is not None and funding.height else None, usd_marks(view))
