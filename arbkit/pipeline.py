@@ -101,8 +101,11 @@ S = TypeVar("S")
 class Strategy(Protocol, Generic[P, S]):
     """A named strategy: ``init``/``step``/``finish`` over explicit state, and its parameter type."""
 
-    name: str
-    params_type: type[P]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params_type(self) -> type[P]: ...
 
     def init(self, params: P) -> S: ...
 
