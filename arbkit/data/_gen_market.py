@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
 
-from arbkit.instruments import Instrument, InstrumentKind, Registry, SymbolInfo, expiry_ns, format_symbol
+from arbkit.instruments import Instrument, Registry, SymbolInfo, expiry_ns, format_symbol
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -293,7 +293,7 @@ def simulate_latent(
     dt_year = DT_NS / NS_PER_YEAR
     # log-vol: OU on a 1 s grid, repeated onto the fine grid
     coarse = steps // 100 + 2
-    kappa, xi = 1.0 / 600.0, 0.02
+    kappa, xi = 1.0 / 1800.0, 0.003  # slow: a vol move within a quote gap stays far below option spreads
     shocks = rng.standard_normal((n_assets, coarse))
     logvol = np.empty((n_assets, coarse))
     lv = state.logvol.copy()
