@@ -22,7 +22,8 @@ Venue rules (``BookUpdate.rule``)
     ``u <= L`` are dropped, the first applied one must satisfy ``U <= L+1 <= u``, and each next one must start
     at ``U == previous u + 1``.
 ``binance_futures``
-    As spot, but the first event must satisfy ``U <= L <= u`` and each next one ``pu == previous u``.
+    As spot, but events with ``u < L`` are dropped, the first applied one must satisfy ``U <= L <= u`` and each
+    next one ``pu == previous u``.
 ``okx``
     ``action=snapshot`` resets the book; an update continues it only if its ``prevSeqId`` is the previous
     ``seqId`` (compared by identity: OKX sequence ids are not consecutive).  The CRC32 over the top 25 levels
@@ -384,7 +385,8 @@ class BookKeeper:
         if first is None or last is None or self.last_seq is None:
             self._lose_sync("gaps")
             return
-        if last <= self.last_seq:  # already contained in the snapshot (or a replay): drop
+        if last < self.last_seq or (last == self.last_seq and not (futures and self._expect_first)):
+            # already in the snapshot (spot: u <= L; futures: u < L, the event ending at L is the first one)
             self.counters.dropped += 1
             return
         if self._expect_first:
