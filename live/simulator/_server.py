@@ -54,8 +54,8 @@ class _Session:
     closing: bool = False
 
 
-def _market_of(venue: str, symbol: str) -> tuple[str | None, str]:
-    """(adapter market, venue symbol) of a unified symbol: the venue's default market first."""
+def _market_of(venue: str, symbol: str) -> tuple[str | None, str, str]:
+    """(path market or None for the default path, adapter market, venue symbol) of a unified symbol."""
     try:
         from live import adapters
 
@@ -64,21 +64,23 @@ def _market_of(venue: str, symbol: str) -> tuple[str | None, str]:
         for market in candidates:
             adapter = adapters.get(venue, market)
             try:
-                return (None if market is None else adapter.market), adapter.venue_symbol(symbol)
+                return (None if market is None else adapter.market), adapter.market, adapter.venue_symbol(symbol)
             except adapters.ParseError:
                 continue
     except (ImportError, ValueError, AttributeError, NotImplementedError):
         pass
-    return None, default_registry().get(venue, symbol).venue_symbol
+    return None, "default", default_registry().get(venue, symbol).venue_symbol
 
 
 class _Feed:
     """One venue path (venue + market): its replay data, sessions, subscriptions and fault switches."""
 
-    def __init__(self, venue: str, market: str | None, frame: pl.DataFrame, venue_symbols: dict[str, str]) -> None:
+    def __init__(
+        self, venue: str, market: str | None, wire_market: str, frame: pl.DataFrame, venue_symbols: dict[str, str]
+    ) -> None:
         self.venue = venue
         self.market = market
-        self.encoder: Encoder = ENCODERS[venue](market or "default")
+        self.encoder: Encoder = ENCODERS[venue](wire_market)
         self.path = f"/{venue}" if market is None else f"/{venue}/{market}"
         self.stats = FeedStats()
         self.sessions: set[_Session] = set()
@@ -501,15 +503,15 @@ async def serve(
     """
     frame = _load(source, venues)
     feeds: dict[str, _Feed] = {}
-    groups: dict[tuple[str, str | None], list[str]] = {}
-    venue_symbols: dict[tuple[str, str | None], dict[str, str]] = {}
+    groups: dict[tuple[str, str | None, str], list[str]] = {}
+    venue_symbols: dict[tuple[str, str | None, str], dict[str, str]] = {}
     for venue, symbol in frame.select("exchange", "symbol").unique().sort(["exchange", "symbol"]).rows():
-        market, venue_symbol = _market_of(venue, symbol)
-        groups.setdefault((venue, market), []).append(symbol)
-        venue_symbols.setdefault((venue, market), {})[symbol] = venue_symbol
-    for (venue, market), symbols in groups.items():
+        market, wire_market, venue_symbol = _market_of(venue, symbol)
+        groups.setdefault((venue, market, wire_market), []).append(symbol)
+        venue_symbols.setdefault((venue, market, wire_market), {})[symbol] = venue_symbol
+    for (venue, market, wire_market), symbols in groups.items():
         part = frame.filter((pl.col("exchange") == venue) & pl.col("symbol").is_in(symbols))
-        feed = _Feed(venue, market, part, venue_symbols[(venue, market)])
+        feed = _Feed(venue, market, wire_market, part, venue_symbols[(venue, market, wire_market)])
         feeds[feed.path] = feed
     handle_ref: list[SimulatorHandle] = []
 
