@@ -94,12 +94,35 @@ class _Budgets:
         sym = self.u.vis[i].symbol
         return sorted((j for j in self.by_symbol[sym] if j != i), key=self.low)
 
-    def allowance(self, i: int) -> float:
-        """Largest shift of one leg that keeps it within fees of every other venue quoting it."""
+    def neighbour(self, i: int, skip_cycle: int = -1, skip_pair: tuple[int, int] | None = None) -> float:
+        """Smallest no-arbitrage budget (relative) of every other basis, perp-perp or triangular relationship of i."""
+        u = self.u
+        v = u.vis[i]
+        best = math.inf
+        dated = ("perp", "iperp", "future")
+        for w in u.vis:
+            if w.asset != v.asset or w.index == i or w.quote_asset >= 0 or v.quote_asset >= 0:
+                continue
+            basis = (v.kind == "spot" and w.kind in dated) or (v.kind in dated and w.kind == "spot")
+            perp_perp = v.kind in ("perp", "iperp") and w.kind in ("perp", "iperp") and w.venue != v.venue
+            pair = (min(i, w.index), max(i, w.index))
+            if (basis or perp_perp) and (skip_pair is None or pair != (min(skip_pair), max(skip_pair))):
+                best = min(best, 2 * (v.inst.taker_fee + w.inst.taker_fee) + v.half + w.half - 3e-4)
+        for c in u.vis:
+            if c.kind != "cross" or c.venue != v.venue or c.index == skip_cycle:
+                continue
+            bu = u.by_key.get((c.venue, f"{u.assets[c.quote_asset]}/USDT"))
+            xu = u.by_key.get((c.venue, f"{u.assets[c.asset]}/USDT"))
+            legs = (bu, c.index, xu)
+            if i in legs and None not in legs:
+                best = min(best, sum(self.low(j) for j in legs if j is not None))
+        return best
+
+    def allowance(self, i: int, skip_cycle: int = -1, skip_pair: tuple[int, int] | None = None) -> float:
+        """Largest shift of one leg that keeps it within fees of every other relationship it takes part in."""
         others = self.others(i)
-        if not others:
-            return 0.02
-        return _ALLOW * (self.low(i) + self.low(others[0]))
+        cross = self.low(i) + self.low(others[0]) if others else math.inf
+        return _ALLOW * min(cross, self.neighbour(i, skip_cycle, skip_pair), 0.02)
 
 
 def plan_chunk(u: Universe, t0: int, t1: int, rng: np.random.Generator, k: Knobs) -> list[Plan]:
@@ -192,8 +215,12 @@ def _plan_cross(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Gener
     cp = others[0]
     gap = (b.low(others[1]) - b.high(cp)) if len(others) > 1 else 1.0
     fees = u.vis[s].inst.taker_fee + u.vis[cp].inst.taker_fee
-    above, edge = _edge(b, rng, k, min(0.5 * gap, _P_CAP), fees)
-    move = edge + b.high(s) + b.high(cp)
+    move0 = b.high(s) + b.high(cp)
+    limit = _ALLOW * b.neighbour(s)  # the shifted leg must stay within fees of its basis and triangular peers
+    above, edge = _edge(b, rng, k, min(0.5 * gap, _P_CAP, limit - move0), fees)
+    move = edge + move0
+    if move > limit:
+        return None
     up = bool(rng.uniform() < 0.5)
     plan = Plan("cross_exchange", t, end, above=above, edge=edge, shifts=[(s, move if up else -move)])
     plan.info = {"buy": cp, "sell": s} if up else {"buy": s, "sell": cp}
@@ -212,7 +239,7 @@ def _plan_tri(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generat
     if bu is None or xu is None:
         return None
     legs = [bu, x.index, xu]
-    allow = np.array([b.allowance(i) for i in legs])
+    allow = np.array([b.allowance(i, skip_cycle=x.index) for i in legs])
     need0 = sum(b.high(i) for i in legs)
     fees = sum(u.vis[i].inst.taker_fee for i in legs)
     room = float(allow.sum()) - need0
@@ -236,7 +263,7 @@ def _plan_basis(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Gener
     for j in rng.permutation(len(pairs)):
         s, p = pairs[int(j)]
         fs, fp = u.vis[s].inst.taker_fee, u.vis[p].inst.taker_fee
-        allow = np.array([b.allowance(s), b.allowance(p)])
+        allow = np.array([b.allowance(s, skip_pair=(s, p)), b.allowance(p, skip_pair=(s, p))])
         need0 = b.high(s) + b.high(p) + fs + fp  # fees are paid twice (open and close)
         room = float(allow.sum()) - need0
         if room < 2e-4:
@@ -280,7 +307,7 @@ def _plan_parity(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Gene
 
 def _option_fair(u: Universe, lat: Latent, opt_idx: IntArray, times: IntArray) -> tuple[FloatArray, ...]:
     """Fair option value in USD, vega, forward, index and implied vol at event times (Deribit's view)."""
-    lag = np.int64(u.vis[u.options[0].future].lag_ns)
+    lag = int(u.vis[u.options[0].future].lag_ns)
     asset = np.array([u.options[i].asset for i in opt_idx], dtype=np.int64)
     expiry = np.array([u.options[i].expiry_ns for i in opt_idx], dtype=np.int64)
     strike = np.array([u.options[i].strike for i in opt_idx])

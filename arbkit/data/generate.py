@@ -201,7 +201,7 @@ class GenerateSummary:
 
 def _span(spec: MarketSpec) -> tuple[int, int]:
     start = int(dt.datetime(spec.start.year, spec.start.month, spec.start.day, tzinfo=dt.UTC).timestamp()) * NS
-    return start, start + int(round(spec.days * 86400 * NS))
+    return start, start + round(spec.days * 86400 * NS)
 
 
 def generate(spec: MarketSpec, registry: Registry | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
@@ -268,7 +268,8 @@ def generate_to_store(root: Path, spec: MarketSpec, progress: Callable[[float], 
             for kind, count in frame.group_by("kind").len().iter_rows():
                 by_kind[str(kind)] = by_kind.get(str(kind), 0) + int(count)
         if progress is not None and name == "quotes":
-            progress(min(1.0, (int(frame["ts_event"].max() or start) - start) / max(end - start, 1)))  # type: ignore[operator]
+            last = int(frame.get_column("ts_event").to_numpy().max())
+            progress(min(1.0, (last - start) / max(end - start, 1)))
     if progress is not None:
         progress(1.0)
     meta = {

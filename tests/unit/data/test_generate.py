@@ -248,12 +248,13 @@ def test_no_parity_arbitrage_outside_labels(market: dict[str, pl.DataFrame]) -> 
             .join(_asof(quotes, "deribit", future, times["t"], "f_"), on="t")
             .drop_nulls()
         )
-        assert info.expiry is not None and info.strike is not None
+        assert info.expiry is not None
+        assert info.strike is not None
         strike = info.strike
         disc = (-r * (expiry_ns(info.expiry) - joint["t"]) / (365 * 86400 * 1e9)).exp()
         fo, ff = _fee("deribit", symbol), _fee("deribit", future)
 
-        def fee(price_usd: pl.Series, index: pl.Series) -> pl.Series:
+        def fee(price_usd: pl.Series, index: pl.Series, fo: float = fo) -> pl.Series:
             return pl.select(pl.min_horizontal(fo * index, 0.125 * price_usd)).to_series()
 
         cb, pa = joint["c_bid"] * joint["c_underlying_price"], joint["p_ask"] * joint["p_underlying_price"]
@@ -298,10 +299,10 @@ def test_expected_profit_recomputed_from_the_quotes(market: dict[str, pl.DataFra
             rate, keep = 1.0, 1.0
             for leg, row in zip(legs, q, strict=True):
                 keep *= 1 - _fee(venue, leg["symbol"])
-                base, quote_ccy = leg["symbol"].split("/")
                 rate *= 1 / row["ask"] if leg["side"] == "buy" else row["bid"]
                 assert leg["price"] == (row["ask"] if leg["side"] == "buy" else row["bid"])
-            assert legs[0]["side"] == "buy" and legs[0]["symbol"].endswith("/USDT")
+            assert legs[0]["side"] == "buy"
+            assert legs[0]["symbol"].endswith("/USDT")
             want = label["size"] * (rate * keep - 1)
             assert math.isclose(label["size"] / legs[0]["price"], legs[0]["size"], rel_tol=1e-9)
         elif kind == "basis":
@@ -327,12 +328,13 @@ def test_expected_profit_recomputed_from_the_quotes(market: dict[str, pl.DataFra
                 _quote_at(quotes, "deribit", fut, t),
             )
             info = parse_symbol(call)
-            assert info.expiry is not None and info.strike is not None
+            assert info.expiry is not None
+            assert info.strike is not None
             disc = math.exp(-SPEC.rate_r * (expiry_ns(info.expiry) - t) / (365 * 86400 * 1e9))
             fo, ff = _fee("deribit", call), _fee("deribit", fut)
             contract = REG.get("deribit", fut).contract_size
 
-            def fee(usd: float, index: float) -> float:
+            def fee(usd: float, index: float, fo: float = fo) -> float:
                 return min(fo * index, 0.125 * usd)
 
             if legs[0]["side"] == "sell":  # reversal
