@@ -30,6 +30,7 @@ from live.connector import Connector, ConnectorConfig, ConnectorStats
 
 __all__ = ["RecordSummary", "record"]
 
+_TRADES_SCHEMA = schema.TRADES.polars  # derived once: deriving costs ~0.2 ms
 _RECORD_BATCH = BatcherConfig(max_rows=20_000, max_delay_ns=1_000_000_000, max_pending=1 << 40)
 
 
@@ -79,7 +80,7 @@ class _Writer:
     def _trade_frame(self) -> pl.DataFrame | None:
         frames = list(self.trade_frames)
         if self.trades:
-            frames.append(pl.DataFrame(self.trades, schema=schema.TRADES.polars, orient="row"))
+            frames.append(pl.DataFrame(self.trades, schema=_TRADES_SCHEMA, orient="row"))
         self.trades = []
         self.trade_frames = []
         return pl.concat(frames) if frames else None

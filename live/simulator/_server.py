@@ -135,8 +135,11 @@ class SimulatorHandle:
     Use it as an async context manager, or call :meth:`close`.
     """
 
-    def __init__(self, server: Server, feeds: dict[str, _Feed], speed: float, loop: bool, autostart: bool) -> None:
+    def __init__(
+        self, server: Server, feeds: dict[str, _Feed], speed: float, loop: bool, autostart: bool, restamp: bool = False
+    ) -> None:
         self._server = server
+        self._restamp = restamp
         self._feeds = feeds
         self._speed = speed
         self._loop = loop
@@ -297,7 +300,7 @@ class SimulatorHandle:
                     seq = feed.counters.get(symbol, 0) + 1
                     feed.counters[symbol] = seq
                 tick = Tick(
-                    feed.ts[i] + offset,
+                    time.time_ns() if self._restamp else feed.ts[i] + offset,
                     symbol,
                     feed.venue_symbols[symbol],
                     feed.bids[i],
@@ -461,6 +464,7 @@ async def serve(
     autostart: bool = True,
     loop: bool = False,
     ping_interval: float | None = 20.0,
+    restamp_event_time: bool = False,
 ) -> SimulatorHandle:
     """Serve each venue's public stream protocol on loopback, replaying ``source``'s quotes.
 
@@ -480,6 +484,9 @@ async def serve(
         Replay forever, shifting event times by the data's span on each pass (the demo's default feed).
     ping_interval
         WebSocket-level ping period in seconds (``None`` disables them).
+    restamp_event_time
+        Send the wall-clock send time as each message's event time (benchmarks measure send-to-flush latency
+        from it), instead of the data's ``ts_event``.
 
     Returns
     -------
@@ -519,7 +526,7 @@ async def serve(
         await handle_ref[0]._handle(ws)
 
     server = await ws_serve(handler, host, port, ping_interval=ping_interval, max_size=2**20, compression=None)
-    handle = SimulatorHandle(server, feeds, speed, loop, autostart)
+    handle = SimulatorHandle(server, feeds, speed, loop, autostart, restamp_event_time)
     handle_ref.append(handle)
     handle._launch()
     return handle
