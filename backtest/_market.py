@@ -9,6 +9,7 @@ the same unit at the same instants.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,17 +83,42 @@ def usd_marks(view: MarketView) -> dict[str, tuple[I64, F64]]:
     return marks
 
 
-def load_day_market(store: Store, lo: int, hi: int, clock: str) -> DayMarket:
-    """Quotes, option quotes (as quote rows) and funding received in ``[lo, hi)``, indexed with ``clock``."""
+def market_symbols(symbols: Iterable[str], assets: Iterable[str]) -> list[str]:
+    """``symbols`` plus the USD-quoted spot books that value ``assets`` (what a day's fills need to read).
+
+    Examples
+    --------
+    >>> market_symbols(["ETH/BTC"], ["BTC", "USDT"])
+    ['BTC/USD', 'BTC/USDC', 'BTC/USDT', 'ETH/BTC']
+    """
+    wanted = set(symbols)
+    for asset in assets:
+        if asset not in PEGGED:
+            wanted |= {f"{asset}/{quote}" for quote in PEGGED}
+    return sorted(wanted)
+
+
+def load_day_market(store: Store, lo: int, hi: int, clock: str, symbols: Sequence[str] | None = None) -> DayMarket:
+    """Quotes, option quotes (as quote rows) and funding received in ``[lo, hi)``, indexed with ``clock``.
+
+    ``symbols`` restricts the read to those instruments (row groups of others are skipped); option quotes are
+    read only when an option symbol is wanted.
+    """
     tables = set(store.tables())
     frames = []
+    wanted = list(symbols) if symbols is not None else None
     if "quotes" in tables:
-        frames.append(_quote_columns(store.scan("quotes", start=lo, end=hi).collect()))
-    if "option_quotes" in tables:
-        options = store.scan("option_quotes", start=lo, end=hi).collect()
+        frames.append(_quote_columns(store.scan("quotes", start=lo, end=hi, symbol=wanted).collect()))
+    options_wanted = wanted is None or any(s.count("-") >= 3 for s in wanted)
+    if "option_quotes" in tables and options_wanted:
+        options = store.scan("option_quotes", start=lo, end=hi, symbol=wanted).collect()
         if options.height:
             frames.append(_quote_columns(options).cast(schema.QUOTES.polars))  # type: ignore[arg-type]
     quotes = pl.concat(frames, how="vertical_relaxed") if frames else schema.empty(schema.QUOTES)
-    funding = store.scan("funding", start=lo, end=hi).collect() if "funding" in tables else None
+    funding = None
+    if "funding" in tables:
+        perps = [s for s in wanted if ":" in s and s.count("-") == 0] if wanted is not None else None
+        if perps is None or perps:
+            funding = store.scan("funding", start=lo, end=hi, symbol=perps).collect()
     view = MarketView.from_quotes(quotes, clock)
     return DayMarket(view, funding if funding is not None and funding.height else None, usd_marks(view))

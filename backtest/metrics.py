@@ -8,8 +8,8 @@ Conventions (stated once, used by the report and ``arbkit compare``):
 * ``sharpe_ratio`` / ``volatility``: of the simple returns of that sampled equity, annualised with
   ``sqrt(365 * 86400 / period_s)`` (crypto trades every day); ``None`` when undefined (fewer than two returns,
   zero variance).  Sharpe is :func:`arbkit.risk.sharpe_ratio` with a zero risk-free rate.
-* ``max_drawdown``: :func:`arbkit.risk.max_drawdown` (relative to the running peak) of the sampled equity with the
-  initial value prepended; ``max_drawdown_usd`` is the same in money over the event-level curve.
+* ``max_drawdown``: :func:`arbkit.risk.max_drawdown` (relative to the running peak) of the event-level equity
+  curve (initial value, then the value after every event); ``max_drawdown_usd`` is the same decline in money.
 * ``win_rate``: share of executed trades (status filled or partial) with positive realized PnL.
 * ``avg_trade_duration``: mean seconds from a signal to its last fill (entry, unwind or exit).
 * ``capture_ratio``: realized PnL of executed signals / theoretical profit of all signals sent to the fill model.
@@ -116,11 +116,11 @@ def compute_metrics(
     except RiskInputError:
         sharpe = None
     vol = float(np.std(returns, ddof=1) * math.sqrt(per_year)) if returns.size >= 2 else math.nan
+    cum = np.concatenate([[0.0], equity.get_column("cum_pnl").to_numpy()])
     try:
-        mdd: float | None = max_drawdown(np.concatenate([[initial_equity], values]))
+        mdd: float | None = max_drawdown(initial_equity + cum)
     except RiskInputError:
         mdd = None
-    cum = np.concatenate([[0.0], equity.get_column("cum_pnl").to_numpy()])
     durations = (
         fills.group_by("signal_id")
         .agg(pl.col("ts").max().alias("done"))

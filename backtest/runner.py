@@ -40,8 +40,8 @@ from arbkit.instruments import Registry, default_registry
 from arbkit.pipeline import Batch
 from arbkit.risk import RiskLimits
 
-from backtest._market import DayMarket, day_bounds, day_of, load_day_market
-from backtest._signals import REJECTION_SCHEMA, check_signals, to_signals
+from backtest._market import DayMarket, day_bounds, day_of, load_day_market, market_symbols
+from backtest._signals import REJECTION_SCHEMA, cash_currency, check_signals, to_signals
 from backtest.metrics import compute_metrics
 
 __all__ = [
@@ -400,6 +400,20 @@ def _account_value(balances: Mapping[tuple[str, str], float], market: DayMarket,
     return total
 
 
+def _day_symbols(
+    opportunities: pl.DataFrame, config: BacktestConfig, balances: Mapping[tuple[str, str], float]
+) -> list[str]:
+    """Instruments a day's fills read: every leg's, plus the USD books that value the assets involved."""
+    legs = opportunities.select(pl.col("legs").explode().struct.field("exchange", "symbol")).unique().rows()
+    symbols = {s for _e, s in legs}
+    assets = {a.split("@", 1)[0] for _v, a in balances} | set(config.initial_balances)
+    for exchange, symbol in legs:
+        inst = config.registry.get(exchange, symbol)
+        assets |= {inst.base, inst.quote, cash_currency(config.registry, exchange, symbol)}
+    assets = {a for a in assets if "/" not in a}
+    return market_symbols(symbols, assets)
+
+
 def execute_signals(
     store: Store,
     signal_days: Mapping[dt.date, pl.DataFrame],
@@ -426,7 +440,9 @@ def execute_signals(
         try:
             hold = opps.filter(pl.col("kind").is_in(["basis", "parity"])).get_column("ts_end").max()
             hi_ext = max(hi, int(hold) if hold is not None else hi) + slack  # type: ignore[arg-type]
-            market = load_day_market(store, lo - slack, hi_ext, fill.match_clock)
+            market = load_day_market(
+                store, lo - slack, hi_ext, fill.match_clock, _day_symbols(opps, config, current)
+            )
             if acc.initial_equity is None:
                 acc.initial_equity = _account_value(current, market, lo)
             signals = to_signals(opps, config.registry, market)

@@ -54,6 +54,7 @@ from backtest.runner import (
     BacktestError,
     Progress,
     _data_days,
+    _day_symbols,
     _pipeline_params,
     _strategy,
     _venues,
@@ -236,7 +237,8 @@ def sweep_day(
     slack = int(60e9 + 20 * max(float(points[:, 3].max()), 1.0) * 1e9 + fill.unwind_delay_ms * 1e6)
     hold = opportunities.filter(pl.col("kind").is_in(["basis", "parity"])).get_column("ts_end").max()
     hi_ext = max(hi, int(hold) if hold is not None else hi) + slack  # type: ignore[arg-type]
-    market = load_day_market(Store(store_root), lo - slack, hi_ext, fill.match_clock)
+    symbols = _day_symbols(opportunities, config, {})
+    market = load_day_market(Store(store_root), lo - slack, hi_ext, fill.match_clock, symbols)
     signals = to_signals(opportunities, config.registry, market)
     gross, fees, notional = _leg_arrays(signals, config.registry, market.mark)
     selected = points[list(point_ids)]
