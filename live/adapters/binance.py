@@ -189,7 +189,7 @@ class BinanceAdapter(Adapter):
                 m = _decode_bt_combined(raw).data
             else:
                 m = _decode_bt(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             rows = self.parse_rows(raw, ts_recv)  # another message type (or garbage: raises ParseError)
             return rows.quotes[-1] if rows.quotes else None
         try:
@@ -212,7 +212,7 @@ class BinanceAdapter(Adapter):
             ask,
             ask_size,
             m.u,
-            0,
+            2 if bid > ask else 0,  # QuoteFlag.CROSSED
         )
 
     def _quote(
@@ -230,7 +230,7 @@ class BinanceAdapter(Adapter):
             ask,
             self.size(as_) if ask is not None else None,
             seq,
-            0,
+            2 if bid is not None and ask is not None and bid > ask else 0,
         )
 
     # -- full path ------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ class BybitAdapter(Adapter):
         if raw[:23] == b'{"topic":"orderbook.1.B' or raw[:22] == b'{"topic":"orderbook.1.':
             try:
                 m = _decode_book(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except DECODE_ERRORS:
                 self.parse_rows(raw, ts_recv)  # raises the ParseError naming the problem
                 return None
             if m.type != "snapshot":

@@ -192,7 +192,8 @@ class OkxAdapter(Adapter):
                     and 0.0 <= ask_size < _INF
                     and 0 < ts_ms < 10**14
                 ):
-                    return (ts_ms * 1_000_000, ts_recv, "okx", symbol, bid, bid_size, ask, ask_size, d.seqId, 0)
+                    flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+                    return (ts_ms * 1_000_000, ts_recv, "okx", symbol, bid, bid_size, ask, ask_size, d.seqId, flags)
         except ParseError:
             raise
         except DECODE_ERRORS:
