@@ -28,7 +28,6 @@ import polars as pl
 from arbkit.execution import SIGNAL_SCHEMA, theoretical_profit
 from arbkit.instruments import InstrumentKind, Registry
 from arbkit.risk import CheckResult, Reason, RiskLimits, check_orders, snapshot
-
 from backtest._market import PEGGED, DayMarket
 
 #: Opportunity kinds whose legs are held until the episode's ``ts_end``.
@@ -140,7 +139,7 @@ def check_signals(
         for leg in leg_list:
             keys.setdefault((leg["exchange"], leg["symbol"]), len(keys))
             assets.setdefault(registry.get(leg["exchange"], leg["symbol"]).base, len(assets))
-    for venue, asset in balances:
+    for _venue, asset in balances:
         if "@" not in asset and asset not in PEGGED:
             assets.setdefault(asset, len(assets))
     if not keys:

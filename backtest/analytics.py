@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from arbkit.data.store import Store
-from arbkit.instruments import default_registry
-
+from arbkit.instruments import InstrumentKind, Registry, default_registry
 from backtest.runner import (
     BacktestConfig,
     BacktestError,
@@ -101,20 +101,16 @@ def venue_pnl(result: BacktestResult) -> pl.DataFrame:
     )
 
 
-def _config_from_record(record: dict[str, object]) -> BacktestConfig:
-    fill = fill_params_from_dict(record["fill"])  # type: ignore[arg-type]
-    return BacktestConfig(fill=fill, limits=None, registry=_registry_from_record(record))
-
-
-def _registry_from_record(record: dict[str, object]) -> object:
-    registry = default_registry()
-    fees = record.get("registry", {}).get("taker_fees", {})  # type: ignore[union-attr]
-    for key, taker in fees.items():
+def _config_from_record(record: Mapping[str, Any]) -> BacktestConfig:
+    """The fill parameters and fee table a stored run used (venue latencies are the registry's defaults)."""
+    fill = fill_params_from_dict(record["fill"])
+    registry: Registry = default_registry()
+    for key, taker in record.get("registry", {}).get("taker_fees", {}).items():
         venue, kind = key.split(":", 1)
-        maker = registry.fees.get((venue, kind), (taker, taker))[0]  # type: ignore[call-overload]
-        if registry.fees.get((venue, kind), (None, None))[1] != taker:  # type: ignore[call-overload]
+        maker, current = registry.fees.get((venue, InstrumentKind(kind)), (taker, taker))
+        if current != taker:
             registry = registry.with_fees(venue, kind, maker=min(maker, taker), taker=taker)
-    return registry
+    return BacktestConfig(fill=fill, limits=None, registry=registry)
 
 
 def latency_sensitivity(result: BacktestResult, scales: Sequence[float] | None = None) -> pl.DataFrame:

@@ -70,7 +70,7 @@ def sampled_equity(
     >>> sampled_equity(eq, 100.0, 0, 20, 1e-8)[1].tolist()
     [100.0, 101.0, 103.0]
     """
-    step = max(int(round(period_s * 1e9)), 1)
+    step = max(round(period_s * 1e9), 1)
     grid = np.arange(start, end + 1, step, dtype=np.int64)
     if grid.size == 0 or grid[-1] < end:
         grid = np.append(grid, np.int64(end))
@@ -108,7 +108,7 @@ def compute_metrics(
     executed = trades.filter(pl.col("status").is_in(_EXECUTED))
     attempted = trades.filter(pl.col("status") != "rejected")
     theoretical = float(trades.get_column("theoretical_profit").fill_nan(None).sum()) if trades.height else 0.0
-    grid, values = sampled_equity(equity, initial_equity, start, end, period_s)
+    _grid, values = sampled_equity(equity, initial_equity, start, end, period_s)
     returns = np.diff(values) / values[:-1] if values.size > 1 and np.all(values[:-1] > 0) else np.zeros(0)
     per_year = 365.0 * 86_400.0 / period_s
     try:

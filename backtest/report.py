@@ -21,15 +21,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+from matplotlib.axes import Axes
 
-from backtest.analytics import edges, latency_sensitivity, lifetimes, venue_pnl  # noqa: E402
-from backtest.metrics import METRIC_NAMES  # noqa: E402
-from backtest.results import load_run, load_table, save_table  # noqa: E402
-from backtest.runner import BacktestError, BacktestResult  # noqa: E402
+from backtest.analytics import edges, latency_sensitivity, lifetimes, venue_pnl
+from backtest.metrics import METRIC_NAMES
+from backtest.results import load_run, load_table, save_table
+from backtest.runner import BacktestError, BacktestResult
 
 __all__ = ["compare_runs", "write_report"]
 
@@ -161,7 +161,10 @@ def write_report(run_dir: str | Path, *, latency: bool = True) -> Path:
         _table(rejected),
         "<h2>Days that failed or had no data</h2>",
         _table(problems),
-        *(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>" for title, data in plots.items()),
+        *(
+            f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+            for title, data in plots.items()
+        ),
         "<h2>Latency sensitivity</h2>",
         _table(latency_frame),
         "<h2>Opportunity lifetimes per kind and venue pair</h2>",

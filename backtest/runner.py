@@ -39,7 +39,6 @@ from arbkit.execution import ExecutionResult, FillParams, LatencyModel, simulate
 from arbkit.instruments import Registry, default_registry
 from arbkit.pipeline import Batch
 from arbkit.risk import RiskLimits
-
 from backtest._market import DayMarket, day_bounds, day_of, load_day_market, market_symbols
 from backtest._signals import REJECTION_SCHEMA, cash_currency, check_signals, to_signals
 from backtest.metrics import compute_metrics
@@ -440,9 +439,7 @@ def execute_signals(
         try:
             hold = opps.filter(pl.col("kind").is_in(["basis", "parity"])).get_column("ts_end").max()
             hi_ext = max(hi, int(hold) if hold is not None else hi) + slack  # type: ignore[arg-type]
-            market = load_day_market(
-                store, lo - slack, hi_ext, fill.match_clock, _day_symbols(opps, config, current)
-            )
+            market = load_day_market(store, lo - slack, hi_ext, fill.match_clock, _day_symbols(opps, config, current))
             if acc.initial_equity is None:
                 acc.initial_equity = _account_value(current, market, lo)
             signals = to_signals(opps, config.registry, market)
@@ -618,9 +615,7 @@ def run_backtest(
     )
     t1 = time.perf_counter()
     initial = initial_ledger(config, _venues(store, days))
-    acc, final = execute_signals(
-        store, group_by_day(opportunities), config, config.fill, initial, progress=progress
-    )
+    acc, final = execute_signals(store, group_by_day(opportunities), config, config.fill, initial, progress=progress)
     t2 = time.perf_counter()
     initial_equity = acc.initial_equity if acc.initial_equity is not None else 0.0
     if acc.initial_equity is None:

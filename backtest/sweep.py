@@ -46,7 +46,6 @@ import polars as pl
 from arbkit.data.store import Store
 from arbkit.execution import simulate_fills
 from arbkit.instruments import Registry
-
 from backtest._market import day_bounds, load_day_market
 from backtest._signals import cash_currency, to_signals
 from backtest.runner import (
@@ -68,7 +67,12 @@ jax.config.update("jax_enable_x64", True)
 __all__ = ["GRID_KEYS", "SweepGrid", "SweepResult", "load_grid", "run_sweep", "screen"]
 
 #: Parameters a grid may vary, with their neutral value.
-GRID_KEYS: dict[str, float] = {"min_profit": -math.inf, "max_notional": math.inf, "fee_scale": 1.0, "latency_scale": 1.0}
+GRID_KEYS: dict[str, float] = {
+    "min_profit": -math.inf,
+    "max_notional": math.inf,
+    "fee_scale": 1.0,
+    "latency_scale": 1.0,
+}
 
 _POINT_COLUMNS = ("min_profit", "max_notional", "fee_scale", "latency_scale")
 
@@ -157,7 +161,9 @@ def screen(
     fees: np.ndarray[Any, np.dtype[np.float64]],
     notional: np.ndarray[Any, np.dtype[np.float64]],
     points: np.ndarray[Any, np.dtype[np.float64]],
-) -> tuple[np.ndarray[Any, np.dtype[np.bool_]], np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]]:
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.bool_]], np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]
+]:
     """Keep mask, size scale and profit, shape ``(G, N)``, of N signals under G grid points (one vmapped call).
 
     Inputs are padded to power-of-two lengths so a long sweep compiles once per bucket, not once per day.
