@@ -31,7 +31,8 @@ from arbkit.data._gen_market import (
 )
 from arbkit.schema import FUNDING, LABELS, OPTION_QUOTES
 
-_P_CAP = 6e-4  # largest injected net edge (relative): keeps every unintended relationship below its fees
+_P_CAP = 15e-4  # largest injected net edge (relative); neighbour budgets cap it further
+_NOISE = 0.6  # smallest |edge| in units of the asset's base half-spread (about 2-6 sigma of quote noise)
 _ALLOW = 0.85  # fraction of a neighbouring relationship's budget a single leg's shift may use
 _OPTION_HALF_REL = 0.01  # option half-spread: 1% of premium ...
 _OPTION_HALF_FWD = 0.5e-4  # ... plus 0.5 bp of the forward
@@ -158,11 +159,12 @@ def _plan_outage(u: Universe, t: int, rng: np.random.Generator) -> Plan:
     return Plan("outage", t, end, freeze=(i, t, end))
 
 
-def _edge(b: _Budgets, rng: np.random.Generator, k: Knobs, cap: float, fees: float) -> tuple[bool, float]:
-    above = bool(rng.uniform() >= k.below_fee_fraction) and cap > 1e-4
-    if above:
-        return True, float(rng.uniform(0.5, 1.0) * cap)
-    return False, -float(rng.uniform(0.3, 0.7) * fees)
+def _edge(rng: np.random.Generator, k: Knobs, cap: float, fees: float, floor: float) -> tuple[bool, float]:
+    """Target net edge: above fees by at least ``floor`` (several times the quote noise), or below by as much."""
+    draw, size = float(rng.uniform()), float(rng.uniform())
+    if draw >= k.below_fee_fraction and cap >= floor:
+        return True, floor + size * (cap - floor)
+    return False, -max(floor, (0.3 + 0.4 * size) * fees)
 
 
 def _cross_candidates(u: Universe) -> list[int]:
@@ -178,7 +180,7 @@ def _plan_stale(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: K
     cp = b.others(a)[0]
     up = bool(rng.uniform() < 0.5)
     fees = va.inst.taker_fee + u.vis[cp].inst.taker_fee
-    above, edge = _edge(b, rng, k, _P_CAP, fees)
+    above, edge = _edge(rng, k, _P_CAP, fees, _NOISE * float(u.h0[va.asset]))
     move = edge + b.high(a) + b.high(cp) - va.inst.taker_fee - u.vis[cp].inst.taker_fee + fees
     h0 = float(u.h0[va.asset])
     ramp_ns = int(np.clip(move * u.window_ns / (0.4 * h0), 3 * NS, 15 * NS))
@@ -217,7 +219,8 @@ def _plan_cross(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Gener
     fees = u.vis[s].inst.taker_fee + u.vis[cp].inst.taker_fee
     move0 = b.high(s) + b.high(cp)
     limit = _ALLOW * b.neighbour(s)  # the shifted leg must stay within fees of its basis and triangular peers
-    above, edge = _edge(b, rng, k, min(0.5 * gap, _P_CAP, limit - move0), fees)
+    floor = _NOISE * float(u.h0[u.vis[s].asset])
+    above, edge = _edge(rng, k, min(0.5 * gap, _P_CAP, limit - move0), fees, floor)
     move = edge + move0
     if move > limit:
         return None
@@ -243,7 +246,8 @@ def _plan_tri(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generat
     need0 = sum(b.high(i) for i in legs)
     fees = sum(u.vis[i].inst.taker_fee for i in legs)
     room = float(allow.sum()) - need0
-    above, edge = _edge(b, rng, k, min(0.5 * room, _P_CAP), fees)
+    floor = 1.5 * _NOISE * float(max(u.h0[x.asset], u.h0[x.quote_asset]))
+    above, edge = _edge(rng, k, min(0.5 * room, _P_CAP), fees, floor)
     need = need0 + edge
     if need > allow.sum():
         return None
@@ -268,7 +272,8 @@ def _plan_basis(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Gener
         room = float(allow.sum()) - need0
         if room < 2e-4:
             continue
-        above, edge = _edge(b, rng, k, min(0.5 * room, _P_CAP), 2 * (fs + fp))
+        floor = 1.5 * _NOISE * float(u.h0[u.vis[s].asset])
+        above, edge = _edge(rng, k, min(0.5 * room, _P_CAP), 2 * (fs + fp), floor)
         need = need0 + edge
         share = need * allow / allow.sum()
         carry = bool(rng.uniform() < 0.5)  # cash and carry: buy spot, sell perp
@@ -341,9 +346,9 @@ def finish_parity(u: Universe, lat: Latent, plan: Plan, k: Knobs) -> None:
     fees = 2 * opt_fee + fut.inst.taker_fee * fwd[0]
     need0 = float(half.sum() + f_half * disc + fees + fut.inst.taker_fee * f_half)
     if plan.above:
-        edge = (0.3 + 0.7 * info["edge_draw"]) * 5e-4 * float(fwd[0])
+        edge = (1.5 + 1.5 * info["edge_draw"]) * float(u.h0[opt.asset] * fwd[0])
     else:
-        edge = -(0.3 + 0.4 * info["edge_draw"]) * fees
+        edge = -max((0.5 + 0.4 * info["edge_draw"]) * fees, 1.5 * float(u.h0[opt.asset] * fwd[0]))
     plan.edge = edge
     raised = int(info["call"] if info["reversal"] else info["put"])
     plan.option_shift = (raised, (need0 + edge) / float(index[0]))
@@ -416,6 +421,11 @@ def build_chunk(
     funding, f_rows = _funding_rows(u, lat, t0, t1, rng, premium)
     labels = _labels(u, plans, q_rows, o_rows, f_rows, k)
     return {"quotes": quotes, "option_quotes": options, "funding": funding, "labels": labels}
+
+
+def _take(names: list[str], index: IntArray) -> pl.Series:
+    """Strings by index without materialising a numpy string array (much faster for millions of rows)."""
+    return pl.Series(names, dtype=pl.String).gather(pl.Series(index, dtype=pl.UInt32))
 
 
 def _segments(times: list[IntArray]) -> tuple[IntArray, IntArray]:
@@ -494,8 +504,8 @@ def _quote_rows(
         {
             "ts_event": t_ev,
             "ts_recv": recv,
-            "exchange": pl.Series(np.array([v.venue for v in vis])[seg], dtype=pl.String),
-            "symbol": pl.Series(np.array([v.symbol for v in vis])[seg], dtype=pl.String),
+            "exchange": _take([v.venue for v in vis], seg),
+            "symbol": _take([v.symbol for v in vis], seg),
             "bid": bid,
             "bid_size": bid_size,
             "ask": ask,
@@ -565,11 +575,11 @@ def _option_rows(
             "ts_event": t_ev,
             "ts_recv": recv,
             "exchange": pl.Series(["deribit"] * t_ev.size, dtype=pl.String),
-            "symbol": pl.Series(np.array([o.symbol for o in opts])[seg], dtype=pl.String),
-            "underlying": pl.Series(np.array([f"{u.assets[o.asset]}/USD" for o in opts])[seg], dtype=pl.String),
+            "symbol": _take([o.symbol for o in opts], seg),
+            "underlying": _take([f"{u.assets[o.asset]}/USD" for o in opts], seg),
             "expiry": np.array([o.expiry_ns for o in opts], dtype=np.int64)[seg],
             "strike": np.array([o.strike for o in opts])[seg],
-            "option_type": pl.Series(np.array(["C" if o.is_call else "P" for o in opts])[seg], dtype=pl.String),
+            "option_type": _take(["C" if o.is_call else "P" for o in opts], seg),
             "bid": bid,
             "bid_size": bid_size,
             "ask": ask,

@@ -404,3 +404,32 @@ def test_generate_to_store_writes_tables_and_meta(tmp_path: Path) -> None:
     assert stored.height == summary.rows["quotes"]
     assert seen[-1] == 1.0
     assert sorted(seen) == seen
+
+
+def test_cross_exchange_episode_has_exactly_the_labelled_pair(market: dict[str, pl.DataFrame]) -> None:
+    """Inside a live cross-exchange episode no other venue pair clears fees; an above-fee pair stays profitable."""
+    quotes = market["quotes"]
+    live = market["labels"].filter((pl.col("kind") == "cross_exchange") & ~pl.col("stale"))
+    assert live.height > 0
+    for label in live.iter_rows(named=True):
+        symbol = label["symbol"]
+        rows = quotes.filter(pl.col("symbol") == symbol)
+        times = rows.filter(pl.col("ts_recv").is_between(label["ts_start"], label["ts_end"], closed="left"))["ts_recv"]
+        venues = rows["exchange"].unique().to_list()
+        views = {v: _asof(quotes, v, symbol, times, f"{v}_") for v in venues}
+        for a in venues:
+            for b in venues:
+                if a == b:
+                    continue
+                joint = (
+                    views[a]
+                    .join(views[b], on="t")
+                    .filter((pl.col(f"{a}_age") <= _max_age_ns(a)) & (pl.col(f"{b}_age") <= _max_age_ns(b)))
+                )
+                fa, fb = _fee(a, symbol), _fee(b, symbol)
+                profit = (joint[f"{b}_bid"] - joint[f"{a}_ask"]) - fa * joint[f"{a}_ask"] - fb * joint[f"{b}_bid"]
+                if (a, b) == (label["buy_exchange"], label["sell_exchange"]):
+                    assert joint.height == times.len()
+                    assert (profit > 0).all() if label["above_fees"] else (profit <= 0).all(), (label, profit)
+                else:
+                    assert profit.max() is None or profit.max() <= 0, (label["episode_id"], a, b, profit.max())
