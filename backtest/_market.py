@@ -49,6 +49,8 @@ class DayMarket:
     view: MarketView
     funding: pl.DataFrame | None
     marks: dict[str, tuple[I64, F64]]
+    clock: str = "ts_event"
+    symbols: list[str] | None = None  # what was read (None: everything)
 
     def mark(self, asset: str, t: int) -> float:
         """USD value of one unit of ``asset`` at ``t`` (NaN when no quote precedes ``t``)."""
@@ -121,4 +123,5 @@ def load_day_market(store: Store, lo: int, hi: int, clock: str, symbols: Sequenc
         if perps is None or perps:
             funding = store.scan("funding", start=lo, end=hi, symbol=perps).collect()
     view = MarketView.from_quotes(quotes, clock)
-    return DayMarket(view, funding if funding is not None and funding.height else None, usd_marks(view))
+    kept = funding if funding is not None and funding.height else None
+    return DayMarket(view, kept, usd_marks(view), clock, wanted)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from arbkit.execution import SIGNAL_SCHEMA, theoretical_profit
+from arbkit.execution import SIGNAL_SCHEMA, MarketView, theoretical_profit
 from arbkit.instruments import InstrumentKind, Registry
 from arbkit.risk import CheckResult, Reason, RiskLimits, check_orders, snapshot
 from backtest._market import PEGGED, DayMarket
@@ -48,8 +48,33 @@ def cash_currency(registry: Registry, exchange: str, symbol: str) -> str:
     return inst.quote
 
 
+def reprice_legs(opportunities: pl.DataFrame, view: MarketView) -> pl.DataFrame:
+    """Replace each leg's price by the book it faced at ``ts_start``: the ask for a buy, the bid for a sell.
+
+    Episodes report their *last* observed legs (``arbkit.detect._episodes``); a signal sent at ``ts_start`` can
+    only know the prices of that instant, so using the last ones would put a later price into an earlier order.
+    ``view`` must use the detector's clock.  Legs whose book shows nothing at ``ts_start`` keep their price.
+    """
+    if opportunities.height == 0:
+        return opportunities
+    legs = (
+        opportunities.select("ts_start", "legs")
+        .with_row_index("_r")
+        .explode("legs")
+        .with_columns(pl.col("legs").struct.field("exchange", "symbol", "side", "price"))
+    )
+    at = view.lookup(legs["exchange"].to_list(), legs["symbol"].to_list(), legs["ts_start"].to_numpy())
+    faced = np.where(legs["side"].to_numpy() == "buy", at.ask, at.bid)
+    price = np.where(np.isfinite(faced), faced, legs["price"].to_numpy())
+    legs = legs.with_columns(pl.col("legs").struct.with_fields(price=pl.Series(price, dtype=pl.Float64)))
+    grouped = legs.group_by("_r", maintain_order=True).agg(pl.col("legs"))
+    return opportunities.with_columns(legs=grouped.get_column("legs"))
+
+
 def to_signals(opportunities: pl.DataFrame, registry: Registry, market: DayMarket | None) -> pl.DataFrame:
     """Signals (:data:`arbkit.execution.SIGNAL_SCHEMA`) for ``opportunities``, priced in USD with ``market``.
+
+    The legs are used as given; :func:`reprice_legs` first when they are an episode's last observed legs.
 
     Examples
     --------

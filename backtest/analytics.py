@@ -134,7 +134,8 @@ def latency_sensitivity(result: BacktestResult, scales: Sequence[float] | None =
         fill = dataclasses.replace(
             base.fill, latency=dataclasses.replace(base.fill.latency, scale=base.fill.latency.scale * float(scale))
         )
-        acc, _ = execute_signals(Store(root), by_day, base, fill, initial, risk=False)
+        clock = str(record.get("pipeline_params", {}).get("clock") or "ts_recv")
+        acc, _ = execute_signals(Store(root), by_day, base, fill, initial, risk=False, clock=clock)
         trades = pl.concat(acc.trades, how="vertical") if acc.trades else result.trades.head(0)
         transfers = [t for t in acc.transfers if t.height]
         realized = float(trades["realized_pnl"].sum())

@@ -40,7 +40,7 @@ from arbkit.instruments import Registry, default_registry
 from arbkit.pipeline import Batch
 from arbkit.risk import RiskLimits
 from backtest._market import DayMarket, day_bounds, day_of, load_day_market, market_symbols
-from backtest._signals import REJECTION_SCHEMA, cash_currency, check_signals, to_signals
+from backtest._signals import REJECTION_SCHEMA, cash_currency, check_signals, reprice_legs, to_signals
 from backtest.metrics import compute_metrics
 
 __all__ = [
@@ -301,6 +301,10 @@ def _pipeline_params(strategy: Any, config: BacktestConfig) -> Any:
         raise BacktestError(f"pipeline_params for {strategy.name!r}: {exc}") from None
 
 
+def _clock(params: Any) -> str:
+    return str(getattr(params, "clock", "ts_recv"))
+
+
 def _data_days(store: Store, tables: tuple[str, ...], start: int | None, end: int | None) -> list[dt.date]:
     present = set(store.tables())
     days = sorted({d for t in tables if t in present for d in store.days(t)})
@@ -413,6 +417,14 @@ def _day_symbols(
     return market_symbols(symbols, assets)
 
 
+def _repriced(opps: pl.DataFrame, market: DayMarket, clock: str | None, store: Store, lo: int, hi: int) -> pl.DataFrame:
+    """Opportunities with legs priced at ``ts_start`` on the detector's clock (``None``: keep the legs)."""
+    if clock is None:
+        return opps
+    view = market.view if clock == market.clock else load_day_market(store, lo, hi, clock, market.symbols).view
+    return reprice_legs(opps, view)
+
+
 def execute_signals(
     store: Store,
     signal_days: Mapping[dt.date, pl.DataFrame],
@@ -421,12 +433,14 @@ def execute_signals(
     balances: Mapping[tuple[str, str], float],
     *,
     risk: bool = True,
+    clock: str | None = "ts_recv",
     progress: Progress | None = None,
 ) -> tuple[_Execution, dict[tuple[str, str], float]]:
     """Run the fill model day by day over opportunities grouped by day, carrying balances and transfers.
 
     ``signal_days`` maps each day to that day's *opportunities*; they are turned into signals with the day's
-    market (USD marks) here.  Returns the collected outputs and the final balances.
+    market (USD marks) here, their legs re-priced at ``ts_start`` on the detector's ``clock`` (``None`` keeps
+    the legs as given).  Returns the collected outputs and the final balances.
     """
     acc = _Execution()
     current = dict(balances)
@@ -442,7 +456,7 @@ def execute_signals(
             market = load_day_market(store, lo - slack, hi_ext, fill.match_clock, _day_symbols(opps, config, current))
             if acc.initial_equity is None:
                 acc.initial_equity = _account_value(current, market, lo)
-            signals = to_signals(opps, config.registry, market)
+            signals = to_signals(_repriced(opps, market, clock, store, lo - slack, hi_ext), config.registry, market)
             acc.signals.append(signals)
             if risk and config.limits is not None and signals.height:
                 accepted, rejected = check_signals(signals, market, config.registry, config.limits, current)

@@ -52,9 +52,11 @@ from backtest.runner import (
     BacktestConfig,
     BacktestError,
     Progress,
+    _clock,
     _data_days,
     _day_symbols,
     _pipeline_params,
+    _repriced,
     _strategy,
     _venues,
     detect_days,
@@ -236,6 +238,7 @@ def sweep_day(
     point_ids: Sequence[int],
     config: BacktestConfig,
     venues: Sequence[str],
+    clock: str = "ts_recv",
 ) -> pl.DataFrame:
     """Evaluate grid points ``point_ids`` on one day: a pure task (in-process or on a Ray worker)."""
     fill = config.fill
@@ -244,8 +247,9 @@ def sweep_day(
     hold = opportunities.filter(pl.col("kind").is_in(["basis", "parity"])).get_column("ts_end").max()
     hi_ext = max(hi, int(hold) if hold is not None else hi) + slack  # type: ignore[arg-type]
     symbols = _day_symbols(opportunities, config, {})
-    market = load_day_market(Store(store_root), lo - slack, hi_ext, fill.match_clock, symbols)
-    signals = to_signals(opportunities, config.registry, market)
+    store = Store(store_root)
+    market = load_day_market(store, lo - slack, hi_ext, fill.match_clock, symbols)
+    signals = to_signals(_repriced(opportunities, market, clock, store, lo - slack, hi_ext), config.registry, market)
     gross, fees, notional = _leg_arrays(signals, config.registry, market.mark)
     selected = points[list(point_ids)]
     keep, k, profit = screen(gross, fees, notional, selected)
@@ -402,7 +406,7 @@ def run_sweep(
     if ray_address is None:
         backend = "in-process"
         for n, day in enumerate(sorted(by_day), 1):
-            parts.append(sweep_day(str(root), day, by_day[day], grid.points, ids, config, venues))
+            parts.append(sweep_day(str(root), day, by_day[day], grid.points, ids, config, venues, _clock(params)))
             if progress is not None:
                 progress("sweep", n, len(by_day))
     else:
@@ -413,7 +417,7 @@ def run_sweep(
         task = ray.remote(sweep_day)
         shared = (ray.put(grid.points), ray.put(config), ray.put(venues))
         refs = [
-            task.remote(str(root), day, by_day[day], shared[0], list(chunk), shared[1], shared[2])
+            task.remote(str(root), day, by_day[day], shared[0], list(chunk), shared[1], shared[2], _clock(params))
             for day in sorted(by_day)
             for chunk in np.array_split(np.array(ids), chunks)
             if len(chunk)
