@@ -204,6 +204,11 @@ class BookKeeper:
         self.counters = BookCounters()
         self.bids: dict[float, Level] = {}
         self.asks: dict[float, Level] = {}
+        # best prices cached between updates; None + dirty flag = recompute on next read (a scan of the side)
+        self._best_bid: float | None = None
+        self._best_ask: float | None = None
+        self._bid_dirty = False
+        self._ask_dirty = False
         self.synced = False  # a snapshot has been applied and continuity holds since
         self.resyncing = False  # lost sync after having had it (gap or checksum failure)
         self._resync_requested = False
@@ -237,6 +242,7 @@ class BookKeeper:
     def _reset(self, update: BookUpdate) -> None:
         self.bids = {lv[0]: lv for lv in update.bids if lv[1] > 0.0}
         self.asks = {lv[0]: lv for lv in update.asks if lv[1] > 0.0}
+        self._bid_dirty = self._ask_dirty = True
         self.counters.snapshots += 1
         self.synced = True
         self.resyncing = False
@@ -246,15 +252,21 @@ class BookKeeper:
     def _apply_levels(self, update: BookUpdate) -> None:
         bids, asks = self.bids, self.asks
         for lv in update.bids:
+            price = lv[0]
             if lv[1] > 0.0:
-                bids[lv[0]] = lv
-            else:
-                bids.pop(lv[0], None)
+                bids[price] = lv
+                if not self._bid_dirty and (self._best_bid is None or price > self._best_bid):
+                    self._best_bid = price
+            elif bids.pop(price, None) is not None and price == self._best_bid:
+                self._bid_dirty = True
         for lv in update.asks:
+            price = lv[0]
             if lv[1] > 0.0:
-                asks[lv[0]] = lv
-            else:
-                asks.pop(lv[0], None)
+                asks[price] = lv
+                if not self._ask_dirty and (self._best_ask is None or price < self._best_ask):
+                    self._best_ask = price
+            elif asks.pop(price, None) is not None and price == self._best_ask:
+                self._ask_dirty = True
         self.last_seq = update.seq
 
     # -- applying -------------------------------------------------------------------------------------------
@@ -353,6 +365,22 @@ class BookKeeper:
         if len(self.asks) > depth:
             self.asks = {lv[0]: lv for lv in self.sorted_asks(depth)}
 
+    @property
+    def best_bid(self) -> float | None:
+        """Highest bid price, ``None`` when the side is empty."""
+        if self._bid_dirty:
+            self._best_bid = max(self.bids) if self.bids else None
+            self._bid_dirty = False
+        return self._best_bid
+
+    @property
+    def best_ask(self) -> float | None:
+        """Lowest ask price, ``None`` when the side is empty."""
+        if self._ask_dirty:
+            self._best_ask = min(self.asks) if self.asks else None
+            self._ask_dirty = False
+        return self._best_ask
+
     def _apply_binance(self, update: BookUpdate, *, futures: bool) -> None:
         if update.is_snapshot:
             self._reset(update)
@@ -423,14 +451,16 @@ class BookKeeper:
             out |= _UNVERIFIED
         if self._lagging or (now_ns is not None and now_ns - self.ts_recv > self.max_age_ns):
             out |= _STALE
-        if self.bids and self.asks and max(self.bids) > min(self.asks):
+        bid, ask = self.best_bid, self.best_ask
+        if bid is not None and ask is not None and bid > ask:
             out |= _CROSSED
         return out
 
     def quote(self, now_ns: int | None = None) -> QuoteRow:
         """The top of book as a ``QUOTES`` row (absent sides ``None``), flagged as of ``now_ns``."""
-        bid = self.bids[max(self.bids)] if self.bids else None
-        ask = self.asks[min(self.asks)] if self.asks else None
+        best_bid, best_ask = self.best_bid, self.best_ask
+        bid = self.bids[best_bid] if best_bid is not None else None
+        ask = self.asks[best_ask] if best_ask is not None else None
         flags = self.flags(now_ns)
         if flags & _STALE:
             self.counters.stale += 1

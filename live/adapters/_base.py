@@ -178,15 +178,24 @@ class Rows:
         return not (self.quotes or self.trades or self.book or self.funding or self.option_quotes or self.book_updates)
 
 
+_POLARS_SCHEMAS: dict[str, pl.Schema] = {}
+
+
+def polars_schema(table: schema.Table) -> pl.Schema:
+    """``table.polars``, derived once per table (deriving it costs far more than building a small frame)."""
+    hit = _POLARS_SCHEMAS.get(table.name)
+    if hit is None:
+        hit = _POLARS_SCHEMAS[table.name] = table.polars
+    return hit
+
+
 def rows_frame(rows: Sequence[tuple[Any, ...]], table: schema.Table) -> pl.DataFrame:
-    """Build a frame with ``table``'s exact schema from row tuples (columns built once, no per-row dicts)."""
-    names = table.names
-    if not rows:
-        return schema.empty(table)
-    columns = list(zip(*rows, strict=True))
-    return pl.DataFrame(
-        {name: columns[i] for i, name in enumerate(names)}, schema=table.polars, strict=False, nan_to_null=False
-    )
+    """Build a frame with ``table``'s exact schema from row tuples in the table's column order.
+
+    Row orientation with a cached schema measured fastest for the one-to-few rows a message yields (column
+    dicts cost about five times more here).
+    """
+    return pl.DataFrame(rows, schema=polars_schema(table), orient="row")
 
 
 @dataclass(slots=True)

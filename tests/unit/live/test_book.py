@@ -466,3 +466,8 @@ def test_book_equals_last_write_per_level(ops: list[tuple[str, int, str]]) -> No
     assert sorted(bids) == sorted((p, s) for (side, p), s in reference.items() if side == "bid")
     assert sorted(asks) == sorted((p, s) for (side, p), s in reference.items() if side == "ask")
     assert k.counters.gaps == 0
+    quote = k.quote()
+    ref_bids = [p for (side, p) in reference if side == "bid"]
+    ref_asks = [p for (side, p) in reference if side == "ask"]
+    assert quote[4] == (max(ref_bids) if ref_bids else None)
+    assert quote[6] == (min(ref_asks) if ref_asks else None)

@@ -1,0 +1,168 @@
+"""Parse rate of the venue adapters, messages/s on one core, against the stdlib ``json.loads`` baseline.
+
+For each venue's top-of-book channel (Binance bookTicker, OKX bbo-tbt, Bybit orderbook.1 snapshot, Coinbase
+ticker, Kraken v2 ticker, Deribit quote) it times, on the same distinct messages:
+
+* ``tuple``: :meth:`Adapter.parse_quote_tuple`, the fast path the micro-batcher uses (bytes -> QUOTES tuple);
+* ``rows``: :meth:`Adapter.parse_rows` (all tables as tuples);
+* ``frames``: :meth:`Adapter.parse` (Polars frames in the exact schema; dominated by frame construction);
+* ``json.loads``: the standard library decoding the same bytes into dicts, nothing else (a lower bound for any
+  stdlib-based parser), and ``orjson.loads`` for reference;
+
+and then the book path: OKX ``books`` updates parsed and applied to a :class:`live.book.BookKeeper`.
+
+Run ``.venv/bin/python benchmarks/bench_parse.py`` (about a minute) or with ``--quick`` (a few seconds).
+Figures are the best of several repeats; the ratio column is ``tuple`` over ``json.loads``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import orjson
+
+from live import adapters
+from live.book import BookKeeper
+
+TS = 1_700_000_000_000_000_000
+
+
+def _messages(venue: str, n: int) -> list[bytes]:
+    """``n`` distinct, realistic top-of-book messages for ``venue`` (prices and ids vary)."""
+    out = []
+    for i in range(n):
+        bid = 60000 + (i % 997) * 0.1
+        ask = bid + 0.1
+        ms = 1_700_000_000_000 + i
+        if venue == "binance":
+            text = (
+                f'{{"e":"bookTicker","u":{400900217 + i},"E":{ms},"T":{ms - 1},"s":"BTCUSDT","b":"{bid:.2f}",'
+                f'"B":"{1 + i % 7}.123","a":"{ask:.2f}","A":"{2 + i % 5}.456"}}'
+            )
+        elif venue == "okx":
+            text = (
+                f'{{"arg":{{"channel":"bbo-tbt","instId":"BTC-USDT-SWAP"}},"data":[{{"asks":[["{ask:.1f}",'
+                f'"{12 + i % 9}","0","3"]],"bids":[["{bid:.1f}","{431 + i % 11}","0","2"]],"ts":"{ms}",'
+                f'"seqId":{363996337 + i}}}]}}'
+            )
+        elif venue == "bybit":
+            text = (
+                f'{{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":{ms},"data":{{"s":"BTCUSDT",'
+                f'"b":[["{bid:.2f}","{0.5 + i % 3}"]],"a":[["{ask:.2f}","{0.75 + i % 4}"]],"u":{123456789 + i},'
+                f'"seq":{987654321 + i}}},"cts":{ms - 2}}}'
+            )
+        elif venue == "coinbase":
+            text = (
+                f'{{"channel":"ticker","client_id":"","timestamp":"2026-04-07T14:30:03.{i % 1000000:06d}Z",'
+                f'"sequence_num":{i},"events":[{{"type":"update","tickers":[{{"type":"ticker","product_id":"BTC-USD",'
+                f'"price":"{bid:.2f}","volume_24_h":"15328.12","low_24_h":"67500.00","high_24_h":"69200.00",'
+                f'"low_52_w":"25000.00","high_52_w":"73800.00","price_percent_chg_24_h":"1.85",'
+                f'"best_bid":"{bid:.2f}","best_bid_quantity":"1.5","best_ask":"{ask:.2f}","best_ask_quantity":"0.5"}}]}}]}}'
+            )
+        elif venue == "kraken":
+            text = (
+                f'{{"channel":"ticker","type":"update","data":[{{"symbol":"BTC/USD","bid":{bid:.1f},"bid_qty":1.5,'
+                f'"ask":{ask:.1f},"ask_qty":0.25,"last":{bid:.1f},"volume":1234.5,"vwap":60000.1,"low":59000.0,'
+                f'"high":61000.0,"change":12.5,"change_pct":0.02}}]}}'
+            )
+        else:
+            text = (
+                f'{{"jsonrpc":"2.0","method":"subscription","params":{{"channel":"quote.BTC-PERPETUAL",'
+                f'"data":{{"timestamp":{ms},"instrument_name":"BTC-PERPETUAL","best_bid_price":{bid:.1f},'
+                f'"best_bid_amount":{179960 + i},"best_ask_price":{ask:.1f},"best_ask_amount":{20 + i}}}}}}}'
+            )
+        out.append(text.encode())
+    return out
+
+
+def _okx_book_updates(n: int) -> list[bytes]:
+    out = [
+        b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":['
+        + b",".join(f'["{60000.1 + k / 10:.1f}","{1 + k % 5}","0","1"]'.encode() for k in range(400))
+        + b'],"bids":['
+        + b",".join(f'["{60000.0 - k / 10:.1f}","{1 + k % 5}","0","1"]'.encode() for k in range(400))
+        + b'],"ts":"1700000000000","checksum":0,"seqId":1000,"prevSeqId":-1}]}'
+    ]
+    for i in range(1, n):
+        side_a = f'["{60000.1 + (i % 40) / 10:.1f}","{i % 4}","0","1"]'
+        side_b = f'["{60000.0 - (i % 40) / 10:.1f}","{(i + 1) % 4}","0","1"]'
+        out.append(
+            f'{{"arg":{{"channel":"books","instId":"BTC-USDT"}},"action":"update","data":[{{"asks":[{side_a}],'
+            f'"bids":[{side_b}],"ts":"{1700000000000 + i}","checksum":0,"seqId":{1000 + i},'
+            f'"prevSeqId":{999 + i}}}]}}'.encode()
+        )
+    return out
+
+
+def _rate(fn: Callable[[bytes], object], messages: list[bytes], repeats: int) -> float:
+    """Best messages/s over ``repeats`` passes (one warm-up pass first)."""
+    for raw in messages[:1000]:
+        fn(raw)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for raw in messages:
+            fn(raw)
+        best = min(best, time.perf_counter() - start)
+    return len(messages) / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer messages and repeats (a few seconds)")
+    parser.add_argument("--messages", type=int, default=None, help="messages per venue (default 200000)")
+    args = parser.parse_args()
+    n = args.messages or (20_000 if args.quick else 200_000)
+    repeats = 2 if args.quick else 3
+    n_frames = max(n // 20, 1000)
+
+    print(f"messages per venue: {n} (frames path: {n_frames}); best of {repeats}; one core")
+    header = (
+        f"{'venue':<9} {'tuple/s':>11} {'rows/s':>11} {'frames/s':>10} {'json.loads/s':>13} {'orjson/s':>11} "
+        f"{'tuple/json':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for venue in adapters.VENUES:
+        adapter = adapters.get(venue, "linear" if venue in ("binance", "bybit") else None)
+        messages = _messages(venue, n)
+        sample = adapter.parse_quote_tuple(messages[0], TS)
+        assert sample is not None, venue  # the benchmark must time real work
+        tuple_rate = _rate(lambda raw, a=adapter: a.parse_quote_tuple(raw, TS), messages, repeats)  # type: ignore[misc]
+        rows_rate = _rate(lambda raw, a=adapter: a.parse_rows(raw, TS), messages, repeats)  # type: ignore[misc]
+        frames_rate = _rate(lambda raw, a=adapter: a.parse(raw, TS), messages[:n_frames], repeats)  # type: ignore[misc]
+        json_rate = _rate(json.loads, messages, repeats)
+        orjson_rate = _rate(orjson.loads, messages, repeats)
+        print(
+            f"{venue:<9} {tuple_rate:>11,.0f} {rows_rate:>11,.0f} {frames_rate:>10,.0f} {json_rate:>13,.0f} "
+            f"{orjson_rate:>11,.0f} {tuple_rate / json_rate:>9.2f}x"
+        )
+
+    okx = adapters.get("okx")
+    updates = _okx_book_updates(max(n // 4, 1000))
+    snapshot, diffs = updates[0], updates[1:]
+
+    best = float("inf")
+    for _ in range(repeats + 1):  # first pass warms up
+        keeper = BookKeeper("okx", "BTC/USDT", max_age_ns=10**18)
+        start = time.perf_counter()
+        for raw in updates:
+            update = okx.parse_rows(raw, TS).book_update
+            assert update is not None
+            keeper.apply(update)
+        best = min(best, time.perf_counter() - start)
+        assert keeper.counters.gaps == 0
+        assert keeper.counters.applied == len(updates)
+    book_rate = len(updates) / best
+    book_json = _rate(json.loads, diffs, repeats)
+    print(
+        f"\nOKX books: parse + keeper apply on a 400-level book ({len(diffs)} updates after a {len(snapshot)} byte"
+        f" snapshot): {book_rate:,.0f} msgs/s; json.loads alone {book_json:,.0f}/s; ratio {book_rate / book_json:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
