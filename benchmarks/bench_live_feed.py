@@ -32,12 +32,14 @@ import numpy as np
 import polars as pl
 
 VENUES: dict[str, tuple[str, ...]] = {
-    "binance": ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"),
+    "binance": ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "XRP/USDT:USDT"),
     "okx": ("BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"),
     "bybit": ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "XRP/USDT:USDT"),
     "coinbase": ("BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD"),
     "kraken": ("BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD"),
 }
+# Binance USD-M (its bookTicker carries event times; spot's does not, so spot could not be timed).
+MARKETS: dict[str, str | None] = {"binance": "linear", "okx": None, "bybit": None, "coinbase": None, "kraken": None}
 STEP_NS = 100_000  # 0.1 ms between a symbol's updates in the data
 
 
@@ -65,6 +67,11 @@ def make_frame(n_per_symbol: int) -> pl.DataFrame:
                 )
             )
     return pl.concat(parts)
+
+
+def path_of(venue: str) -> str:
+    market = MARKETS[venue]
+    return f"/{venue}" if market is None else f"/{venue}/{market}"
 
 
 def _simulator_process(conn: Connection, n_per_symbol: int, speed: float, restamp: bool) -> None:
@@ -121,9 +128,9 @@ async def raw_baseline(n_per_symbol: int) -> float:
     done = asyncio.Event()
 
     async def reader(venue: str) -> None:
-        adapter = adapters.get(venue)
-        symbols = sim.paths[f"/{venue}"]
-        async with connect(sim.base + f"/{venue}", max_size=2**20, compression=None, max_queue=4096) as ws:
+        adapter = adapters.get(venue, MARKETS[venue])
+        symbols = sim.paths[path_of(venue)]
+        async with connect(sim.base + path_of(venue), max_size=2**20, compression=None, max_queue=4096) as ws:
             await ws.send(adapter.subscribe_message(DEFAULT_CHANNELS[venue], list(symbols.values())).decode())
             ready.append(venue)
             async for _ in ws:
@@ -161,7 +168,12 @@ async def pipeline(n_per_symbol: int, speed: float, restamp: bool, batch_rows: i
     connectors = [
         Connector(
             ConnectorConfig(
-                venue, sim.base + f"/{venue}", tuple(VENUES[venue]), ping_interval_s=None, stale_after_s=60
+                venue,
+                sim.base + path_of(venue),
+                tuple(VENUES[venue]),
+                market=MARKETS[venue],
+                ping_interval_s=None,
+                stale_after_s=60,
             ),
             queue,
         )
@@ -232,7 +244,7 @@ def main() -> None:
     rate = args.rate or max(1_000.0, 0.5 * through["rate"])
     data_rate = n_symbols * 1e9 / STEP_NS  # messages per second of data time
     latency_msgs = max(n_symbols, int(min(messages, rate * (5 if args.quick else 10))))
-    lat = asyncio.run(pipeline(max(1, latency_msgs // n_symbols), data_rate / rate, True, 1024, 1.0))
+    lat = asyncio.run(pipeline(max(1, latency_msgs // n_symbols), rate / data_rate, True, 1024, 1.0))
     print(
         f"latency   paced at {rate:,.0f} msg/s (batch: 1024 rows or 1 ms): send->flush "
         f"p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms  max {lat['max_ms']:.2f} ms  "
