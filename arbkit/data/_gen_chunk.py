@@ -119,9 +119,11 @@ class _Budgets:
                 best = min(best, sum(self.low(j) for j in legs if j is not None))
         return best
 
-    def allowance(self, i: int, skip_cycle: int = -1, skip_pair: tuple[int, int] | None = None) -> float:
+    def allowance(
+        self, i: int, skip_cycle: int = -1, skip_pair: tuple[int, int] | None = None, exclude: int = -1
+    ) -> float:
         """Largest shift of one leg that keeps it within fees of every other relationship it takes part in."""
-        others = self.others(i)
+        others = [j for j in self.others(i) if j != exclude]
         cross = self.low(i) + self.low(others[0]) if others else math.inf
         return _ALLOW * min(cross, self.neighbour(i, skip_cycle, skip_pair), 0.02)
 
@@ -159,14 +161,6 @@ def _plan_outage(u: Universe, t: int, rng: np.random.Generator) -> Plan:
     return Plan("outage", t, end, freeze=(i, t, end))
 
 
-def _edge(rng: np.random.Generator, k: Knobs, cap: float, fees: float, floor: float) -> tuple[bool, float]:
-    """Target net edge: above fees by at least ``floor`` (several times the quote noise), or below by as much."""
-    draw, size = float(rng.uniform()), float(rng.uniform())
-    if draw >= k.below_fee_fraction and cap >= floor:
-        return True, floor + size * (cap - floor)
-    return False, -max(floor, (0.3 + 0.4 * size) * fees)
-
-
 def _cross_candidates(u: Universe) -> list[int]:
     return [v.index for v in u.vis if v.kind in ("spot", "perp")]
 
@@ -180,7 +174,11 @@ def _plan_stale(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: K
     cp = b.others(a)[0]
     up = bool(rng.uniform() < 0.5)
     fees = va.inst.taker_fee + u.vis[cp].inst.taker_fee
-    above, edge = _edge(rng, k, _P_CAP, fees, _NOISE * float(u.h0[va.asset]))
+    floor = _NOISE * float(u.h0[va.asset])
+    above = bool(rng.uniform() >= k.below_fee_fraction)
+    edge = (
+        floor + float(rng.uniform()) * (_P_CAP - floor) if above else -max(floor, float(rng.uniform(0.3, 0.7)) * fees)
+    )
     move = edge + b.high(a) + b.high(cp) - va.inst.taker_fee - u.vis[cp].inst.taker_fee + fees
     h0 = float(u.h0[va.asset])
     ramp_ns = int(np.clip(move * u.window_ns / (0.4 * h0), 3 * NS, 15 * NS))
@@ -199,83 +197,97 @@ def _plan_live(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: Kn
     kinds = ["cross_exchange", "triangular", "basis"] + (["parity"] if u.options else [])
     order = list(rng.permutation(len(kinds)))
     dur = int(_log_uniform(rng, 0.05, 30.0) * NS)
-    for idx in order:
-        plan = {"cross_exchange": _plan_cross, "triangular": _plan_tri, "basis": _plan_basis, "parity": _plan_parity}[
-            kinds[idx]
-        ](u, b, t, t + dur, rng, k)
-        if plan is not None:
-            return plan
+    want_above = bool(rng.uniform() >= k.below_fee_fraction)
+    planners = {"cross_exchange": _plan_cross, "triangular": _plan_tri, "basis": _plan_basis, "parity": _plan_parity}
+    for above in (want_above, not want_above):
+        for idx in order:
+            plan = planners[kinds[idx]](u, b, t, t + dur, rng, above)
+            if plan is not None:
+                return plan
     return _plan_outage(u, t, rng)
 
 
-def _plan_cross(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generator, k: Knobs) -> Plan | None:
-    cands = [i for i in _cross_candidates(u) if b.others(i)]
-    if not cands:
-        return None
-    s = int(rng.choice(cands))
-    others = b.others(s)
-    cp = others[0]
-    gap = (b.low(others[1]) - b.high(cp)) if len(others) > 1 else 1.0
-    fees = u.vis[s].inst.taker_fee + u.vis[cp].inst.taker_fee
-    move0 = b.high(s) + b.high(cp)
-    limit = _ALLOW * b.neighbour(s)  # the shifted leg must stay within fees of its basis and triangular peers
-    floor = _NOISE * float(u.h0[u.vis[s].asset])
-    above, edge = _edge(rng, k, min(0.5 * gap, _P_CAP, limit - move0), fees, floor)
-    move = edge + move0
-    if move > limit:
-        return None
-    up = bool(rng.uniform() < 0.5)
-    plan = Plan("cross_exchange", t, end, above=above, edge=edge, shifts=[(s, move if up else -move)])
-    plan.info = {"buy": cp, "sell": s} if up else {"buy": s, "sell": cp}
-    return plan
+def _target(
+    rng: np.random.Generator, above: bool, need0: float, allow: float, fees: float, floor: float
+) -> float | None:
+    """Net edge for a dislocation whose legs may move ``allow`` in total and need ``need0`` to break even.
+
+    Above fees: at least ``floor`` (several times the quote noise) and at most half the room left; below fees: by at
+    least ``floor`` too, so neither class is ambiguous on any row of the episode.
+    """
+    room = allow - need0
+    if above:
+        cap = min(0.5 * room, _P_CAP)
+        return None if cap < floor else floor + float(rng.uniform()) * (cap - floor)
+    edge = -max(floor, float(rng.uniform(0.3, 0.7)) * fees)
+    return None if need0 + edge > allow or need0 + edge <= 0 else edge
 
 
-def _plan_tri(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generator, k: Knobs) -> Plan | None:
+_TRIES = 40
+
+
+def _plan_cross(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generator, above: bool) -> Plan | None:
+    """Move the sell venue up and the buy venue down: each within its budget against every other venue."""
+    pairs = [(s, c) for s in _cross_candidates(u) for c in b.others(s)]
+    for j in rng.permutation(len(pairs))[:_TRIES]:
+        sell, buy = pairs[int(j)]
+        allow = np.array([b.allowance(sell, exclude=buy), b.allowance(buy, exclude=sell)])
+        fees = u.vis[sell].inst.taker_fee + u.vis[buy].inst.taker_fee
+        floor = _NOISE * float(u.h0[u.vis[sell].asset])
+        if u.vis[sell].kind == "perp":
+            # two perpetuals are also a perp-perp basis pair (fees paid twice): keep that one below its fees
+            allow = allow * min(1.0, (b.high(sell) + b.high(buy) + 0.7 * fees - 3e-4) / float(allow.sum()))
+        edge = _target(rng, above, b.high(sell) + b.high(buy), float(allow.sum()), fees, floor)
+        if edge is None:
+            continue
+        share = (b.high(sell) + b.high(buy) + edge) * allow / allow.sum()
+        plan = Plan("cross_exchange", t, end, above=above, edge=edge)
+        plan.shifts = [(sell, float(share[0])), (buy, -float(share[1]))]
+        plan.info = {"buy": buy, "sell": sell}
+        return plan
+    return None
+
+
+def _plan_tri(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generator, above: bool) -> Plan | None:
     crosses = [v for v in u.vis if v.kind == "cross"]
-    if not crosses:
-        return None
-    x = crosses[int(rng.integers(len(crosses)))]
-    btc = u.assets[x.quote_asset]
-    base = u.assets[x.asset]
-    bu = u.by_key.get((x.venue, f"{btc}/USDT"))
-    xu = u.by_key.get((x.venue, f"{base}/USDT"))
-    if bu is None or xu is None:
-        return None
-    legs = [bu, x.index, xu]
-    allow = np.array([b.allowance(i, skip_cycle=x.index) for i in legs])
-    need0 = sum(b.high(i) for i in legs)
-    fees = sum(u.vis[i].inst.taker_fee for i in legs)
-    room = float(allow.sum()) - need0
-    floor = 1.5 * _NOISE * float(max(u.h0[x.asset], u.h0[x.quote_asset]))
-    above, edge = _edge(rng, k, min(0.5 * room, _P_CAP), fees, floor)
-    need = need0 + edge
-    if need > allow.sum():
-        return None
-    share = need * allow / allow.sum()
-    buy_cycle = bool(rng.uniform() < 0.5)  # USDT -> BTC -> X -> USDT, else USDT -> X -> BTC -> USDT
-    signs = (-1.0, -1.0, 1.0) if buy_cycle else (1.0, 1.0, -1.0)
-    plan = Plan("triangular", t, end, above=above, edge=edge)
-    plan.shifts = [(i, sgn * float(m)) for i, sgn, m in zip(legs, signs, share, strict=True)]
-    plan.info = {"bu": bu, "xb": x.index, "xu": xu, "buy_cycle": buy_cycle}
-    return plan
+    for j in rng.permutation(len(crosses))[:_TRIES]:
+        x = crosses[int(j)]
+        bu = u.by_key.get((x.venue, f"{u.assets[x.quote_asset]}/USDT"))
+        xu = u.by_key.get((x.venue, f"{u.assets[x.asset]}/USDT"))
+        if bu is None or xu is None:
+            continue
+        legs = [bu, x.index, xu]
+        allow = np.array([b.allowance(i, skip_cycle=x.index) for i in legs])
+        need0 = sum(b.high(i) for i in legs)
+        fees = sum(u.vis[i].inst.taker_fee for i in legs)
+        floor = 1.5 * _NOISE * float(max(u.h0[x.asset], u.h0[x.quote_asset]))
+        edge = _target(rng, above, need0, float(allow.sum()), fees, floor)
+        if edge is None:
+            continue
+        share = (need0 + edge) * allow / allow.sum()
+        buy_cycle = bool(rng.uniform() < 0.5)  # USDT -> BTC -> X -> USDT, else USDT -> X -> BTC -> USDT
+        signs = (-1.0, -1.0, 1.0) if buy_cycle else (1.0, 1.0, -1.0)
+        plan = Plan("triangular", t, end, above=above, edge=edge)
+        plan.shifts = [(i, sgn * float(m)) for i, sgn, m in zip(legs, signs, share, strict=True)]
+        plan.info = {"bu": bu, "xb": x.index, "xu": xu, "buy_cycle": buy_cycle}
+        return plan
+    return None
 
 
-def _plan_basis(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generator, k: Knobs) -> Plan | None:
+def _plan_basis(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generator, above: bool) -> Plan | None:
     pairs = [
         (s.index, p.index) for s in u.vis if s.kind == "spot" for p in u.vis if p.kind == "perp" and p.asset == s.asset
     ]
-    for j in rng.permutation(len(pairs)):
+    for j in rng.permutation(len(pairs))[:_TRIES]:
         s, p = pairs[int(j)]
         fs, fp = u.vis[s].inst.taker_fee, u.vis[p].inst.taker_fee
         allow = np.array([b.allowance(s, skip_pair=(s, p)), b.allowance(p, skip_pair=(s, p))])
         need0 = b.high(s) + b.high(p) + fs + fp  # fees are paid twice (open and close)
-        room = float(allow.sum()) - need0
-        if room < 2e-4:
-            continue
         floor = 1.5 * _NOISE * float(u.h0[u.vis[s].asset])
-        above, edge = _edge(rng, k, min(0.5 * room, _P_CAP), 2 * (fs + fp), floor)
-        need = need0 + edge
-        share = need * allow / allow.sum()
+        edge = _target(rng, above, need0, float(allow.sum()), 2 * (fs + fp), floor)
+        if edge is None:
+            continue
+        share = (need0 + edge) * allow / allow.sum()
         carry = bool(rng.uniform() < 0.5)  # cash and carry: buy spot, sell perp
         sgn = (-1.0, 1.0) if carry else (1.0, -1.0)
         plan = Plan("basis", t, end, above=above, edge=edge)
@@ -285,7 +297,7 @@ def _plan_basis(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Gener
     return None
 
 
-def _plan_parity(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generator, k: Knobs) -> Plan | None:
+def _plan_parity(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Generator, above: bool) -> Plan | None:
     calls = [o for o in u.options if o.is_call]
     if not calls:
         return None
@@ -303,10 +315,9 @@ def _plan_parity(u: Universe, b: _Budgets, t: int, end: int, rng: np.random.Gene
         "put": put.index,
         "future": c.future,
         "reversal": reversal,
-        "above_draw": float(rng.uniform()),
         "edge_draw": float(rng.uniform()),
     }
-    plan.above = plan.info["above_draw"] >= k.below_fee_fraction
+    plan.above = above
     return plan
 
 

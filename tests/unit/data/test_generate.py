@@ -231,6 +231,35 @@ def test_no_basis_arbitrage_outside_labels(market: dict[str, pl.DataFrame]) -> N
             assert rev.max() <= 0, (sx, ss, px, ps, rev.max())
 
 
+def test_no_perp_perp_arbitrage_anywhere(market: dict[str, pl.DataFrame]) -> None:
+    """Two linear perps on different venues (a basis pair, fees paid twice) are never labelled: never above fees."""
+    quotes, funding = market["quotes"], market["funding"]
+    perps = (
+        quotes.filter(pl.col("symbol").str.ends_with(":USDT")).select("exchange", "symbol").unique().sort("exchange")
+    )
+    for x1, s1 in perps.iter_rows():
+        for x2, s2 in perps.iter_rows():
+            if x1 == x2 or s1 != s2:
+                continue
+            rows = quotes.filter((pl.col("symbol") == s1) & pl.col("exchange").is_in([x1, x2]))
+            times = rows["ts_recv"].unique().sort()
+            joint = _asof(quotes, x1, s1, times, "a_").join(_asof(quotes, x2, s2, times, "b_"), on="t")
+            for x, tag in ((x1, "a"), (x2, "b")):
+                fund = funding.filter((pl.col("exchange") == x) & (pl.col("symbol") == s1)).sort("ts_recv")
+                fund = fund.select(
+                    pl.col("ts_recv").alias("t"),
+                    (pl.col("predicted_rate") * pl.col("mark_price")).alias(f"{tag}_carry"),
+                )
+                joint = joint.join_asof(fund, on="t")
+            joint = joint.filter(
+                (pl.col("a_age") <= _max_age_ns(x1)) & (pl.col("b_age") <= _max_age_ns(x2))
+            ).drop_nulls()
+            f1, f2 = _fee(x1, s1), _fee(x2, s2)
+            profit = (joint["b_bid"] - joint["a_ask"]) - 2 * (f1 * joint["a_ask"] + f2 * joint["b_bid"])
+            profit = profit + joint["b_carry"] - joint["a_carry"]
+            assert profit.max() <= 0, (x1, x2, s1, profit.max())
+
+
 def test_no_parity_arbitrage_outside_labels(market: dict[str, pl.DataFrame]) -> None:
     opts, quotes = market["option_quotes"], market["quotes"]
     labels = market["labels"].filter(pl.col("kind") == "parity")
