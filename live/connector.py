@@ -275,6 +275,41 @@ class Connector:
         """Ask :meth:`run` to close every connection and return."""
         self._stop.set()
 
+    async def subscribe(self, symbols: Sequence[str]) -> None:
+        """Add symbols while running, on connections with room left (the per-connection limit holds).
+
+        Symbols that fit are added (and re-subscribed after any reconnect); ``ValueError`` names those that did
+        not fit (start another connector for them).
+        """
+        per_conn = self.config.limits().symbols_per_connection
+        new = [s for s in dict.fromkeys(symbols) if all(s not in slot.symbols for slot in self.slots)]
+        for symbol in new:
+            self._venue_symbols[symbol] = self.adapter.venue_symbol(symbol)
+        for slot in self.slots:
+            room = per_conn - len(slot.symbols)
+            take, new = new[:room], new[room:]
+            if not take:
+                continue
+            slot.symbols.extend(take)
+            if slot.link is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._subscribe(slot.link.ws, take)
+        if new:
+            raise ValueError(f"{self.venue}: no connection has room for {new} (limit {per_conn} per connection)")
+
+    async def unsubscribe(self, symbols: Sequence[str]) -> None:
+        """Drop symbols while running (the venue's unsubscribe request); they are not re-subscribed later."""
+        for slot in self.slots:
+            gone = [s for s in symbols if s in slot.symbols]
+            if not gone:
+                continue
+            slot.symbols[:] = [s for s in slot.symbols if s not in gone]
+            for symbol in gone:
+                self.last_quotes.pop(symbol, None)
+            if slot.link is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._subscribe(slot.link.ws, gone, unsubscribe=True)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run every connection until ``stop`` (or :meth:`stop`) is set; never raises on feed errors."""
         tasks = [
@@ -357,6 +392,8 @@ class Connector:
         limits = self.config.limits()
         venue_symbols = [self._venue_symbols.get(s) or self.adapter.venue_symbol(s) for s in symbols]
         step = max(1, limits.symbols_per_request)
+        if not venue_symbols:
+            return
         if not unsubscribe and self.venue == "deribit":
             await ws.send(orjson.dumps(_deribit_request(9_000, "public/set_heartbeat", {"interval": 10})).decode())
         if not unsubscribe and self.venue == "coinbase":

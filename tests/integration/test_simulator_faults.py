@@ -210,3 +210,32 @@ def test_unreachable_venue_backs_off_without_crashing() -> None:
     c = asyncio.run(main())
     assert c.stats.connects == 0
     assert "connect" in c.stats.last_error
+
+
+def test_subscription_limits_split_connections_and_requests() -> None:
+    symbols = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+    frame = pl.concat([quotes("okx", s, 100, 10) for s in symbols])
+    seen: set[str] = set()
+
+    async def body(sim: SimulatorHandle, c: Connector, q: asyncio.Queue[FeedItem]) -> None:
+        assert len(c.slots) == 2  # two symbols per connection
+        await until(lambda: len({r[3] for r in drain_into(q, seen)} | seen) == 3)
+        await c.unsubscribe(["ETH/USDT"])
+        await asyncio.sleep(0.1)
+        drain(q)
+        await asyncio.sleep(0.1)
+        assert "ETH/USDT" not in {r[3] for r in drain(q)}
+        await c.subscribe(["ETH/USDT"])  # room again on the first connection
+        await until(lambda: "ETH/USDT" in {r[3] for r in drain(q)})
+        with pytest.raises(ValueError, match="no connection has room"):
+            await c.subscribe(["XRP/USDT", "DOGE/USDT"])
+
+    c = scenario(frame, {"symbols_per_connection": 2, "symbols_per_request": 1}, body)
+    assert c.stats.connects == 2
+    assert c.stats.acks >= 3  # one request (and ack) per symbol
+
+
+def drain_into(queue: asyncio.Queue[FeedItem], seen: set[str]) -> list[tuple[object, ...]]:
+    rows = drain(queue)
+    seen.update(str(r[3]) for r in rows)
+    return rows
