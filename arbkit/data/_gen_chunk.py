@@ -508,9 +508,12 @@ def _quote_rows(
     floor = state.last_recv[: len(vis)][seg]
     recv = strictly_increasing_recv(t_ev, seg, lat_ns, floor, t0, rng)
     ends = np.append(starts[1:], t_ev.size)
+    # per venue-instrument sequence numbers, continuing across chunks (an exchange's book update id)
+    seq = state.seq[seg] + np.arange(t_ev.size, dtype=np.int64) - starts[seg] + 1
     for i in range(len(vis)):
         if ends[i] > starts[i]:
             state.last_recv[i] = recv[ends[i] - 1]
+            state.seq[i] = seq[ends[i] - 1]
     frame = pl.DataFrame(
         {
             "ts_event": t_ev,
@@ -521,7 +524,7 @@ def _quote_rows(
             "bid_size": bid_size,
             "ask": ask,
             "ask_size": ask_size,
-            "seq": np.zeros(t_ev.size, dtype=np.int64),
+            "seq": seq,
             "flags": np.zeros(t_ev.size, dtype=np.uint16),
         }
     )

@@ -237,6 +237,7 @@ class LatentState:
     logvol: FloatArray  # (assets,) log of vol multiplier
     premium: FloatArray  # (len(vis),) perp premium over the index (0 for non-perps)
     last_recv: IntArray  # (len(vis) + len(options),) last ts_recv emitted
+    seq: IntArray  # (len(vis),) last sequence number emitted
 
 
 @dataclass
@@ -270,6 +271,7 @@ def initial_state(universe: Universe, n_options: int) -> LatentState:
         logvol=np.zeros(n),
         premium=np.zeros(len(universe.vis)),
         last_recv=np.zeros(len(universe.vis) + n_options, dtype=np.int64),
+        seq=np.zeros(len(universe.vis), dtype=np.int64),
     )
 
 

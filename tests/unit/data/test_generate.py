@@ -462,3 +462,9 @@ def test_cross_exchange_episode_has_exactly_the_labelled_pair(market: dict[str, 
                     assert (profit > 0).all() if label["above_fees"] else (profit <= 0).all(), (label, profit)
                 else:
                     assert profit.max() is None or profit.max() <= 0, (label["episode_id"], a, b, profit.max())
+
+
+def test_sequence_numbers_count_each_instruments_updates(market: dict[str, pl.DataFrame]) -> None:
+    per = market["quotes"].sort("ts_recv").group_by("exchange", "symbol").agg(pl.col("seq"))
+    for seq in per["seq"]:
+        assert seq.to_list() == list(range(1, seq.len() + 1))
