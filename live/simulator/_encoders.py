@@ -47,6 +47,7 @@ __all__ = [
     "SessionState",
     "Tick",
     "format_number",
+    "kraken_checksum",
     "okx_checksum",
     "row_market",
 ]
@@ -84,6 +85,30 @@ def okx_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> in
             parts.extend(asks[i])
     crc = binascii.crc32(":".join(parts).encode())
     return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
+def kraken_checksum(
+    bids: list[tuple[float, float]], asks: list[tuple[float, float]], precision: tuple[int, int] | None
+) -> int:
+    """Kraken v2 book checksum: unsigned CRC32 over the top 10 asks (lowest first) then top 10 bids (highest first).
+
+    Every price and quantity is written at the pair's precision, the '.' removed and leading zeros stripped.
+
+    Examples
+    --------
+    >>> kraken_checksum([(45283.5, 0.1)], [(45285.2, 0.001)], (1, 8))  # crc32(b"452852100000" b"452835" b"10000000")
+    2383917627
+    """
+    parts: list[str] = []
+    for levels in (sorted(asks)[:10], sorted(bids, reverse=True)[:10]):
+        for price, qty in levels:
+            for value, digits in (
+                (price, precision[0] if precision else None),
+                (qty, precision[1] if precision else None),
+            ):
+                text = f"{value:.{digits}f}" if digits is not None else format_number(value)
+                parts.append(text.replace(".", "").lstrip("0"))
+    return binascii.crc32("".join(parts).encode())
 
 
 def row_market(symbol: str) -> str:
@@ -516,7 +541,22 @@ class CoinbaseEncoder(Encoder):
 class KrakenEncoder(Encoder):
     venue = "kraken"
     default_channel = "ticker"
-    channels = ("ticker",)
+    channels = ("ticker", "book")
+    book_channels = ("book",)
+
+    def __init__(self, market: str) -> None:
+        super().__init__(market)
+        self._deltas: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
+        try:
+            from live.adapters.kraken import PRECISION
+
+            self.precision: dict[str, tuple[int, int]] = dict(PRECISION)
+        except ImportError:
+            self.precision = {}
+
+    def prepare(self, tick: Tick) -> None:
+        super().prepare(tick)
+        self._deltas[tick.symbol] = self._book_step(tick)
 
     def welcome(self, now_ns: int) -> str | None:
         status = {"api_version": "v2", "connection_id": 1, "system": "online", "version": "2.0.0"}
@@ -550,11 +590,12 @@ class KrakenEncoder(Encoder):
             return reply
         state.heartbeat_s = 1.0
         for symbol in params.get("symbol", []):
-            ack: dict[str, Any] = {
-                "method": method,
-                "result": {"channel": channel, "snapshot": True, "symbol": symbol, "event_trigger": "bbo"},
-                "success": True,
-            }
+            result: dict[str, Any] = {"channel": channel, "snapshot": True, "symbol": symbol}
+            if channel == "book":
+                result["depth"] = int(params.get("depth", 10))
+            else:
+                result["event_trigger"] = "bbo"
+            ack: dict[str, Any] = {"method": method, "result": result, "success": True}
             if req_id is not None:
                 ack["req_id"] = req_id
             reply.messages.append(_dumps({**ack, **stamps}))
@@ -565,6 +606,8 @@ class KrakenEncoder(Encoder):
         key = (channel, tick.venue_symbol)
         kind = "update" if key in state.synced else "snapshot"
         state.synced.add(key)
+        if channel == "book":
+            return self._book(tick, kind, corrupt)
         bid = tick.bid if tick.bid is not None else 0.0
         ask = tick.ask if tick.ask is not None else 0.0
         data = (
@@ -576,8 +619,32 @@ class KrakenEncoder(Encoder):
         )
         return f'{{"channel":"ticker","type":"{kind}","data":[{data}]}}'
 
+    def _book(self, tick: Tick, kind: str, corrupt: bool) -> str:
+        if kind == "snapshot":
+            bids, asks = self._book_levels(tick.symbol)
+        else:
+            bids, asks = self._deltas[tick.symbol]
+        full_bids, full_asks = self._book_levels(tick.symbol)
+        checksum = kraken_checksum(
+            [(float(p), float(q)) for p, q in full_bids],
+            [(float(p), float(q)) for p, q in full_asks],
+            self.precision.get(tick.venue_symbol),
+        )
+        if corrupt:
+            checksum ^= 0x5A5A
+        data = (
+            f'{{"symbol":"{tick.venue_symbol}","bids":[{_kraken_levels(bids)}],"asks":[{_kraken_levels(asks)}],'
+            f'"checksum":{checksum},"timestamp":"{_iso(tick.ts_event, 6)}"}}'
+        )
+        return f'{{"channel":"book","type":"{kind}","data":[{data}]}}'
+
     def heartbeat(self, state: SessionState, now_ns: int) -> str | None:
         return '{"channel":"heartbeat"}' if state.heartbeat_s is not None else None
+
+
+def _kraken_levels(levels: list[tuple[str, str]]) -> str:
+    """v2 book levels as JSON objects with number values (the texts are already valid JSON numbers)."""
+    return ",".join(f'{{"price":{price},"qty":{qty}}}' for price, qty in levels)
 
 
 # ---------------------------------------------------------------------------------------------------- Deribit

@@ -239,3 +239,18 @@ def drain_into(queue: asyncio.Queue[FeedItem], seen: set[str]) -> list[tuple[obj
     rows = drain(queue)
     seen.update(str(r[3]) for r in rows)
     return rows
+
+
+def test_kraken_book_checksums_verify_and_a_corrupt_one_resyncs() -> None:
+    async def body(sim: SimulatorHandle, c: Connector, q: asyncio.Queue[FeedItem]) -> None:
+        await until(lambda: c.stats.data_messages >= 10)
+        assert c.books.counters.checksum_failures == 0  # the keeper's own CRC32 agrees with the simulator's
+        await sim.inject("kraken", "corrupt_checksum")
+        await until(lambda: c.stats.resyncs == 1)
+        await until(lambda: not c.books.needs_resync())
+        before = c.books.counters.applied
+        await until(lambda: c.books.counters.applied > before + 3)
+
+    c = scenario(quotes("kraken", "BTC/USD", 300, 10), {"channel": "book"}, body)
+    assert c.books.counters.checksum_failures == 1
+    assert c.stats.parse_errors == 0
