@@ -191,7 +191,8 @@ def test_no_triangular_arbitrage_outside_labels(market: dict[str, pl.DataFrame])
         for key, sym in legs.items():
             joint = joint.join(_asof(quotes, venue, sym, times["t"], f"{key}_"), on="t")
         keep = math.prod(1 - _fee(venue, s) for s in legs.values())
-        joint = joint.drop_nulls()
+        fresh = pl.all_horizontal(pl.col(f"{key}_age") <= _max_age_ns(venue) for key in legs)
+        joint = joint.drop_nulls().filter(fresh)  # a frozen (stale) leg is not usable
         buy = joint["xu_bid"] / (joint["bu_ask"] * joint["xb_ask"]) * keep - 1
         sell = joint["xb_bid"] * joint["bu_bid"] / joint["xu_ask"] * keep - 1
         assert joint.height > 1000
