@@ -254,3 +254,29 @@ def test_kraken_book_checksums_verify_and_a_corrupt_one_resyncs() -> None:
     c = scenario(quotes("kraken", "BTC/USD", 300, 10), {"channel": "book"}, body)
     assert c.books.counters.checksum_failures == 1
     assert c.stats.parse_errors == 0
+
+
+def test_connection_age_limit_rotates_without_a_gap() -> None:
+    n = 120
+    got: list[int] = []
+
+    async def body(sim: SimulatorHandle, c: Connector, q: asyncio.Queue[FeedItem]) -> None:
+        await until(lambda: c.stats.handovers >= 2, timeout=10)
+        await sim.wait_done(timeout=10)
+        await asyncio.sleep(0.2)
+        got.extend(int(r[8]) for r in drain(q) if r[8] is not None)
+
+    c = scenario(quotes("binance", "BTC/USDT", n, 10), {"max_connection_age_s": 0.4}, body)
+    assert c.stats.disconnects == 0
+    assert set(got) == set(range(1, n + 1))
+
+
+@pytest.mark.parametrize(("venue", "symbol"), [("okx", "BTC/USDT"), ("bybit", "BTC/USDT:USDT"), ("kraken", "BTC/USD")])
+def test_application_pings_are_answered_and_pongs_parse(venue: str, symbol: str) -> None:
+    async def body(sim: SimulatorHandle, c: Connector, q: asyncio.Queue[FeedItem]) -> None:
+        await until(lambda: c.stats.pings_sent >= 3)
+        await asyncio.sleep(0.1)
+
+    c = scenario(quotes(venue, symbol, 200, 10), {"app_ping_s": 0.05}, body)
+    assert c.stats.parse_errors == 0, c.stats.last_error
+    assert c.stats.messages > c.stats.data_messages  # acks and pongs arrived besides data
