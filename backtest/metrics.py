@@ -124,7 +124,7 @@ def compute_metrics(
     durations = (
         fills.group_by("signal_id")
         .agg(pl.col("ts").max().alias("done"))
-        .join(executed.select(pl.col("id").alias("signal_id"), "ts"), on="signal_id", how="inner")
+        .join(executed.select(pl.col("id").cast(pl.String).alias("signal_id"), "ts"), on="signal_id", how="inner")
         .select(((pl.col("done") - pl.col("ts")) / 1e9).alias("seconds"))
         .get_column("seconds")
     )

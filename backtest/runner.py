@@ -453,10 +453,18 @@ def execute_signals(
         try:
             hold = opps.filter(pl.col("kind").is_in(["basis", "parity"])).get_column("ts_end").max()
             hi_ext = max(hi, int(hold) if hold is not None else hi) + slack  # type: ignore[arg-type]
-            market = load_day_market(store, lo - slack, hi_ext, fill.match_clock, _day_symbols(opps, config, current))
+            symbols = _day_symbols(opps, config, current)
+            note = None
+            lo_read = lo - slack
+            try:
+                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols)
+            except Exception as exc:  # a neighbouring day is unreadable: trade on this day's data alone
+                note = f"neighbouring data unreadable, day read alone: {type(exc).__name__}: {exc}"
+                lo_read, hi_ext = lo, hi
+                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols)
             if acc.initial_equity is None:
                 acc.initial_equity = _account_value(current, market, lo)
-            signals = to_signals(_repriced(opps, market, clock, store, lo - slack, hi_ext), config.registry, market)
+            signals = to_signals(_repriced(opps, market, clock, store, lo_read, hi_ext), config.registry, market)
             acc.signals.append(signals)
             if risk and config.limits is not None and signals.height:
                 accepted, rejected = check_signals(signals, market, config.registry, config.limits, current)
@@ -475,7 +483,8 @@ def execute_signals(
             acc.fills.append(_usd_fills(result.fills, market))
             acc.transfers.append(result.transfers)
             acc.equity.append(result.equity.select("ts", "pnl"))
-            acc.records.append(_day_row(day, "execute", "ok", None, signals.height, time.perf_counter() - t0))
+            status = "ok" if note is None else "partial"
+            acc.records.append(_day_row(day, "execute", status, note, signals.height, time.perf_counter() - t0))
         except Exception as exc:  # reported per day; see the module docstring
             if config.fail_fast:
                 raise BacktestError(f"execution failed on {day}: {type(exc).__name__}: {exc}") from exc
@@ -542,13 +551,16 @@ def group_by_day(opportunities: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
 
 
 def _venues(store: Store, days: list[dt.date]) -> list[str]:
-    present = set(store.tables())
-    venues: set[str] = set()
+    """Venues with quotes on any of ``days``, from the store's ``kind=/exchange=/date=`` partition layout.
+
+    Read from directory names rather than the data, so one unreadable file cannot stop the run here.
+    """
+    wanted = {d.isoformat() for d in days}
+    venues = set()
     for table in ("quotes", "option_quotes"):
-        if table not in present or not days:
-            continue
-        lo, hi = day_bounds(days[0])[0], day_bounds(days[-1])[1]
-        venues |= set(store.scan(table, start=lo, end=hi, columns=["exchange"]).unique().collect()["exchange"])
+        for part in (store.root / f"kind={table}").glob("exchange=*/date=*"):
+            if part.name.removeprefix("date=") in wanted:
+                venues.add(part.parent.name.removeprefix("exchange="))
     return sorted(venues)
 
 
