@@ -157,5 +157,7 @@ def test_undefined_ratios_are_none() -> None:
         start=0,
         end=HOUR,
     )
-    assert m["sharpe_ratio"] is None and m["win_rate"] is None and m["capture_ratio"] is None
+    assert m["sharpe_ratio"] is None
+    assert m["win_rate"] is None
+    assert m["capture_ratio"] is None
     assert m["max_drawdown"] == 0.0

@@ -43,7 +43,8 @@ def test_zero_latency_infinite_size_captures_exactly_the_theoretical_profit(stor
     assert trades.height == result.opportunities.height > 10
     assert trades["status"].unique().to_list() == ["filled"]
     diff = (trades["realized_pnl"] - trades["theoretical_profit"]).abs().max()
-    assert diff is not None and float(diff) < 1e-9  # type: ignore[arg-type]
+    assert diff is not None
+    assert float(diff) < 1e-9
     assert result.metrics["capture_ratio"] == pytest.approx(1.0, abs=1e-12)
     assert result.metrics["total_pnl"] == pytest.approx(float(trades["theoretical_profit"].sum()), rel=1e-12)
 
@@ -198,6 +199,7 @@ def test_config_from_settings_maps_risk_and_detection() -> None:
     )
     config = BacktestConfig.from_settings(settings)
     assert config.pipeline_params["min_profit"] == 2.5
-    assert config.limits is not None and config.limits.max_leverage == 2.0
+    assert config.limits is not None
+    assert config.limits.max_leverage == 2.0
     assert config.limits.default_max_instrument_notional == settings.risk_management.max_position_notional
     assert dataclasses.asdict(config.fill) == dataclasses.asdict(FillParams())
