@@ -76,12 +76,14 @@ class _Envelope(msgspec.Struct):
 
 
 class _BookTicker(msgspec.Struct):
+    """bookTicker for the fast path: numbers decoded from their strings inside msgspec (``strict=False``)."""
+
     u: int
     s: str
-    b: str
-    B: str
-    a: str
-    A: str
+    b: float
+    B: float
+    a: float
+    A: float
     T: int | None = None
     E: int | None = None
 
@@ -92,8 +94,8 @@ class _BookTickerCombined(msgspec.Struct):
 
 _decode_msg = msgspec.json.Decoder(_Msg).decode
 _decode_env = msgspec.json.Decoder(_Envelope).decode
-_decode_bt = msgspec.json.Decoder(_BookTicker).decode
-_decode_bt_combined = msgspec.json.Decoder(_BookTickerCombined).decode
+_decode_bt = msgspec.json.Decoder(_BookTicker, strict=False).decode
+_decode_bt_combined = msgspec.json.Decoder(_BookTickerCombined, strict=False).decode
 
 
 def _is_partial(stream: str) -> bool:
@@ -190,30 +192,32 @@ class BinanceAdapter(Adapter):
             else:
                 m = _decode_bt(raw)
         except DECODE_ERRORS:
-            rows = self.parse_rows(raw, ts_recv)  # another message type (or garbage: raises ParseError)
-            return rows.quotes[-1] if rows.quotes else None
-        try:
-            bid = float(m.b)
-            bid_size = float(m.B)
-            ask = float(m.a)
-            ask_size = float(m.A)
-        except ValueError:
-            raise self.error(f"bad number in bookTicker {raw[:200]!r}") from None
-        ts = m.T or m.E
-        if not (0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF):
-            return self._quote(m.s, ts, ts_recv, m.b, m.B, m.a, m.A, m.u)
-        return (
-            ts * 1_000_000 if ts else ts_recv,
-            ts_recv,
-            "binance",
-            self._unified.get(m.s) or self.unified_symbol(m.s),
-            bid,
-            bid_size,
-            ask,
-            ask_size,
-            m.u,
-            2 if bid > ask else 0,  # QuoteFlag.CROSSED
-        )
+            m = None
+        if m is not None:
+            bid, bid_size, ask, ask_size = m.b, m.B, m.a, m.A
+            ts = m.T or m.E  # transaction time when sent (futures), else event time; spot sends neither
+            if (
+                0.0 < bid < _INF
+                and 0.0 < ask < _INF
+                and 0.0 <= bid_size < _INF
+                and 0.0 <= ask_size < _INF
+                and (ts is None or 0 < ts < 10**14)
+            ):
+                return (
+                    ts_recv if ts is None else ts * 1_000_000,
+                    ts_recv,
+                    "binance",
+                    self._unified.get(m.s) or self.unified_symbol(m.s),
+                    bid,
+                    bid_size,
+                    ask,
+                    ask_size,
+                    m.u,
+                    2 if bid > ask else 0,  # QuoteFlag.CROSSED
+                )
+        # another message type, an absent side ("0" / ""), or garbage: the full path decides (or raises)
+        rows = self.parse_rows(raw, ts_recv)
+        return rows.quotes[-1] if rows.quotes else None
 
     def _quote(
         self, symbol: str, ts: int | None, ts_recv: int, b: str, bs: str, a: str, as_: str, seq: int | None

@@ -89,7 +89,24 @@ class _TradeMsg(msgspec.Struct):
     data: list[_Trade]
 
 
+class _TopBook(msgspec.Struct):
+    s: str
+    b: list[tuple[float, float]]
+    a: list[tuple[float, float]]
+    u: int
+
+
+class _TopMsg(msgspec.Struct):
+    """orderbook.1 for the fast path: level strings decoded to floats inside msgspec (``strict=False``)."""
+
+    type: str
+    ts: int
+    data: _TopBook
+    cts: int | None = None
+
+
 _decode_head = msgspec.json.Decoder(_Head).decode
+_decode_top = msgspec.json.Decoder(_TopMsg, strict=False).decode
 _decode_book = msgspec.json.Decoder(_BookMsg).decode
 _decode_ticker = msgspec.json.Decoder(_TickerMsg).decode
 _decode_trade = msgspec.json.Decoder(_TradeMsg).decode
@@ -152,53 +169,52 @@ class BybitAdapter(Adapter):
     # -- fast path ------------------------------------------------------------------------------------------
     def parse_quote_tuple(self, raw: bytes, ts_recv: int) -> QuoteRow | None:
         """A QUOTES tuple from an ``orderbook.1`` snapshot or a complete ticker, else ``None``."""
-        if raw[:23] == b'{"topic":"orderbook.1.B' or raw[:22] == b'{"topic":"orderbook.1.':
+        if raw[:22] == b'{"topic":"orderbook.1.':
             try:
-                m = _decode_book(raw)
+                m = _decode_top(raw)
             except DECODE_ERRORS:
-                self.parse_rows(raw, ts_recv)  # raises the ParseError naming the problem
+                m = None
+            if m is not None:
+                if m.type != "snapshot":
+                    self.parse_rows(raw, ts_recv)  # validates the delta (raises ParseError when malformed)
+                    return None  # a delta carries only the changed side: the book keeper owns it
+                d = m.data
+                ts = m.cts or m.ts  # matching-engine time when sent, as on the full path
+                if d.b and d.a and 0 < ts < 10**14:
+                    bid, bid_size = d.b[0]
+                    ask, ask_size = d.a[0]
+                    # a zero-size level in a book snapshot is no level: leave that case to the general path
+                    if 0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 < bid_size < _INF and 0.0 < ask_size < _INF:
+                        symbol = self._unified.get(d.s) or self.unified_symbol(d.s)
+                        flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+                        return (ts * 1_000_000, ts_recv, "bybit", symbol, bid, bid_size, ask, ask_size, d.u, flags)
+            rows = self.parse_rows(raw, ts_recv)  # raises ParseError when malformed
+            update = rows.book_update
+            if update is None or not update.is_snapshot:
                 return None
-            if m.type != "snapshot":
-                return None
-            d = m.data
-            try:
-                symbol = self._unified.get(d.s) or self.unified_symbol(d.s)
-                if d.b and d.a:
-                    bid = float(d.b[0][0])
-                    bid_size = float(d.b[0][1])
-                    ask = float(d.a[0][0])
-                    ask_size = float(d.a[0][1])
-                    if (
-                        0.0 < bid < _INF
-                        and 0.0 < ask < _INF
-                        and 0.0 <= bid_size < _INF
-                        and 0.0 <= ask_size < _INF
-                        and 0 < m.ts < 10**14
-                    ):
-                        flags = 2 if bid > ask else 0
-                        return (m.ts * 1_000_000, ts_recv, "bybit", symbol, bid, bid_size, ask, ask_size, d.u, flags)
-                bid_l = d.b[0] if d.b else None
-                ask_l = d.a[0] if d.a else None
-                bid_p = self.price(bid_l[0]) if bid_l else None
-                ask_p = self.price(ask_l[0]) if ask_l else None
-                return (
-                    self.timestamp_ms(m.ts, ts_recv),
-                    ts_recv,
-                    "bybit",
-                    symbol,
-                    bid_p,
-                    self.size(bid_l[1]) if bid_l and bid_p is not None else None,
-                    ask_p,
-                    self.size(ask_l[1]) if ask_l and ask_p is not None else None,
-                    d.u,
-                    2 if bid_p is not None and ask_p is not None and bid_p > ask_p else 0,
-                )
-            except ParseError:
-                raise
-            except DECODE_ERRORS as exc:
-                raise self.error(f"malformed orderbook.1 ({exc})") from None
+            return self._snapshot_quote(update)
         rows = self.parse_rows(raw, ts_recv)
         return rows.quotes[-1] if rows.quotes else None
+
+    def _snapshot_quote(self, update: BookUpdate) -> QuoteRow:
+        """Top of a one-sided (or empty) orderbook.1 snapshot: an absent side stays ``None``."""
+        bids = [lv for lv in update.bids if lv[1] > 0.0]
+        asks = [lv for lv in update.asks if lv[1] > 0.0]
+        bid = max(bids) if bids else None
+        ask = min(asks) if asks else None
+        crossed = bid is not None and ask is not None and bid[0] > ask[0]
+        return (
+            update.ts_event,
+            update.ts_recv,
+            "bybit",
+            update.symbol,
+            bid[0] if bid else None,
+            bid[1] if bid else None,
+            ask[0] if ask else None,
+            ask[1] if ask else None,
+            update.seq,
+            2 if crossed else 0,
+        )
 
     # -- full path ------------------------------------------------------------------------------------------
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:

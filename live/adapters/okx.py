@@ -77,9 +77,11 @@ class _Msg(msgspec.Struct):
 
 
 class _BboData(msgspec.Struct):
-    asks: list[list[str]]
-    bids: list[list[str]]
-    ts: str
+    """bbo-tbt for the fast path: level strings decoded to floats inside msgspec (``strict=False``)."""
+
+    asks: list[list[float]]
+    bids: list[list[float]]
+    ts: int
     seqId: int | None = None
 
 
@@ -94,7 +96,7 @@ class _Bbo(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Msg).decode
-_decode_bbo = msgspec.json.Decoder(_Bbo).decode
+_decode_bbo = msgspec.json.Decoder(_Bbo, strict=False).decode
 
 
 def _strike_text(text: str) -> str:
@@ -176,28 +178,19 @@ class OkxAdapter(Adapter):
             return rows.quotes[-1] if rows.quotes else None
         try:
             m = _decode_bbo(raw)
-            d = m.data[-1]
-            symbol = self._unified.get(m.arg.instId) or self.unified_symbol(m.arg.instId)
-            if d.bids and d.asks and symbol[-2] != "-":
-                bid_level, ask_level = d.bids[0], d.asks[0]
-                bid = float(bid_level[0])
-                bid_size = float(bid_level[1])
-                ask = float(ask_level[0])
-                ask_size = float(ask_level[1])
-                ts_ms = int(d.ts)
-                if (
-                    0.0 < bid < _INF
-                    and 0.0 < ask < _INF
-                    and 0.0 <= bid_size < _INF
-                    and 0.0 <= ask_size < _INF
-                    and 0 < ts_ms < 10**14
-                ):
-                    flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
-                    return (ts_ms * 1_000_000, ts_recv, "okx", symbol, bid, bid_size, ask, ask_size, d.seqId, flags)
-        except ParseError:
-            raise
         except DECODE_ERRORS:
-            pass  # let the full path name the problem
+            m = None
+        if m is not None and len(m.data) == 1:
+            d = m.data[0]
+            if d.bids and d.asks and len(d.bids[0]) >= 2 and len(d.asks[0]) >= 2 and 0 < d.ts < 10**14:
+                bid, bid_size = d.bids[0][0], d.bids[0][1]
+                ask, ask_size = d.asks[0][0], d.asks[0][1]
+                if 0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF:
+                    symbol = self._unified.get(m.arg.instId) or self.unified_symbol(m.arg.instId)
+                    if symbol[-2] != "-":  # options go to option_quotes through the full path
+                        flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+                        return (d.ts * 1_000_000, ts_recv, "okx", symbol, bid, bid_size, ask, ask_size, d.seqId, flags)
+        # one-sided books, options, several pushes or garbage: the full path decides (or raises)
         rows = self.parse_rows(raw, ts_recv)
         return rows.quotes[-1] if rows.quotes else None
 
