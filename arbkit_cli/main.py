@@ -87,7 +87,7 @@ def _progress(label: str, enabled: bool, total: float | None = 1.0) -> Iterator[
 def _fmt_ts(ns: int | None) -> str:
     if ns is None:
         return "-"
-    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%m-%d %H:%M:%S")
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -170,13 +170,13 @@ def _print_info(store: Path) -> None:
 
     info = Store(store).info()
     table = Table(title=f"store {store}")
-    for col in ("table", "rows", "exchanges", "symbols", "from", "to", "files", "MiB"):
-        table.add_column(col, justify="right" if col in ("rows", "files", "MiB", "symbols") else "left")
+    for col in ("table", "rows", "venues", "symbols", "from (UTC)", "to (UTC)", "files", "MiB"):
+        table.add_column(col, justify="right" if col in ("rows", "files", "MiB", "symbols", "venues") else "left")
     for name, t in info.tables.items():
         table.add_row(
             name,
             f"{t.rows:,}",
-            ",".join(t.exchanges) or "-",
+            str(len(t.exchanges)) if t.exchanges else "-",
             str(len(t.symbols)),
             _fmt_ts(t.ts_min),
             _fmt_ts(t.ts_max),
@@ -184,6 +184,9 @@ def _print_info(store: Path) -> None:
             f"{t.bytes / 2**20:.1f}",
         )
     out.print(table)
+    venues = sorted({v for t in info.tables.values() for v in t.exchanges})
+    if venues:
+        out.print("venues: " + ", ".join(venues))
 
 
 @data_app.command("info")
@@ -323,7 +326,7 @@ def _print_detect(payload: dict[str, Any]) -> None:
                 kind,
                 f"{s.get('precision', float('nan')):.4f}",
                 f"{s.get('recall', float('nan')):.4f}",
-                str(s.get("detected", "")),
+                str(s.get("detections", "")),
                 str(s.get("labels", "")),
             )
         out.print(st)
@@ -376,6 +379,15 @@ def main() -> None:
         err.print(f"error: {type(exc).__name__}: {message}")
         raise SystemExit(2) from None
 
+
+def _register_commands() -> None:
+    """Commands defined in sibling modules (they import the helpers above, so register them last)."""
+    from arbkit_cli import _backtest
+
+    _backtest.register(app)
+
+
+_register_commands()
 
 if __name__ == "__main__":
     main()
