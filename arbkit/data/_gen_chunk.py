@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from arbkit.data._gen_extras import book_rows, trade_rows
 from arbkit.data._gen_market import (
     DT_NS,
     FUNDING_EVERY_NS,
@@ -50,6 +51,9 @@ class Knobs:
     stale_fraction: float
     below_fee_fraction: float
     borrow_rate: float
+    trade_rate: float = 0.0
+    book: tuple[tuple[str, str], ...] = ()
+    book_levels: int = 0
 
 
 @dataclass
@@ -431,7 +435,12 @@ def build_chunk(
     options, o_rows = _option_rows(u, lat, state, seg_times[n_vi:], plans, t0, rng)
     funding, f_rows = _funding_rows(u, lat, t0, t1, rng, premium)
     labels = _labels(u, plans, q_rows, o_rows, f_rows, k)
-    return {"quotes": quotes, "option_quotes": options, "funding": funding, "labels": labels}
+    trades = trade_rows(u, quotes, state, t0, t1, k.trade_rate, rng) if k.trade_rate > 0 else None
+    book = book_rows(u, quotes, k.book, k.book_levels, rng)
+    out = {"quotes": quotes, "book": book, "option_quotes": options, "funding": funding, "labels": labels}
+    if trades is not None:
+        out["trades"] = trades
+    return out
 
 
 def _take(names: list[str], index: IntArray) -> pl.Series:

@@ -238,6 +238,8 @@ class LatentState:
     premium: FloatArray  # (len(vis),) perp premium over the index (0 for non-perps)
     last_recv: IntArray  # (len(vis) + len(options),) last ts_recv emitted
     seq: IntArray  # (len(vis),) last sequence number emitted
+    trade_recv: IntArray  # (len(vis),) last trade ts_recv
+    trade_seq: IntArray  # (len(vis),) last trade number
 
 
 @dataclass
@@ -272,6 +274,8 @@ def initial_state(universe: Universe, n_options: int) -> LatentState:
         premium=np.zeros(len(universe.vis)),
         last_recv=np.zeros(len(universe.vis) + n_options, dtype=np.int64),
         seq=np.zeros(len(universe.vis), dtype=np.int64),
+        trade_recv=np.zeros(len(universe.vis), dtype=np.int64),
+        trade_seq=np.zeros(len(universe.vis), dtype=np.int64),
     )
 
 

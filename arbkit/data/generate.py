@@ -67,7 +67,7 @@ Examples
 >>> for name, chunk in generate(spec):
 ...     tables[name] = tables.get(name, 0) + chunk.height
 >>> sorted(tables)
-['funding', 'labels', 'quotes']
+['book', 'funding', 'labels', 'quotes', 'trades']
 """
 
 from __future__ import annotations
@@ -124,6 +124,11 @@ class MarketSpec:
         Injected episodes, plain outages (market-wide), jumps (per asset).
     stale_fraction, below_fee_fraction
         Shares of episodes that are stale, and that are below fees.
+    trades
+        Whether to print trades (``rate / 4`` per second per venue-instrument) at the as-of best bid/ask.
+    book, book_levels
+        Venue-instruments that also get ``book_levels`` levels per side (table ``book``) on every quote update;
+        entries that are not generated (venue or asset not selected) are ignored.
     """
 
     seed: int = 7
@@ -141,6 +146,9 @@ class MarketSpec:
     jumps_per_hour: float = 6.0
     stale_fraction: float = 0.15
     below_fee_fraction: float = 0.35
+    trades: bool = True
+    book: tuple[tuple[str, str], ...] = (("binance", "BTC/USDT"), ("okx", "BTC/USDT:USDT"))
+    book_levels: int = 5
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -173,6 +181,11 @@ class MarketSpec:
         for name in ("episodes_per_hour", "outages_per_hour", "jumps_per_hour"):
             if not (0 <= getattr(self, name) <= 3600):
                 raise bad(name, "must be in [0, 3600]")
+        if not (0 <= self.book_levels <= 50):
+            raise bad("book_levels", "must be in [0, 50]")
+        for entry in self.book:
+            if not (isinstance(entry, tuple) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+                raise bad("book", f"entries are (venue, symbol) pairs, got {entry!r}")
         for name in ("stale_fraction", "below_fee_fraction"):
             if not (0 <= getattr(self, name) <= 1):
                 raise bad(name, "must be in [0, 1]")
@@ -182,6 +195,7 @@ class MarketSpec:
         out["start"] = self.start.isoformat()
         out["venues"] = list(self.venues)
         out["assets"] = list(self.assets)
+        out["book"] = [list(b) for b in self.book]
         return out
 
 
@@ -207,8 +221,9 @@ def _span(spec: MarketSpec) -> tuple[int, int]:
 def generate(spec: MarketSpec, registry: Registry | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
     """Yield ``(table_name, chunk)`` in time order, ``spec.chunk_minutes`` of market per chunk.
 
-    Table names are ``quotes``, ``option_quotes``, ``funding`` and ``labels``; each chunk is validated against
-    :mod:`arbkit.schema` and sorted by ``ts_recv``.  Empty chunks are skipped.  Memory is bounded by one chunk.
+    Table names are ``quotes``, ``book``, ``trades``, ``option_quotes``, ``funding`` and ``labels``; each chunk is
+    validated against :mod:`arbkit.schema` and sorted by ``ts_recv`` (labels by ``ts_start``).  Empty chunks are
+    skipped.  Memory is bounded by one chunk.
 
     Examples
     --------
@@ -233,18 +248,23 @@ def generate(spec: MarketSpec, registry: Registry | None = None) -> Iterator[tup
         stale_fraction=spec.stale_fraction,
         below_fee_fraction=spec.below_fee_fraction,
         borrow_rate=spec.borrow_rate,
+        trade_rate=spec.rate / 4.0 if spec.trades else 0.0,
+        book=tuple(entry for entry in spec.book if entry in universe.by_key),  # others are not generated: ignored
+        book_levels=spec.book_levels,
     )
     start, end = _span(spec)
     step = int(spec.chunk_minutes * 60 * NS)
     for index, t0 in enumerate(range(start, end, step)):
         t1 = min(t0 + step, end)
         tables = build_chunk(universe, state, t0, t1, knobs, index)
-        for name in ("quotes", "option_quotes", "funding", "labels"):
-            frame = tables[name]
-            if frame.height == 0:
+        for name in ("quotes", "book", "trades", "option_quotes", "funding", "labels"):
+            frame = tables.get(name)
+            if frame is None or frame.height == 0:
                 continue
             table = TABLES[name]
             order = ["ts_start", "episode_id"] if name == "labels" else ["ts_recv", "exchange", "symbol"]
+            if name == "book":
+                order = [*order, "side", "level"]
             yield name, validate(frame, table).sort(order)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from arbkit.data.generate import MarketSpec, generate, generate_to_store
 from arbkit.instruments import default_registry, expiry_ns, parse_symbol
-from arbkit.schema import FUNDING, LABELS, OPTION_QUOTES, QUOTES, validate
+from arbkit.schema import TABLES, validate
 
 REG = default_registry()
 SPEC = MarketSpec(seed=11, days=25 / 1440, episodes_per_hour=150.0, chunk_minutes=5.0)
@@ -66,9 +66,10 @@ def _outside(times: pl.DataFrame, labels: pl.DataFrame, pad_ns: int = 100_000_00
 
 
 def test_tables_validate_and_sit_on_tick_and_lot_grids(market: dict[str, pl.DataFrame]) -> None:
-    assert set(market) == {"quotes", "option_quotes", "funding", "labels"}
-    for name, table in (("quotes", QUOTES), ("option_quotes", OPTION_QUOTES), ("funding", FUNDING), ("labels", LABELS)):
-        validate(market[name], table)
+    assert set(market) == {"quotes", "book", "trades", "option_quotes", "funding", "labels"}
+    for name, table in TABLES.items():
+        if name in market:
+            validate(market[name], table)
     for frame in (market["quotes"], market["option_quotes"]):
         assert (frame["bid"] < frame["ask"]).all()
         for (exchange, symbol), part in frame.group_by("exchange", "symbol"):
@@ -80,7 +81,7 @@ def test_tables_validate_and_sit_on_tick_and_lot_grids(market: dict[str, pl.Data
 
 
 def test_receive_clock_after_event_and_strictly_increasing(market: dict[str, pl.DataFrame]) -> None:
-    for name in ("quotes", "option_quotes", "funding"):
+    for name in ("quotes", "option_quotes", "funding", "trades"):
         frame = market[name]
         assert (frame["ts_recv"] > frame["ts_event"]).all()
         bad = (
@@ -469,3 +470,30 @@ def test_sequence_numbers_count_each_instruments_updates(market: dict[str, pl.Da
     per = market["quotes"].sort("ts_recv").group_by("exchange", "symbol").agg(pl.col("seq"))
     for seq in per["seq"]:
         assert seq.to_list() == list(range(1, seq.len() + 1))
+
+
+def test_trades_print_at_the_best_quote_and_book_level_zero_is_the_quote(market: dict[str, pl.DataFrame]) -> None:
+    quotes, trades, book = market["quotes"], market["trades"], market["book"]
+    joined = trades.sort("ts_event").join_asof(
+        quotes.select("exchange", "symbol", "ts_event", "bid", "ask", "bid_size", "ask_size").sort("ts_event"),
+        on="ts_event",
+        by=["exchange", "symbol"],
+    )
+    want = pl.when(pl.col("side") == "buy").then(pl.col("ask")).otherwise(pl.col("bid"))
+    shown = pl.when(pl.col("side") == "buy").then(pl.col("ask_size")).otherwise(pl.col("bid_size"))
+    assert joined.select((pl.col("price") == want).all()).item()
+    assert joined.select((pl.col("size") <= shown).all()).item()
+    assert set(book.select("exchange", "symbol").unique().iter_rows()) == {
+        ("binance", "BTC/USDT"),
+        ("okx", "BTC/USDT:USDT"),
+    }
+    top = book.filter(pl.col("level") == 0).pivot("side", index=["exchange", "symbol", "ts_recv"], values="price")
+    quoted = quotes.select("exchange", "symbol", "ts_recv", pl.col("bid").alias("q_bid"), pl.col("ask").alias("q_ask"))
+    top = top.join(quoted, on=["exchange", "symbol", "ts_recv"])
+    assert top.height == book.filter((pl.col("level") == 0) & (pl.col("side") == "bid")).height
+    assert (top["bid"] == top["q_bid"]).all()
+    assert (top["ask"] == top["q_ask"]).all()
+    levels = book.sort("level").group_by("exchange", "symbol", "ts_recv", "side").agg(pl.col("price"))
+    for side, prices in levels.select("side", "price").iter_rows():
+        steps = np.diff(prices)
+        assert (steps < 0).all() if side == "bid" else (steps > 0).all()
