@@ -426,8 +426,13 @@ class Adapter:
         return ms * _NS_PER_MS
 
 
+_ISO_SECONDS: dict[str, int] = {}
+
+
 def iso_to_ns(text: str) -> int:
     """RFC 3339 UTC timestamp (``2026-04-07T14:30:03.123456789Z``) to integer ns, keeping every digit.
+
+    The whole-second part is cached (a feed's timestamps share it for a second at a time).
 
     Examples
     --------
@@ -436,9 +441,25 @@ def iso_to_ns(text: str) -> int:
     """
     if not text.endswith("Z") or len(text) < 20 or text[10] != "T":
         raise ValueError(f"not an RFC 3339 UTC timestamp: {text!r}")
-    whole = dt.datetime(
-        int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]), int(text[17:19]), 0, dt.UTC
-    )
+    head = text[:19]
+    seconds = _ISO_SECONDS.get(head)
+    if seconds is None:
+        if not (text[4] == text[7] == "-" and text[13] == text[16] == ":"):
+            raise ValueError(f"not an RFC 3339 UTC timestamp: {text!r}")
+        whole = dt.datetime(
+            int(text[0:4]),
+            int(text[5:7]),
+            int(text[8:10]),
+            int(text[11:13]),
+            int(text[14:16]),
+            int(text[17:19]),
+            0,
+            dt.UTC,
+        )
+        seconds = int(whole.timestamp())
+        if len(_ISO_SECONDS) > 4096:
+            _ISO_SECONDS.clear()
+        _ISO_SECONDS[head] = seconds
     frac = text[19:-1]
     nanos = 0
     if frac:
@@ -446,4 +467,4 @@ def iso_to_ns(text: str) -> int:
         if frac[0] != "." or not digits.isdigit() or len(digits) > 9:
             raise ValueError(f"bad fraction in timestamp {text!r}")
         nanos = int(digits.ljust(9, "0"))
-    return (int(whole.timestamp()) * 1_000_000_000) + nanos
+    return seconds * 1_000_000_000 + nanos

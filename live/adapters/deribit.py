@@ -91,7 +91,29 @@ class _Msg(msgspec.Struct):
     error: _Error | None = None
 
 
+class _QuoteData(msgspec.Struct):
+    instrument_name: str
+    timestamp: int
+    best_bid_price: float
+    best_bid_amount: float
+    best_ask_price: float
+    best_ask_amount: float
+
+
+class _QuoteParams(msgspec.Struct):
+    channel: str
+    data: _QuoteData
+
+
+class _QuoteMsg(msgspec.Struct):
+    """``quote.{instrument}`` for the fast path."""
+
+    params: _QuoteParams
+
+
 _decode = msgspec.json.Decoder(_Msg).decode
+_decode_quote = msgspec.json.Decoder(_QuoteMsg).decode
+_QUOTE_PREFIX = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"quote.'
 
 
 def _parse_date(text: str) -> str:
@@ -179,6 +201,26 @@ class DeribitAdapter(Adapter):
         )
 
     def parse_quote_tuple(self, raw: bytes, ts_recv: int) -> QuoteRow | None:
+        """A QUOTES tuple from a ``quote.{instrument}`` push (or a non-option ticker), else ``None``."""
+        if raw[: len(_QUOTE_PREFIX)] == _QUOTE_PREFIX:
+            try:
+                d = _decode_quote(raw).params.data
+            except DECODE_ERRORS:
+                d = None
+            if d is not None:
+                bid, bid_size, ask, ask_size = d.best_bid_price, d.best_bid_amount, d.best_ask_price, d.best_ask_amount
+                if (
+                    0.0 < bid < _INF
+                    and 0.0 < ask < _INF
+                    and 0.0 <= bid_size < _INF
+                    and 0.0 <= ask_size < _INF
+                    and 0 < d.timestamp < 10**14
+                ):
+                    symbol = self._unified.get(d.instrument_name) or self.unified_symbol(d.instrument_name)
+                    if symbol[-2] != "-":  # options go to option_quotes through the full path
+                        flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+                        ts_event = d.timestamp * 1_000_000
+                        return (ts_event, ts_recv, "deribit", symbol, bid, bid_size, ask, ask_size, None, flags)
         rows = self.parse_rows(raw, ts_recv)
         return rows.quotes[-1] if rows.quotes else None
 

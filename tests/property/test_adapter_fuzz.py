@@ -153,7 +153,7 @@ decimal_text = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    venue=st.sampled_from(["binance", "okx", "bybit"]),
+    venue=st.sampled_from(["binance", "okx", "bybit", "deribit"]),
     bid=decimal_text,
     bid_size=decimal_text,
     ask=decimal_text,
@@ -172,12 +172,20 @@ def test_fast_path_equals_full_path(venue: str, bid: str, bid_size: str, ask: st
             f'{{"arg":{{"channel":"bbo-tbt","instId":"BTC-USDT"}},"data":[{{"asks":[["{ask}","{ask_size}","0","1"]],'
             f'"bids":[["{bid}","{bid_size}","0","1"]],"ts":"{ts}","seqId":7}}]}}'
         )
+    elif venue == "deribit":
+        numbers = [text or "0" for text in (bid, bid_size, ask, ask_size)]
+        raw = (
+            '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"quote.BTC-PERPETUAL","data":'
+            f'{{"timestamp":{ts},"instrument_name":"BTC-PERPETUAL","best_bid_price":{numbers[0]},'
+            f'"best_bid_amount":{numbers[1]},"best_ask_price":{numbers[2]},"best_ask_amount":{numbers[3]}}}}}}}'
+        )
     else:
         raw = (
             f'{{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":{ts},"data":{{"s":"BTCUSDT",'
             f'"b":[["{bid}","{bid_size}"]],"a":[["{ask}","{ask_size}"]],"u":7,"seq":9}}}}'
         )
     adapter = adapters.get(venue, "linear" if venue == "binance" else None)
+    assert json.loads(raw)  # the generated message is valid JSON
     try:
         fast = adapter.parse_quote_tuple(raw.encode(), TS_RECV)
     except adapter.ParseError:
