@@ -33,7 +33,7 @@ _ASSETS: dict[str, tuple[float, float]] = {
     "DOGE": (0.2, 1.00),
     "ADA": (0.7, 0.90),
 }
-# Half-spread multipliers by venue: distinct levels keep the cheapest counterpart of an injected dislocation unique.
+# Half-spread multipliers by venue: venues differ in liquidity (and detectors see varied spreads).
 SPREAD_MULT: dict[str, float] = {
     "binance": 1.0,
     "okx": 3.0,

@@ -14,9 +14,10 @@ Universe (default venues): spot ``X/USDT`` on binance, okx, bybit, coinbase and 
 linear perpetuals ``X/USDT:USDT`` on binance, okx and bybit (a cross is listed only where the registry tick is at
 most 5 bp of its price); on deribit the inverse perpetual ``X/USD:X``, three dated futures ``X/USD:X-YYMMDD``
 (Fridays after the generated period) and an option chain of 7 strikes x 3 expiries x call/put for BTC and ETH.
-Option bid/ask are in the premium currency (the base), ``underlying_price`` is the index in USD.  Futures trade at
-``index * exp(rate_r * T)``, options at Black-76 on that forward with a smile, discounted at ``rate_r``, so
-put-call parity holds at fair value.  Perpetual funding rows (table ``funding``) come every 5 s per perpetual.
+Option bid/ask are in the premium currency (the base), ``underlying_price`` is the index in USD.  Futures trade
+at ``index * exp(rate_r * T)``, options at Black-76 on that forward with a smile, discounted at ``rate_r``, so
+put-call parity holds at fair value.  Trades print at the as-of best bid/ask (``rate / 4`` per second); ``book``
+carries 5 levels per side for a few instruments.  Perpetual funding rows (table ``funding``) come every 5 s per perpetual.
 
 No arbitrage outside episodes
 -----------------------------
@@ -27,14 +28,18 @@ flag) are then within fees of each other for every relationship below, up to an 
 
 Injected episodes (table ``labels``)
 ------------------------------------
-Episodes never overlap.  A live episode shifts the quotes of one or more venue-instruments (every row with
+Episodes never overlap.  A live episode shifts the quotes of one to three venue-instruments (every row with
 ``ts_event`` in the window, both sides) for 50 ms - 30 s, with forced updates at the start, at 1/4, 1/2, 3/4 and
 at the end.  ``ts_start`` is the receive time of the first shifted row (the last leg to arrive), ``ts_end`` the
 receive time of the first restored row (the first leg to restore): the episode is ``[ts_start, ts_end)`` in the
-``ts_recv`` clock.  Each leg's shift alone stays within 85% of its own cross-venue budget, so partial states never
-create an unlabelled opportunity; the counterpart venue of a cross-exchange episode is the cheapest one (lowest
-half-spread plus fee) and the next-cheapest stays below fees.  ``expected_profit`` is evaluated from the as-of
-quotes (latest ``ts_recv <= ts_start``) with the formulas below; ``above_fees = expected_profit > 0``.
+``ts_recv`` clock.  Each leg's shift alone stays within 85% of its budget against every other relationship it
+belongs to (the same symbol on other venues, spot-perp, spot-future and perp-perp basis pairs, triangular
+cycles), so partial states and neighbours never show an unlabelled opportunity: a cross-exchange episode moves
+the sell venue up and the buy venue down, and between two perpetuals its edge stays below the perp-perp basis
+threshold (fees paid twice).  Edges are at least ``0.6 * h0`` (the asset's base half-spread, several times the
+quote noise) above or below zero, so an episode keeps its class on every row.  ``expected_profit`` is evaluated
+from the as-of quotes (latest ``ts_recv <= ts_start``) with the formulas below; ``above_fees =
+expected_profit > 0``.
 
 *Stale* episodes (``stale=True``, cross-exchange): one venue-instrument stops updating (no rows) while the latent
 price drifts linearly (3-15 s) after its quote is already older than its ``max_age``; the label starts once the
