@@ -17,7 +17,7 @@ most 5 bp of its price); on deribit the inverse perpetual ``X/USD:X``, three dat
 Option bid/ask are in the premium currency (the base), ``underlying_price`` is the index in USD.  Futures trade
 at ``index * exp(rate_r * T)``, options at Black-76 on that forward with a smile, discounted at ``rate_r``, so
 put-call parity holds at fair value.  Trades print at the as-of best bid/ask (``rate / 4`` per second); ``book``
-carries 5 levels per side for a few instruments.  Perpetual funding rows (table ``funding``) come every 5 s per perpetual.
+carries 5 levels per side for a few instruments.  Perpetual funding rows (table ``funding``) come every 5 s.
 
 No arbitrage outside episodes
 -----------------------------
