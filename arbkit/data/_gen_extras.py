@@ -40,7 +40,9 @@ def trade_rows(
     frame = (
         frame.join(names, on="vi", how="left")
         .sort("ts_event")
-        .join_asof(book.sort("ts_event"), on="ts_event", by=["exchange", "symbol"], strategy="backward")
+        .join_asof(
+            book.sort("ts_event"), on="ts_event", by=["exchange", "symbol"], strategy="backward", check_sortedness=False
+        )
         .drop_nulls("bid")
         .sort("vi", "ts_event")
     )

@@ -478,6 +478,7 @@ def test_trades_print_at_the_best_quote_and_book_level_zero_is_the_quote(market:
         quotes.select("exchange", "symbol", "ts_event", "bid", "ask", "bid_size", "ask_size").sort("ts_event"),
         on="ts_event",
         by=["exchange", "symbol"],
+        check_sortedness=False,  # sorted globally by ts_event, hence within every group
     )
     want = pl.when(pl.col("side") == "buy").then(pl.col("ask")).otherwise(pl.col("bid"))
     shown = pl.when(pl.col("side") == "buy").then(pl.col("ask_size")).otherwise(pl.col("bid_size"))
