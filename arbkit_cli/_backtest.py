@@ -17,9 +17,12 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from arbkit_cli.main import CliError, JsonOpt, StoreOpt, _emit_json, err, out, parse_time
-
 __all__ = ["register"]
+
+# The helpers of ``arbkit_cli.main`` are imported inside the commands: main.py imports this module to register
+# the commands, so a module-level import back would be circular.  The option aliases mirror main.py's.
+StoreOpt = Annotated[Path, typer.Option("--store", help="Parquet store directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 PipelineOpt = Annotated[str, typer.Option("--pipeline", help="Pipeline name, e.g. cross_exchange.")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Start (ISO date/time, UTC, or ns).")]
@@ -31,6 +34,8 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
 @contextmanager
 def _stage_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
     """One bar per stage (detect, execute, sweep) on stderr; silent with --json or without a terminal."""
+    from arbkit_cli.main import err
+
     if not enabled or not err.is_terminal:
         yield lambda _stage, _done, _total: None
         return
@@ -51,6 +56,7 @@ def _config(path: Path | None, fail_fast: bool) -> Any:
     import os
 
     from arbkit.config import load_settings
+    from arbkit_cli.main import CliError
     from backtest import BacktestConfig
 
     if path is not None and not path.is_file():
@@ -60,6 +66,8 @@ def _config(path: Path | None, fail_fast: bool) -> Any:
 
 
 def _check_store(store: Path) -> None:
+    from arbkit_cli.main import CliError
+
     if not store.is_dir():
         raise CliError(f"--store: {store} is not a directory")
 
@@ -90,6 +98,7 @@ def backtest(
     as_json: JsonOpt = False,
 ) -> None:
     """Backtest a pipeline over the store: detection, risk checks, fills; results in RUN_DIR."""
+    from arbkit_cli.main import _emit_json, err, out, parse_time
     from backtest import run_backtest, write_report
 
     _check_store(store)
@@ -129,6 +138,7 @@ def sweep(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a parameter grid (vmapped screening; days x points in-process or on Ray)."""
+    from arbkit_cli.main import _emit_json, out, parse_time
     from backtest import load_grid, run_sweep
 
     _check_store(store)
@@ -167,6 +177,7 @@ def report(
     """Write RUN_DIR/report.html (inline plots) and RUN_DIR/report.json."""
     import json
 
+    from arbkit_cli.main import out
     from backtest import write_report
 
     path = write_report(run_dir, latency=latency)
@@ -184,6 +195,7 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Metric differences between two runs (B - A)."""
+    from arbkit_cli.main import _emit_json, out
     from backtest import compare_runs
 
     frame = compare_runs(run_a, run_b)
