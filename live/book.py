@@ -62,6 +62,7 @@ Examples
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from collections import deque
 from collections.abc import Iterable
@@ -83,6 +84,10 @@ _UNVERIFIED = int(QuoteFlag.UNVERIFIED)
 _RESYNCING = int(QuoteFlag.RESYNCING)
 _CROSSED = int(QuoteFlag.CROSSED)
 _STALE = int(QuoteFlag.STALE)
+
+
+def _price(level: Level) -> float:
+    return level[0]
 
 
 def okx_checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:
@@ -435,12 +440,16 @@ class BookKeeper:
 
     # -- reading --------------------------------------------------------------------------------------------
     def sorted_bids(self, n: int | None = None) -> list[Level]:
-        """Bid levels, best (highest) first."""
-        return sorted(self.bids.values(), key=lambda lv: -lv[0])[:n]
+        """Bid levels, best (highest) first (the top ``n`` when given)."""
+        if n is not None and n * 4 < len(self.bids):
+            return heapq.nlargest(n, self.bids.values(), key=_price)
+        return sorted(self.bids.values(), key=_price, reverse=True)[:n]
 
     def sorted_asks(self, n: int | None = None) -> list[Level]:
-        """Ask levels, best (lowest) first."""
-        return sorted(self.asks.values(), key=lambda lv: lv[0])[:n]
+        """Ask levels, best (lowest) first (the top ``n`` when given)."""
+        if n is not None and n * 4 < len(self.asks):
+            return heapq.nsmallest(n, self.asks.values(), key=_price)
+        return sorted(self.asks.values(), key=_price)[:n]
 
     def flags(self, now_ns: int | None = None) -> int:
         """Integrity bits of the book as of ``now_ns`` (receive clock; last update time when ``None``)."""

@@ -471,3 +471,48 @@ def test_book_equals_last_write_per_level(ops: list[tuple[str, int, str]]) -> No
     ref_asks = [p for (side, p) in reference if side == "ask"]
     assert quote[4] == (max(ref_bids) if ref_bids else None)
     assert quote[6] == (min(ref_asks) if ref_asks else None)
+
+
+def test_default_max_age_comes_from_the_venue_profile() -> None:
+    from arbkit.instruments import default_registry
+
+    for venue in adapters.VENUES:
+        expected = int(default_registry().profile(venue).max_age_ms * MS)
+        assert BookKeeper(venue, "BTC/USDT").max_age_ns == expected
+
+
+def test_binance_diff_stream_synced_by_rest_snapshot_end_to_end() -> None:
+    """Diff messages before and after the REST snapshot, through the adapter and Books, as the connector does."""
+    ad = adapters.get("binance")
+    books = Books(depth=3)
+
+    def diff(first: int, last: int, bids: str, asks: str) -> bytes:
+        return (
+            f'{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":{1_800_000_000_000 + last},'
+            f'"s":"BTCUSDT","U":{first},"u":{last},"b":{bids},"a":{asks}}}}}'
+        ).encode()
+
+    before = [
+        diff(1, 9, '[["100.0","9"]]', "[]"),  # older than the snapshot: dropped
+        diff(10, 12, '[["100.0","3"]]', '[["101.0","0"]]'),  # straddles lastUpdateId+1 = 11: first applied
+    ]
+    for raw in before:
+        assert books.apply_rows(ad.parse_rows(raw, T0)).quotes == []  # nothing known yet
+    assert books.needs_resync() == [("binance", "BTC/USDT")]
+    snapshot = b'{"lastUpdateId":10,"bids":[["100.0","1"],["99.5","2"]],"asks":[["101.0","1"],["101.5","4"]]}'
+    rows = books.apply(ad.parse_snapshot(snapshot, T0 + 5, "BTCUSDT"))
+    assert rows.quotes[-1][4:9] == (100.0, 3.0, 101.5, 4.0, 12)
+    rows = books.apply_rows(ad.parse_rows(diff(13, 13, "[]", '[["101.2","0.5"]]'), T0 + 6))
+    assert rows.quotes[-1][4:10] == (100.0, 3.0, 101.2, 0.5, 13, 0)
+    assert [r[4:8] for r in rows.book] == [
+        ("bid", 0, 100.0, 3.0),
+        ("bid", 1, 99.5, 2.0),
+        ("ask", 0, 101.2, 0.5),
+        ("ask", 1, 101.5, 4.0),
+    ]
+    assert books.needs_resync() == []
+    counters = books.counters
+    assert (counters.dropped, counters.gaps, counters.snapshots) == (1, 0, 1)
+    rows = books.apply_rows(ad.parse_rows(diff(15, 16, "[]", "[]"), T0 + 7))  # 14 is missing
+    assert rows.quotes[-1][9] & QuoteFlag.RESYNCING
+    assert books.needs_resync() == [("binance", "BTC/USDT")]
