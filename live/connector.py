@@ -136,6 +136,9 @@ class ConnectorConfig:
         Frames above this close the connection (code 1009) instead of exhausting memory.
     max_connection_age_s
         Hand over to a fresh connection before this age (Binance drops connections at 24 hours).
+    emit_book_levels
+        Also emit the kept books' top ``book_depth`` levels as ``BOOK`` rows after each book update (partial-depth
+        channels whose messages are self-contained books emit their levels through the adapter either way).
     """
 
     venue: str
@@ -156,6 +159,7 @@ class ConnectorConfig:
     max_connection_age_s: float | None = 23.5 * 3600.0
     handover_timeout_s: float = 10.0
     book_depth: int = 10
+    emit_book_levels: bool = False
 
     @property
     def channel_name(self) -> str:
@@ -252,7 +256,7 @@ class Connector:
         self.clock = clock
         self.rng = rng or random.Random()
         self.adapter: Adapter = adapters.get(config.venue, config.market)
-        self.books = Books(depth=config.book_depth, emit_levels=False)
+        self.books = Books(depth=config.book_depth, emit_levels=config.emit_book_levels)
         self.stats = ConnectorStats()
         self.last_quotes: dict[str, QuoteRow] = {}
         limits = config.limits()
@@ -527,7 +531,14 @@ class Connector:
             return
         stats.data_messages += 1
         if rows.book_updates:
+            # The keeper checks every book message; where the adapter already produced the top of book (or the
+            # levels) from a self-contained book, the keeper's copies would be duplicates, so they are dropped.
+            n_quotes, n_levels = len(rows.quotes), len(rows.book)
             self.books.apply_rows(rows)
+            if n_quotes:
+                del rows.quotes[n_quotes:]
+            if n_levels:
+                del rows.book[n_levels:]
         if not link.forwarding:
             if slot.pending is link:
                 self._switch(slot, link)

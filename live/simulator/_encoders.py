@@ -42,6 +42,7 @@ from arbkit.instruments import InstrumentKind, parse_symbol
 
 __all__ = [
     "ENCODERS",
+    "BookSnapshot",
     "Encoder",
     "Reply",
     "SessionState",
@@ -141,6 +142,18 @@ class Tick:
 
 
 @dataclass(slots=True)
+class BookSnapshot:
+    """Top-N levels of one instrument at one instant, from the ``BOOK`` table (level texts prepared once)."""
+
+    ts_event: int
+    symbol: str
+    venue_symbol: str
+    bids: list[tuple[str, str]]  # best first
+    asks: list[tuple[str, str]]
+    seq: int
+
+
+@dataclass(slots=True)
 class SessionState:
     """What the simulator knows about one client connection."""
 
@@ -149,6 +162,7 @@ class SessionState:
     sequence: int = 0  # per-connection message counter (Coinbase sequence_num)
     heartbeat_s: float | None = None  # application heartbeat period requested or implied
     heartbeat_counter: int = 0
+    combined: bool = False  # Binance combined-stream connection: payloads wrapped in {"stream", "data"}
 
 
 @dataclass(slots=True)
@@ -179,6 +193,7 @@ class Encoder:
     default_channel: ClassVar[str] = ""
     channels: ClassVar[tuple[str, ...]] = ()
     book_channels: ClassVar[tuple[str, ...]] = ()
+    depth_channels: ClassVar[tuple[str, ...]] = ()  # channels replaying BOOK table snapshots
 
     def __init__(self, market: str) -> None:
         self.market = market
@@ -202,6 +217,10 @@ class Encoder:
     def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
         """The data message for ``tick`` on ``channel`` for this session (``None`` to send nothing)."""
         raise NotImplementedError
+
+    def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
+        """The message for a stored book snapshot on a depth channel (``None`` where the venue has none)."""
+        return None
 
     def heartbeat(self, state: SessionState, now_ns: int) -> str | None:
         """An application heartbeat, for venues that send them."""
@@ -244,7 +263,8 @@ def _level_delta(old: tuple[str, str] | None, new: tuple[str, str] | None) -> li
 class BinanceEncoder(Encoder):
     venue = "binance"
     default_channel = "bookTicker"
-    channels = ("bookTicker",)
+    channels = ("bookTicker", "depth5", "depth10", "depth20")
+    depth_channels = ("depth5", "depth10", "depth20")
 
     def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
         reply = Reply()
@@ -283,11 +303,34 @@ class BinanceEncoder(Encoder):
         b, bq = (tick.bid_text, tick.bid_size_text) if tick.bid is not None else ("0", "0")
         a, aq = (tick.ask_text, tick.ask_size_text) if tick.ask is not None else ("0", "0")
         if self.market == "spot":
-            return f'{{"u":{tick.seq},"s":"{tick.venue_symbol}","b":"{b}","B":"{bq}","a":"{a}","A":"{aq}"}}'
-        return (
-            f'{{"e":"bookTicker","u":{tick.seq},"E":{ms},"T":{ms},"s":"{tick.venue_symbol}",'
-            f'"b":"{b}","B":"{bq}","a":"{a}","A":"{aq}"}}'
-        )
+            out = f'{{"u":{tick.seq},"s":"{tick.venue_symbol}","b":"{b}","B":"{bq}","a":"{a}","A":"{aq}"}}'
+        else:
+            out = (
+                f'{{"e":"bookTicker","u":{tick.seq},"E":{ms},"T":{ms},"s":"{tick.venue_symbol}",'
+                f'"b":"{b}","B":"{bq}","a":"{a}","A":"{aq}"}}'
+            )
+        return self._wrap(state, channel, tick.venue_symbol, out)
+
+    def _wrap(self, state: SessionState, channel: str, venue_symbol: str, payload: str) -> str:
+        if not state.combined:
+            return payload
+        return f'{{"stream":"{venue_symbol.lower()}@{channel}","data":{payload}}}'
+
+    def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
+        # partial book depth streams: spot {"lastUpdateId", "bids", "asks"}; USD-M a depthUpdate event
+        depth = int(channel.removeprefix("depth"))
+        bids = _dumps([list(lv) for lv in book.bids[:depth]])
+        asks = _dumps([list(lv) for lv in book.asks[:depth]])
+        if self.market == "spot":
+            payload = f'{{"lastUpdateId":{book.seq},"bids":{bids},"asks":{asks}}}'
+        else:
+            ms = book.ts_event // 1_000_000
+            payload = (
+                f'{{"e":"depthUpdate","E":{ms},"T":{ms},"s":"{book.venue_symbol}","U":{book.seq},"u":{book.seq},'
+                f'"pu":{book.seq - 1},"b":{bids},"a":{asks}}}'
+            )
+        # a spot partial book names no symbol: only a combined-stream connection can tell whose book it is
+        return self._wrap(state, channel, book.venue_symbol, payload)
 
     def shutdown_notice(self, now_ns: int) -> str | None:
         return _dumps({"e": "serverShutdown", "E": now_ns // 1_000_000})
@@ -297,8 +340,19 @@ class BinanceEncoder(Encoder):
 class OkxEncoder(Encoder):
     venue = "okx"
     default_channel = "bbo-tbt"
-    channels = ("bbo-tbt", "tickers", "books")
+    channels = ("bbo-tbt", "tickers", "books", "books5")
     book_channels = ("books",)
+    depth_channels = ("books5",)
+
+    def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
+        data = {
+            "asks": [[p, q, "0", "1"] for p, q in book.asks[:5]],
+            "bids": [[p, q, "0", "1"] for p, q in book.bids[:5]],
+            "instId": book.venue_symbol,
+            "ts": str(book.ts_event // 1_000_000),
+            "seqId": book.seq,
+        }
+        return f'{{"arg":{{"channel":"books5","instId":"{book.venue_symbol}"}},"data":[{_dumps(data)}]}}'
 
     def __init__(self, market: str) -> None:
         super().__init__(market)
@@ -410,7 +464,15 @@ class OkxEncoder(Encoder):
 class BybitEncoder(Encoder):
     venue = "bybit"
     default_channel = "orderbook.1"
-    channels = ("orderbook.1",)
+    channels = ("orderbook.1", "orderbook.50")
+    depth_channels = ("orderbook.50",)
+
+    def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
+        ms = book.ts_event // 1_000_000
+        data = {"s": book.venue_symbol, "b": book.bids[:50], "a": book.asks[:50], "u": book.seq, "seq": book.seq}
+        return (
+            f'{{"topic":"{channel}.{book.venue_symbol}","type":"snapshot","ts":{ms},"data":{_dumps(data)},"cts":{ms}}}'
+        )
 
     def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
         reply = Reply()

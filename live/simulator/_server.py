@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from arbkit import schema
 from arbkit.instruments import default_registry
-from live.simulator._encoders import ENCODERS, Encoder, SessionState, Tick
+from live.simulator._encoders import ENCODERS, BookSnapshot, Encoder, SessionState, Tick, format_number
 
 __all__ = ["FAULTS", "FeedStats", "SimulatorHandle", "run_simulator", "serve"]
 
@@ -37,6 +37,7 @@ class FeedStats:
 
     messages: int = 0  # market-data messages sent (all sessions)
     ticks: int = 0  # quote rows replayed
+    books: int = 0  # book snapshots replayed
     skipped: int = 0  # ticks consumed without sending (skip_seq)
     corrupted: int = 0  # book messages sent with a wrong checksum
     malformed: int = 0
@@ -76,7 +77,13 @@ class _Feed:
     """One venue path (venue + market): its replay data, sessions, subscriptions and fault switches."""
 
     def __init__(
-        self, venue: str, market: str | None, wire_market: str, frame: pl.DataFrame, venue_symbols: dict[str, str]
+        self,
+        venue: str,
+        market: str | None,
+        wire_market: str,
+        frame: pl.DataFrame,
+        venue_symbols: dict[str, str],
+        book: pl.DataFrame | None = None,
     ) -> None:
         self.venue = venue
         self.market = market
@@ -96,6 +103,11 @@ class _Feed:
         self.asks: list[float | None] = cols.get_column("ask").to_list()
         self.ask_sizes: list[float | None] = cols.get_column("ask_size").to_list()
         self.seqs: list[int | None] = cols.get_column("seq").to_list()
+        self.books = _book_snapshots(book, venue_symbols) if book is not None else []
+        # one timeline: (event time, 0 = quote / 1 = book snapshot, index), quotes first on ties
+        timeline = [(t, 0, i) for i, t in enumerate(self.ts)] + [(b.ts_event, 1, i) for i, b in enumerate(self.books)]
+        timeline.sort()
+        self.timeline = timeline
         self.counters: dict[str, int] = {}
         self.latest: dict[str, Tick] = {}
         self.skip = 0
@@ -276,24 +288,29 @@ class SimulatorHandle:
 
     async def _replay(self, feed: _Feed) -> None:
         await feed.started.wait()
-        n = len(feed.ts)
+        timeline = feed.timeline
+        n = len(timeline)
         offset = 0
-        span = (feed.ts[-1] - feed.ts[0] + 1_000_000) if n else 0
+        span = (timeline[-1][0] - timeline[0][0] + 1_000_000) if n else 0
         encoder = feed.encoder
         channels = encoder.channels
         while True:
             t0_wall = time.monotonic()
-            t0_data = feed.ts[0] if n else 0
-            for i in range(n):
+            t0_data = timeline[0][0] if n else 0
+            for k in range(n):
+                ts_data, kind, i = timeline[k]
                 if self._speed > 0:
-                    target = t0_wall + (feed.ts[i] - t0_data) / 1e9 / self._speed
+                    target = t0_wall + (ts_data - t0_data) / 1e9 / self._speed
                     delay = target - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                elif i % 64 == 0:
+                elif k % 64 == 0:
                     await asyncio.sleep(0)
                 while feed.halted(time.monotonic()):
                     await asyncio.sleep(0.005)
+                if kind == 1:
+                    await self._send_book(feed, feed.books[i], offset)
+                    continue
                 symbol = feed.symbols[i]
                 seq = feed.seqs[i]
                 if seq is None:
@@ -339,6 +356,22 @@ class SimulatorHandle:
             offset += span
         feed.done.set()
 
+    async def _send_book(self, feed: _Feed, book: BookSnapshot, offset: int) -> None:
+        if offset:
+            book = BookSnapshot(book.ts_event + offset, book.symbol, book.venue_symbol, book.bids, book.asks, book.seq)
+        feed.stats.books += 1
+        for channel in feed.encoder.depth_channels:
+            for session in list(feed.index.get((channel, book.venue_symbol), ())):
+                msg = feed.encoder.encode_book(session.state, channel, book)
+                if msg is None:
+                    continue
+                try:
+                    await session.ws.send(msg)
+                except ConnectionClosed:
+                    feed.remove(session)
+                    continue
+                feed.stats.messages += 1
+
     async def _heartbeats(self, feed: _Feed) -> None:
         while True:
             await asyncio.sleep(0.25)
@@ -360,11 +393,14 @@ class SimulatorHandle:
         if path == "/control":
             await self._control(ws)
             return
+        combined = path.endswith("/stream")  # Binance combined-stream endpoint: payloads wrapped with their stream
+        if combined:
+            path = path.removesuffix("/stream")
         feed = self._feeds.get(path)
         if feed is None:
             await ws.close(4004, f"no venue at {path!r}; serving {', '.join(self._feeds)}")
             return
-        session = _Session(ws, SessionState(), time.monotonic())
+        session = _Session(ws, SessionState(combined=combined), time.monotonic())
         feed.sessions.add(session)
         feed.stats.connections += 1
         welcome = feed.encoder.welcome(time.time_ns())
@@ -436,22 +472,61 @@ async def _close_later(sessions: list[_Session], grace_s: float) -> None:
             await session.ws.close(1001, "service restart")
 
 
-def _load(source: Source, venues: Sequence[str] | None) -> pl.DataFrame:
+def _load(source: Source, venues: Sequence[str] | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(quotes, book levels or None) from a store root, a QUOTES frame or a mapping of frames."""
+    book: pl.DataFrame | None = None
     if isinstance(source, str | Path):
         from arbkit.data.store import Store
 
-        frame = Store(source).scan("quotes", exchange=list(venues) if venues else None).collect()
+        store = Store(source)
+        exchanges = list(venues) if venues else None
+        frame = store.scan("quotes", exchange=exchanges).collect()
+        if "book" in store.tables():
+            book = store.scan("book", exchange=exchanges).collect()
     elif isinstance(source, pl.DataFrame):
         frame = source
     else:
-        frame = source["quotes"]
+        frame = source["quotes"] if "quotes" in source else schema.empty(schema.QUOTES)
+        book = source.get("book")
     frame = schema.validate(frame, schema.QUOTES)
+    if book is not None:
+        book = schema.validate(book, schema.BOOK)
     if venues:
         frame = frame.filter(pl.col("exchange").is_in(list(venues)))
-    unknown = sorted(set(frame.get_column("exchange").unique().to_list()) - set(ENCODERS))
+        if book is not None:
+            book = book.filter(pl.col("exchange").is_in(list(venues)))
+    exchanges_seen = set(frame.get_column("exchange").unique().to_list())
+    if book is not None:
+        exchanges_seen |= set(book.get_column("exchange").unique().to_list())
+    unknown = sorted(exchanges_seen - set(ENCODERS))
     if unknown:
         raise ValueError(f"the simulator does not speak {unknown} (known: {', '.join(ENCODERS)})")
-    return frame.with_row_index("__row").sort(["ts_event", "__row"]).drop("__row")
+    frame = frame.with_row_index("__row").sort(["ts_event", "__row"]).drop("__row")
+    return frame, book if book is not None and book.height else None
+
+
+def _book_snapshots(book: pl.DataFrame, venue_symbols: dict[str, str]) -> list[BookSnapshot]:
+    """Group BOOK rows into snapshots: one per (symbol, ts_event, ts_recv), levels best first."""
+    rows = (
+        book.filter(pl.col("symbol").is_in(list(venue_symbols)))
+        .with_row_index("__row")
+        .sort(["ts_event", "symbol", "ts_recv", "side", "level", "__row"])
+        .select("ts_event", "ts_recv", "symbol", "side", "level", "price", "size", "seq")
+        .rows()
+    )
+    out: list[BookSnapshot] = []
+    key = None
+    counters: dict[str, int] = {}
+    for ts_event, ts_recv, symbol, side, _level, price, size, seq in rows:
+        if (symbol, ts_event, ts_recv) != key:
+            key = (symbol, ts_event, ts_recv)
+            if seq is None:
+                seq = counters.get(symbol, 0) + 1
+                counters[symbol] = seq
+            out.append(BookSnapshot(ts_event, symbol, venue_symbols[symbol], [], [], seq))
+        level = (format_number(price), format_number(size))
+        (out[-1].bids if side == "bid" else out[-1].asks).append(level)
+    return out
 
 
 async def serve(
@@ -471,7 +546,10 @@ async def serve(
     Parameters
     ----------
     source
-        A Parquet store root (its ``quotes`` table is read), a ``QUOTES`` frame, or a mapping with ``"quotes"``.
+        A Parquet store root (its ``quotes`` and, when present, ``book`` tables are read), a ``QUOTES`` frame, or a
+        mapping with ``"quotes"`` and optionally ``"book"`` frames.  Book levels are replayed as snapshots on the
+        venues' partial-depth channels: Binance ``depth5/10/20`` (on ``.../stream``, the combined-stream endpoint,
+        since a spot partial book names no symbol), OKX ``books5``, Bybit ``orderbook.50``.
     host, port
         Where to listen; port 0 picks a free port (see :attr:`SimulatorHandle.port`).
     speed
@@ -508,17 +586,23 @@ async def serve(
     >>> asyncio.run(main())
     ['/okx']
     """
-    frame = _load(source, venues)
+    frame, book = _load(source, venues)
     feeds: dict[str, _Feed] = {}
     groups: dict[tuple[str, str | None, str], list[str]] = {}
     venue_symbols: dict[tuple[str, str | None, str], dict[str, str]] = {}
-    for venue, symbol in frame.select("exchange", "symbol").unique().sort(["exchange", "symbol"]).rows():
+    keys = frame.select("exchange", "symbol")
+    if book is not None:
+        keys = pl.concat([keys, book.select("exchange", "symbol")])
+    for venue, symbol in keys.unique().sort(["exchange", "symbol"]).rows():
         market, wire_market, venue_symbol = _market_of(venue, symbol)
         groups.setdefault((venue, market, wire_market), []).append(symbol)
         venue_symbols.setdefault((venue, market, wire_market), {})[symbol] = venue_symbol
     for (venue, market, wire_market), symbols in groups.items():
         part = frame.filter((pl.col("exchange") == venue) & pl.col("symbol").is_in(symbols))
-        feed = _Feed(venue, market, wire_market, part, venue_symbols[(venue, market, wire_market)])
+        book_part = None
+        if book is not None:
+            book_part = book.filter((pl.col("exchange") == venue) & pl.col("symbol").is_in(symbols))
+        feed = _Feed(venue, market, wire_market, part, venue_symbols[(venue, market, wire_market)], book_part)
         feeds[feed.path] = feed
     handle_ref: list[SimulatorHandle] = []
 

@@ -112,3 +112,79 @@ def test_every_venue_round_trips_exactly(tmp_path: Path) -> None:
     # the store's day layout is the one the backtester reads: one partition per exchange for today
     assert sorted(got.get_column("exchange").unique().to_list()) == sorted({v for v, _ in VENUES})
     assert (got.get_column("ts_recv") >= got.get_column("ts_event").min()).all()
+
+
+BOOK_FEEDS: dict[tuple[str, str | None], tuple[str, str, int, bool]] = {
+    # (venue, market) -> (symbol, channel, depth, keeper emits the levels)
+    ("okx", None): ("BTC/USDT", "books5", 5, False),
+    ("binance", "linear"): ("ETH/USDT:USDT", "depth10", 10, False),
+    ("bybit", None): ("BTC/USDT:USDT", "orderbook.50", 10, True),
+}
+
+
+def make_book(n_snapshots: int, seed: int) -> pl.DataFrame:
+    """Books of ``depth`` levels per side, bids descending and asks ascending from level 0."""
+    rng = random.Random(seed)
+    base = (time.time_ns() // 1_000_000) * 1_000_000
+    rows = []
+    for (venue, _market), (symbol, _channel, depth, _keeper) in BOOK_FEEDS.items():
+        mid = rng.uniform(10, 50_000)
+        for i in range(n_snapshots):
+            ts = base + i * 2_000_000
+            mid *= 1 + rng.uniform(-1e-4, 1e-4)
+            tick = 0.5
+            best_bid = round(mid / tick) * tick
+            for level in range(depth):
+                size_b = round(rng.uniform(0.001, 9), 3)
+                size_a = round(rng.uniform(0.001, 9), 3)
+                rows.append((ts, ts, venue, symbol, "bid", level, best_bid - level * tick, size_b))
+                rows.append((ts, ts, venue, symbol, "ask", level, best_bid + (level + 1) * tick, size_a))
+    frame = pl.DataFrame(
+        rows,
+        schema=["ts_event", "ts_recv", "exchange", "symbol", "side", "level", "price", "size"],
+        orient="row",
+    )
+    return schema.validate(frame, schema.BOOK)
+
+
+def test_book_levels_round_trip_through_partial_depth_channels(tmp_path: Path) -> None:
+    book = make_book(25, seed=3)
+
+    async def main() -> RecordSummary:
+        async with await serve({"book": book}, speed=0) as sim:
+            feeds = []
+            for (venue, market), (symbol, channel, depth, keeper) in BOOK_FEEDS.items():
+                url = sim.url(venue, market) + ("/stream" if venue == "binance" else "")
+                feeds.append(
+                    ConnectorConfig(
+                        venue,
+                        url,
+                        (symbol,),
+                        market=market,
+                        channel=channel,
+                        book_depth=depth,
+                        emit_book_levels=keeper,
+                    )
+                )
+            stop = asyncio.Event()
+
+            async def stop_when_replayed() -> None:
+                await sim.wait_done(timeout=30)
+                await asyncio.sleep(0.5)
+                stop.set()
+
+            waiter = asyncio.create_task(stop_when_replayed())
+            summary = await record(feeds, tmp_path / "store", stop_event=stop)
+            await waiter
+            return summary
+
+    summary = asyncio.run(main())
+    for name, stats in summary.connectors.items():
+        assert stats.parse_errors == 0, (name, stats.last_error)
+    got = Store(tmp_path / "store").scan("book").collect()
+    key = ["exchange", "symbol", "ts_event", "side", "level", "price", "size"]
+    assert got.select(key).sort(key).equals(book.select(key).sort(key))
+    # every snapshot also gave exactly one top-of-book quote: the level-0 prices
+    quotes = Store(tmp_path / "store").scan("quotes").collect()
+    assert quotes.height == book.filter(pl.col("level") == 0).height // 2
+    assert (quotes.get_column("flags") == 0).all()

@@ -289,3 +289,17 @@ def test_unknown_path_is_refused_and_control_channel_answers() -> None:
             )
 
     run(quotes("okx", "BTC/USDT"), body)
+
+
+def test_binance_combined_stream_wraps_payloads() -> None:
+    async def body(sim: SimulatorHandle) -> None:
+        async with connect(sim.url("binance") + "/stream") as ws:
+            await ws.send('{"method":"SUBSCRIBE","params":["btcusdt@bookTicker"],"id":1}')
+            assert await recv_json(ws) == {"result": None, "id": 1}
+            sim.start()
+            msg = await recv_json(ws)
+            assert list(msg) == ["stream", "data"]
+            assert msg["stream"] == "btcusdt@bookTicker"
+            assert list(msg["data"]) == ["u", "s", "b", "B", "a", "A"]
+
+    run(quotes("binance", "BTC/USDT"), body)
