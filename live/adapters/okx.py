@@ -3,7 +3,8 @@
 Layouts follow https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-tickers-channel and the
 order-book channels ``bbo-tbt``, ``books5``, ``books``, ``books-l2-tbt``, ``books50-l2-tbt``
 (https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-order-book-channel) and ``funding-rate``
-(https://www.okx.com/docs-v5/en/#public-data-websocket-funding-rate-channel).
+(https://www.okx.com/docs-v5/en/#public-data-websocket-funding-rate-channel) and ``trades`` (``side`` is the
+taker's side).
 
 The instrument id says the market (``BTC-USDT`` spot, ``BTC-USDT-SWAP`` linear, ``BTC-USD-SWAP`` inverse,
 ``BTC-USD-251226`` dated future, ``BTC-USD-251226-45000-C`` option), so one adapter reads them all.  Option
@@ -65,6 +66,10 @@ class _Data(msgspec.Struct):
     fundingTime: str | None = None
     nextFundingRate: str | None = None
     nextFundingTime: str | None = None
+    tradeId: str | None = None
+    px: str | None = None
+    sz: str | None = None
+    side: str | None = None
 
 
 class _Msg(msgspec.Struct):
@@ -242,6 +247,13 @@ class OkxAdapter(Adapter):
                 self._book(rows, symbol, channel, m.action, d, ts_recv)
             elif channel == "funding-rate":
                 self._funding(rows, symbol, d, ts_recv)
+            elif channel == "trades":
+                price = self.price(d.px)
+                size = self.size(d.sz)
+                if price is None or size is None or d.side not in ("buy", "sell"):
+                    raise self.error(f"bad trade {d!r}")
+                ts_event = self.timestamp_ms(d.ts, ts_recv)
+                rows.trades.append((ts_event, ts_recv, "okx", symbol, d.tradeId, d.side, price, size, 0))
             else:
                 raise self.error(f"unsupported channel {channel!r}")
         return rows

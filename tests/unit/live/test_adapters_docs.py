@@ -211,3 +211,24 @@ def test_docs_messages_give_valid_frames(venue: str) -> None:
                 frame = getattr(parsed, name)
                 if frame is not None:
                     schema.validate(frame, table)
+
+
+def test_okx_trades() -> None:
+    # https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-trades-channel (push data example)
+    raw = (
+        b'{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"130639474",'
+        b'"px":"42219.9","sz":"0.12060306","side":"buy","ts":"1630048897897","count":"3"}]}'
+    )
+    trades = adapters.get("okx").parse(raw, TS_RECV).trades
+    assert trades is not None
+    assert trades.row(0) == (
+        1630048897897000000,
+        TS_RECV,
+        "okx",
+        "BTC/USDT",
+        "130639474",
+        "buy",
+        42219.9,
+        0.12060306,
+        0,
+    )
