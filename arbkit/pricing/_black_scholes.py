@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
-from jax.scipy.special import ndtr
 
-from arbkit.pricing._buckets import counted_jit, run_bucketed
+from arbkit.pricing._buckets import bucket_jit, run_bucketed
+from arbkit.pricing._normal import ndtr
 
 jax.config.update("jax_enable_x64", True)
 
@@ -101,15 +101,11 @@ def black76_kernel(forward: Any, strike: Any, t: Any, rate: Any, vol: Any, is_ca
     return jnp.where(valid, price, jnp.nan)
 
 
-_black_scholes_bucketed = counted_jit(
+_black_scholes_bucketed = bucket_jit(
     "black_scholes",
     lambda spot, strike, t, rate, vol, dividend, is_call: (
         black_scholes_kernel(spot, strike, t, rate, vol, dividend, is_call),
     ),
-)
-_black76_bucketed = counted_jit(
-    "black76",
-    lambda forward, strike, t, rate, vol, is_call: (black76_kernel(forward, strike, t, rate, vol, is_call),),
 )
 
 
@@ -232,5 +228,7 @@ def black76(
     >>> round(black76(19.0, 19.0, 0.75, 0.10, 0.28, is_call=False), 4)
     1.7011
     """
-    (price,), scalar = run_bucketed(_black76_bucketed, (forward, strike, t, rate, vol), is_call)
+    # Black-76 is Black-Scholes-Merton with the carry equal to the rate: the forward ``F e^{(r - r) t}`` is
+    # exactly ``F`` and every validity check is the same, so one compiled kernel serves both models.
+    (price,), scalar = run_bucketed(_black_scholes_bucketed, (forward, strike, t, rate, vol, rate), is_call)
     return float(price) if scalar else price

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BUCKET_SIZES", "bucket_size", "counted_jit", "run_bucketed", "trace_counts"]
+__all__ = ["BUCKET_SIZES", "bucket_jit", "bucket_size", "counted_jit", "run_bucketed", "trace_counts"]
 
 #: The fixed bucket sizes; lengths above the last are rounded up to a multiple of it.
 BUCKET_SIZES: tuple[int, ...] = (64, 256, 1024, 4096, 16384)
@@ -87,29 +87,44 @@ def counted_jit(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return compiled
 
 
+def bucket_jit(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """Jit ``function`` (float arrays then ``is_call`` in, a tuple of arrays out) for :func:`run_bucketed`.
+
+    The compiled kernel takes ONE ``(n_floats, size)`` float64 array and the ``is_call`` array, and returns
+    ONE stacked float64 array (integer outputs are stored exactly as float64), so a call costs two
+    host-to-device and one device-to-host transfer instead of one per argument and output.
+    """
+
+    def packed(floats: Any, is_call: Any) -> Any:
+        import jax.numpy as jnp
+
+        outputs = function(*(floats[i] for i in range(floats.shape[0])), is_call)
+        return jnp.stack([jnp.asarray(out, dtype=jnp.float64) for out in outputs])
+
+    return counted_jit(name, packed)
+
+
 def run_bucketed(
     kernel: Callable[..., Any],
     floats: Sequence[npt.ArrayLike],
     is_call: npt.ArrayLike,
 ) -> tuple[tuple[npt.NDArray[Any], ...], bool]:
-    """Broadcast, flatten and pad the inputs, run ``kernel`` on the bucket, and un-pad its outputs.
+    """Broadcast, flatten and pad the inputs, run a :func:`bucket_jit` ``kernel`` on the bucket, and un-pad.
 
-    ``kernel`` takes the padded float64 arrays followed by a boolean ``is_call`` array and returns a tuple
-    of arrays of the padded length. Returns the outputs in the broadcast shape and whether every input was
-    a scalar (so callers can hand back Python scalars).
+    Returns the kernel's outputs (rows of its stacked result, float64) in the broadcast shape and whether
+    every input was a scalar (so callers can hand back Python scalars).
     """
     float_arrays = [np.asarray(value, dtype=np.float64) for value in floats]
     call_array = np.asarray(is_call, dtype=np.bool_)
     shape = np.broadcast_shapes(*(a.shape for a in float_arrays), call_array.shape)
     length = prod(shape)
     size = bucket_size(length)
-    padded: list[npt.NDArray[Any]] = []
-    for array in float_arrays:
-        buffer = np.full(size, _PAD_VALUE, dtype=np.float64)
-        buffer[:length] = np.broadcast_to(array, shape).reshape(-1)
-        padded.append(buffer)
+    packed = np.empty((len(float_arrays), size), dtype=np.float64)
+    packed[:, length:] = _PAD_VALUE
+    for row, array in zip(packed, float_arrays, strict=True):
+        row[:length] = np.broadcast_to(array, shape).reshape(-1)
     call_buffer = np.ones(size, dtype=np.bool_)
     call_buffer[:length] = np.broadcast_to(call_array, shape).reshape(-1)
-    outputs = kernel(*padded, call_buffer)
-    results = tuple(np.asarray(out)[:length].reshape(shape) for out in outputs)
+    stacked = np.asarray(kernel(packed, call_buffer))
+    results = tuple(row[:length].reshape(shape) for row in stacked)
     return results, shape == ()

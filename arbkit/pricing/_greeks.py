@@ -21,18 +21,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
-from jax.scipy.special import ndtr
 
-from arbkit.pricing._black_scholes import black_scholes_kernel
-from arbkit.pricing._buckets import counted_jit, run_bucketed
+from arbkit.pricing._black_scholes import _all_finite, black_scholes_kernel
+from arbkit.pricing._buckets import bucket_jit, run_bucketed
+from arbkit.pricing._normal import ndtr, norm_pdf
 
 jax.config.update("jax_enable_x64", True)
 
 __all__ = ["Greeks", "greeks", "greeks_analytic_kernel", "greeks_kernel"]
 
 ValueT = TypeVar("ValueT")
-
-_INV_SQRT_2PI = 0.3989422804014327
 
 
 class Greeks(NamedTuple, Generic[ValueT]):
@@ -95,7 +93,10 @@ def greeks_analytic_kernel(
     >>> round(float(g.delta), 4), round(float(g.vega), 4)
     (0.7791, 8.8134)
     """
-    price = black_scholes_kernel(spot, strike, t, rate, vol, dividend, is_call)
+    # Everything is computed once and shared by the price and all five greeks: one log, one sqrt, four
+    # exps and the two normal CDFs (the price is the same expression as in ``black_scholes_kernel``).
+    valid = _all_finite(spot, strike, t, rate, vol, dividend) & (spot >= 0.0) & (strike >= 0.0)
+    valid = valid & (t >= 0.0) & (vol >= 0.0)
     sign = jnp.where(is_call, 1.0, -1.0)
     carry_df = jnp.exp(-dividend * t)
     rate_df = jnp.exp(-rate * t)
@@ -112,16 +113,17 @@ def greeks_analytic_kernel(
     d2 = d1 - s
     n1 = ndtr(sign * d1)
     n2 = ndtr(sign * d2)
-    pdf1 = _INV_SQRT_2PI * jnp.exp(-0.5 * d1 * d1)
+    pdf1 = norm_pdf(d1)
+    intrinsic = jnp.maximum(sign * (forward - strike), 0.0)
+    price = rate_df * jnp.where(degenerate, intrinsic, sign * (safe_forward * n1 - safe_strike * n2))
+    price = jnp.where(valid, price, jnp.nan)
+    spot_pdf = spot * carry_df * pdf1
     delta = sign * carry_df * n1
     gamma = carry_df * pdf1 / (safe_spot * s)
-    vega = spot * carry_df * pdf1 * sqrt_t
-    theta = (
-        -spot * carry_df * pdf1 * safe_vol / (2.0 * sqrt_t)
-        - sign * rate * strike * rate_df * n2
-        + sign * dividend * spot * carry_df * n1
-    )
-    rho = sign * strike * t * rate_df * n2
+    vega = spot_pdf * sqrt_t
+    strike_n2 = sign * strike * rate_df * n2
+    theta = -spot_pdf * safe_vol / (2.0 * sqrt_t) - rate * strike_n2 + dividend * spot * delta
+    rho = strike_n2 * t
     # Degenerate: V = 1{in the money} * sign * (S e^{-qt} - K e^{-rt}).
     itm = jnp.where(sign * (forward - strike) > 0.0, 1.0, 0.0)
     delta = jnp.where(degenerate, itm * sign * carry_df, delta)
@@ -133,8 +135,8 @@ def greeks_analytic_kernel(
     return Greeks(*(jnp.where(invalid, jnp.nan, value) for value in (price, delta, gamma, vega, theta, rho)))
 
 
-_greeks_autodiff_bucketed = counted_jit("greeks_autodiff", lambda *args: tuple(greeks_kernel(*args)))
-_greeks_analytic_bucketed = counted_jit("greeks_analytic", lambda *args: tuple(greeks_analytic_kernel(*args)))
+_greeks_autodiff_bucketed = bucket_jit("greeks_autodiff", lambda *args: tuple(greeks_kernel(*args)))
+_greeks_analytic_bucketed = bucket_jit("greeks_analytic", lambda *args: tuple(greeks_analytic_kernel(*args)))
 
 Method = Literal["autodiff", "analytic"]
 

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from jax.scipy.special import erfcx
 
-from arbkit.pricing._buckets import counted_jit, run_bucketed
+from arbkit.pricing._buckets import bucket_jit, run_bucketed
 
 jax.config.update("jax_enable_x64", True)
 
@@ -82,6 +82,7 @@ class IVFlag(IntFlag):
 _MAX_ITERATIONS = 64
 _MAX_TOTAL_DEVIATION = 50.0
 _REL_TOLERANCE = 1e-13
+_STEP_TOLERANCE = 1e-9
 _MIN_NORMALIZED_PRICE = 1e-280
 _EPS = float(np.finfo(np.float64).eps)
 _ROUNDING_ULPS = 32.0
@@ -91,23 +92,35 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def _objective(s: Any, x: Any, beta: Any, ln_beta: Any, exp_half_x: Any, lower: Any) -> tuple[Any, Any]:
-    """Newton objective and derivative: ``ln b - ln beta`` below ``s_c`` and ``b - beta`` above."""
-    d1 = x / s + 0.5 * s
+def _objective(s: Any, x: Any, beta: Any, ln_beta: Any, exp_half_x: Any, lower: Any) -> tuple[Any, Any, Any, Any]:
+    """Objective ``f`` (``ln b - ln beta`` below ``s_c``, ``b - beta`` above), ``f1 = df/ds``, ``f2/f1``, ``f3/f1``.
+
+    ``fk`` is the k-th derivative. With ``h = d ln b1 / ds = x^2/s^3 - s/4``: ``b2/b1 = h`` and
+    ``b3/b1 = h^2 - 3x^2/s^4 - 1/4``; for ``ln b``, with ``g = b1/b``: ``f2/f1 = h - g`` and
+    ``f3/f1 = b3/b1 - 3 h g + 2 g^2``.
+    """
+    inv_s = 1.0 / s
+    x_over_s = x * inv_s
+    d1 = x_over_s + 0.5 * s
     d2 = d1 - s  # always <= 0 because x <= 0
-    q = 0.5 * (x / s) ** 2 + 0.125 * s * s
+    q = 0.5 * x_over_s * x_over_s + 0.125 * s * s
     envelope = jnp.exp(-q)
     ex1 = erfcx(jnp.abs(d1) * _INV_SQRT_2)
     ex2 = erfcx(-d2 * _INV_SQRT_2)
-    # N(d) = exp(-d²/2) erfcx(-d/sqrt 2) / 2, and e^{x/2 - d1²/2} = e^{-x/2 - d2²/2} = envelope.
+    # N(d) = exp(-d^2/2) erfcx(-d/sqrt 2) / 2, and e^{x/2 - d1^2/2} = e^{-x/2 - d2^2/2} = envelope.
     spread = ex1 - ex2
     log_value = _LN_HALF - q + jnp.log(jnp.where(spread > 0.0, spread, 0.0))
     log_slope = _SQRT_2_OVER_PI / spread
     value = jnp.where(d1 <= 0.0, 0.5 * envelope * spread, exp_half_x - 0.5 * envelope * (ex1 + ex2))
     slope = _INV_SQRT_2PI * envelope
+    x2_over_s3 = x_over_s * x_over_s * inv_s
+    h = x2_over_s3 - 0.25 * s
+    h3 = h * h - 3.0 * x2_over_s3 * inv_s - 0.25
     residual = jnp.where(lower, log_value - ln_beta, value - beta)
     derivative = jnp.where(lower, log_slope, slope)
-    return residual, derivative
+    ratio2 = jnp.where(lower, h - log_slope, h)
+    ratio3 = jnp.where(lower, h3 - log_slope * (3.0 * h - 2.0 * log_slope), h3)
+    return residual, derivative, ratio2, ratio3
 
 
 def _solve_normalized(x: Any, beta: Any, active: Any) -> tuple[Any, Any]:
@@ -122,22 +135,30 @@ def _solve_normalized(x: Any, beta: Any, active: Any) -> tuple[Any, Any]:
     q_c = 0.5 * (safe_x / s_c_safe) ** 2 + 0.125 * s_c_safe * s_c_safe
     b_c = 0.5 * jnp.exp(-q_c) * (1.0 - erfcx(-(safe_x / s_c_safe - 0.5 * s_c_safe) * _INV_SQRT_2))
     lower = safe_beta < b_c
+    # Two lower bounds of the root below s_c: the tail bound (sharp for tiny prices) and the chord of the
+    # convex b from (0, 0) to (s_c, b_c) (sharp near the money); start at the larger.
     guess_lower = -safe_x / jnp.sqrt(-2.0 * (ln_beta + math.log(2.0)))
-    s0 = jnp.where(lower, jnp.minimum(guess_lower, s_c), s_c_safe)
+    guess_chord = s_c * (safe_beta / b_c)
+    s0 = jnp.where(lower, jnp.minimum(jnp.maximum(guess_lower, guess_chord), s_c), s_c_safe)
     lo = jnp.where(lower, 0.0, s_c)
     hi = jnp.where(lower, s_c, _MAX_TOTAL_DEVIATION)
 
     def body(state: tuple[Any, ...]) -> tuple[Any, ...]:
         iteration, s, lo, hi, done = state
-        residual, derivative = _objective(s, safe_x, safe_beta, ln_beta, exp_half_x, lower)
+        residual, derivative, ratio2, ratio3 = _objective(s, safe_x, safe_beta, ln_beta, exp_half_x, lower)
         lo = jnp.where(residual < 0.0, s, lo)
         hi = jnp.where(residual > 0.0, s, hi)
-        newton = s - residual / derivative
-        # Converged when the Newton step itself is tiny; test it before the bracket, because at the
-        # root the step rounds onto a bracket end and would otherwise trigger a needless bisection.
-        converged = (jnp.abs(newton - s) <= _REL_TOLERANCE * s) | ((hi - lo) <= _REL_TOLERANCE * hi)
-        inside = jnp.isfinite(newton) & (newton > lo) & (newton < hi)
-        candidate = jnp.where(inside | converged, newton, 0.5 * (lo + hi))
+        # Householder's third-order step (cubic convergence), with Newton's step as the fallback.
+        nu = residual / derivative
+        newton = s - nu
+        householder = s - nu * (1.0 - 0.5 * nu * ratio2) / (1.0 - nu * (ratio2 - nu * ratio3 * (1.0 / 6.0)))
+        step = jnp.where(jnp.isfinite(householder) & (householder > lo) & (householder < hi), householder, newton)
+        # Converged when the step is small enough that taking it lands on the root to rounding; test it
+        # before the bracket, because at the root the step rounds onto a bracket end and would otherwise
+        # trigger a needless bisection.
+        converged = (jnp.abs(step - s) <= _STEP_TOLERANCE * s) | ((hi - lo) <= _REL_TOLERANCE * hi)
+        inside = jnp.isfinite(step) & (step > lo) & (step < hi)
+        candidate = jnp.where(inside | converged, step, 0.5 * (lo + hi))
         candidate = jnp.where(jnp.isfinite(candidate), candidate, s)
         s = jnp.where(done, s, candidate)
         return iteration + 1, s, lo, hi, done | converged
@@ -227,8 +248,7 @@ def implied_vol_black76_kernel(
     return _implied_vol_undiscounted(undiscounted, forward, strike, t, is_call, invalid)
 
 
-_implied_vol_bucketed = counted_jit("implied_vol", implied_vol_kernel)
-_implied_vol_black76_bucketed = counted_jit("implied_vol_black76", implied_vol_black76_kernel)
+_implied_vol_bucketed = bucket_jit("implied_vol", implied_vol_kernel)
 
 
 @overload
@@ -287,7 +307,7 @@ def implied_vol_with_flags(
     (vol, flags), scalar = run_bucketed(_implied_vol_bucketed, (price, spot, strike, t, rate, dividend), is_call)
     if scalar:
         return float(vol), IVFlag(int(flags))
-    return vol, flags
+    return vol, flags.astype(np.int32)
 
 
 @overload
@@ -366,10 +386,12 @@ def implied_vol_black76_with_flags(
     >>> round(vol, 10), flag
     (0.28, <IVFlag.OK: 0>)
     """
-    (vol, flags), scalar = run_bucketed(_implied_vol_black76_bucketed, (price, forward, strike, t, rate), is_call)
+    # Black-76 is Black-Scholes-Merton with the carry equal to the rate (the forward ``F e^{(r - r) t}`` is
+    # exactly ``F``, and the validity checks are the same), so one compiled kernel serves both models.
+    (vol, flags), scalar = run_bucketed(_implied_vol_bucketed, (price, forward, strike, t, rate, rate), is_call)
     if scalar:
         return float(vol), IVFlag(int(flags))
-    return vol, flags
+    return vol, flags.astype(np.int32)
 
 
 @overload
