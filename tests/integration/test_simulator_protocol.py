@@ -135,14 +135,13 @@ def test_okx_books_chain_checksum_and_faults() -> None:
         async with connect(sim.url("okx")) as ws:
             await ws.send('{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}')
             await recv_json(ws)
+            await sim.inject("okx", "corrupt_checksum")  # hits the first message sent: the snapshot
             sim.start()
             book: dict[str, dict[str, str]] = {"bids": {}, "asks": {}}
             last_seq = None
             verdicts = []  # (chained, checksum ok) per message
-            for n in range(12):
-                if n == 2:
-                    await sim.inject("okx", "corrupt_checksum")
-                if n == 6:
+            for n in range(40):
+                if n == 5:
                     await sim.inject("okx", "skip_seq")
                 msg = await recv_json(ws, timeout=2.0)
                 data = msg["data"][0]
@@ -164,11 +163,12 @@ def test_okx_books_chain_checksum_and_faults() -> None:
                 last_seq = data["seqId"]
                 if not chained:
                     break
-            # message 2 carries the corrupted checksum; message 6 follows the skipped update: its prevSeqId is not
-            # the last seqId seen (and the local book missed a delta, so its checksum fails too)
-            assert verdicts[:6] == [(True, True), (True, True), (True, False)] + [(True, True)] * 3
-            assert verdicts[6][0] is False
-            assert len(verdicts) == 7
+            # the snapshot carries the corrupted checksum; every update until the skipped one chains and checks;
+            # the update after the skip names a prevSeqId the client never saw
+            assert verdicts[0] == (True, False)
+            assert all(v == (True, True) for v in verdicts[1:-1])
+            assert verdicts[-1][0] is False
+            assert len(verdicts) >= 6
 
     run(quotes("okx", "BTC/USDT", n=40, step_ms=25), body, speed=1.0)
 
