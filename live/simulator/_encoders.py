@@ -3,25 +3,28 @@
 Every encoder speaks one venue's documented public stream layout, so the real adapters (:mod:`live.adapters`)
 parse what the simulator sends:
 
-=========  ==============================  =========================================================
-venue      top-of-book channel             other protocol pieces
-=========  ==============================  =========================================================
-binance    ``<sym>@bookTicker`` (spot:     ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` with ``id``;
-           ``u s b B a A``; USD-M adds     WebSocket-level ping frames; ``serverShutdown`` event
-           ``e E T``)
-okx        ``bbo-tbt`` (also ``tickers``,  ``{"op": "subscribe", "args": [...]}`` -> ``{"event": "subscribe"}``;
-           ``books`` with ``seqId``,       text ``ping`` -> ``pong``; ``notice`` 64008 before a service
-           ``prevSeqId`` and CRC32         upgrade disconnect
-           ``checksum``)
-bybit      ``orderbook.1.<sym>``           ``{"op": "subscribe"}`` -> ``success``; ``{"op": "ping"}`` -> pong
-           (``u`` contiguous per topic)
-coinbase   Advanced Trade ``ticker``       ``subscriptions`` ack; per-connection ``sequence_num``;
-                                           ``heartbeats`` channel with ``heartbeat_counter``
-kraken     v2 ``ticker`` (numbers as       ``{"method": "subscribe"}`` ack with ``time_in``/``time_out``;
-           JSON numbers)                   ``ping``/``pong``; ``heartbeat`` every second; ``status``
-deribit    ``ticker.<inst>.100ms``         JSON-RPC 2.0 ``public/subscribe``; ``public/set_heartbeat``
-                                           ``test_request``; ``public/test``
-=========  ==============================  =========================================================
+=========  ==================================  =====================================================
+venue      channels                            other protocol pieces
+=========  ==================================  =====================================================
+binance    ``<sym>@bookTicker`` (spot ``u s b  ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS``;
+           B a A``; USD-M adds ``e E T``),     ``.../stream`` is the combined endpoint (payloads
+           ``<sym>@depth5|10|20`` from BOOK    wrapped in ``{"stream", "data"}``); ping frames;
+           rows                                ``serverShutdown`` event
+okx        ``bbo-tbt``, ``tickers``, ``books`` ``{"op": "subscribe"}`` -> ``{"event": "subscribe"}``;
+           (snapshot, then updates chained by  text ``ping`` -> ``pong``; ``notice`` 64008 before a
+           ``prevSeqId``, CRC32 ``checksum``), service-upgrade disconnect
+           ``books5`` from BOOK rows
+bybit      ``orderbook.1`` (``u`` contiguous   ``{"op": "subscribe"}`` -> ``success``; ``{"op":
+           per topic), ``orderbook.50`` from   "ping"}`` -> ``pong``
+           BOOK rows
+coinbase   Advanced Trade ``ticker``           ``subscriptions`` ack; per-connection
+                                               ``sequence_num``; ``heartbeats`` channel
+kraken     v2 ``ticker`` and ``book`` (JSON    ``status`` greeting; ``subscribe`` ack with
+           numbers; CRC32 over top 10 levels   ``time_in``/``time_out``; ``ping``/``pong``;
+           at the pair's precision)            ``heartbeat`` every second
+deribit    ``ticker.<inst>.100ms``, ``quote``  JSON-RPC 2.0 ``public/subscribe``;
+                                               ``public/set_heartbeat`` -> ``test_request``
+=========  ==================================  =====================================================
 
 Numbers are written with the shortest text that reads back as the same float (``repr``, never an exponent), so
 a round trip through the simulator and an adapter reproduces prices and sizes bit for bit.  Event times are

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -625,7 +625,7 @@ def run_simulator(
     *,
     loop: bool = True,
     duration_s: float | None = None,
-    on_ready: Any = None,
+    on_ready: Callable[[SimulatorHandle], None] | None = None,
 ) -> dict[str, FeedStats]:
     """Blocking :func:`serve` for the CLI (``arbkit simulate``): runs until interrupted or ``duration_s`` passes.
 

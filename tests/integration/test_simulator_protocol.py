@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from live.simulator import SimulatorHandle, format_number, serve
+from live.simulator import SimulatorHandle, format_number, run_simulator, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -303,3 +303,12 @@ def test_binance_combined_stream_wraps_payloads() -> None:
             assert list(msg["data"]) == ["u", "s", "b", "B", "a", "A"]
 
     run(quotes("binance", "BTC/USDT"), body)
+
+
+def test_run_simulator_blocks_for_the_duration_and_reports() -> None:
+    ready: list[str] = []
+    stats = run_simulator(
+        quotes("okx", "BTC/USDT"), speed=0, loop=False, duration_s=0.3, on_ready=lambda sim: ready.append(sim.base_url)
+    )
+    assert ready[0].startswith("ws://127.0.0.1:")
+    assert set(stats) == {"/okx"}
