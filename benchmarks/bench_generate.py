@@ -87,7 +87,9 @@ def main() -> None:
         base_dir.mkdir()
         base_s = run_baseline(chunks, base_dir)
     gen_rate, base_rate = written / gen_s, written / base_s
-    print(f"generator : {written:,} quote rows (+ funding, labels) in {gen_s:.1f} s = {gen_rate:,.0f} rows/s")
+    print(
+        f"generator : {written:,} quote rows (+ trades, book, funding, labels) in {gen_s:.1f} s = {gen_rate:,.0f} rows/s"
+    )
     print(f"baseline  : {written:,} random rows -> pq.write_table in {base_s:.1f} s = {base_rate:,.0f} rows/s")
     print(f"ratio     : generator / baseline throughput = {gen_rate / base_rate:.2f}")
     print(f"peak RSS  : {peak:,.0f} MiB (chunks of {max(chunks):,} rows at most)")

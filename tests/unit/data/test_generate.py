@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from arbkit.data.generate import MarketSpec, generate, generate_to_store
 from arbkit.instruments import default_registry, expiry_ns, parse_symbol
@@ -498,3 +500,42 @@ def test_trades_print_at_the_best_quote_and_book_level_zero_is_the_quote(market:
     for side, prices in levels.select("side", "price").iter_rows():
         steps = np.diff(prices)
         assert (steps < 0).all() if side == "bid" else (steps > 0).all()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    venues=st.sets(st.sampled_from(["binance", "okx", "bybit", "kraken", "deribit"]), min_size=1),
+    assets=st.sets(st.sampled_from(["BTC", "ETH", "SOL", "XRP", "NEWCOIN"]), min_size=1),
+    rate=st.sampled_from([0.5, 2.0, 10.0]),
+)
+def test_any_small_spec_gives_valid_consistent_tables(
+    seed: int, venues: set[str], assets: set[str], rate: float
+) -> None:
+    spec = MarketSpec(
+        seed=seed,
+        days=1.5 / 1440,
+        venues=tuple(sorted(venues)),
+        assets=tuple(sorted(assets)),
+        rate=rate,
+        chunk_minutes=1.0,
+        episodes_per_hour=600.0,
+        outages_per_hour=0.0,
+        stale_fraction=0.0,
+    )
+    tables = _collect(spec)
+    quotes = tables.get("quotes")
+    if quotes is None:  # e.g. deribit alone with no BTC/ETH lists nothing
+        assert "labels" not in tables
+        return
+    assert (quotes["bid"] < quotes["ask"]).all()
+    assert (quotes["ts_recv"] > quotes["ts_event"]).all()
+    assert set(quotes["exchange"]) <= venues
+    # without outages no update gap exceeds 1.8 mean gaps, the mean gap being at most 0.4 max_age: always fresh
+    gaps = quotes.sort("ts_event").group_by("exchange", "symbol").agg(pl.col("ts_event").diff().max().alias("gap"))
+    for exchange, gap in gaps.select("exchange", "gap").iter_rows():
+        mean_gap = min(1e9 / rate, 0.4 * _max_age_ns(exchange))
+        assert gap is None or gap <= 1.8 * mean_gap + 1e6
+    labels = tables.get("labels", pl.DataFrame(schema=TABLES["labels"].polars))
+    assert (labels["above_fees"] == (labels["expected_profit"] > 0)).all()
+    assert (labels["ts_end"] > labels["ts_start"]).all()
