@@ -79,6 +79,7 @@ def _plots(result: BacktestResult, latency: pl.DataFrame, pairs: pl.DataFrame, e
     initial = float(result.metrics.get("initial_equity") or 0.0)
     ts = np.concatenate([[start], eq["ts"].to_numpy()]).astype(np.int64)
     values = np.concatenate([[initial], eq["equity"].to_numpy()]) if eq.height else np.array([initial])
+    ts, values = np.append(ts, max(result.end, int(ts[-1]))), np.append(values, values[-1])  # flat to the end
     peak = np.maximum.accumulate(values)
 
     def equity(ax: Axes) -> None:
