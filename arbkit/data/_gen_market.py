@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr
 
 from arbkit.instruments import Instrument, Registry, SymbolInfo, expiry_ns, format_symbol
 
@@ -386,6 +385,14 @@ def round_sizes(raw: FloatArray, lot: FloatArray) -> FloatArray:
         m = decimals == d
         out[m] = np.round(k[m] * lot[m], int(d))
     return out
+
+
+_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def ndtr(x: FloatArray) -> FloatArray:
+    """Standard normal CDF to double precision (numpy only: scipy is not a runtime dependency)."""
+    return 0.5 * _ERFC(-x / math.sqrt(2.0))  # type: ignore[no-any-return]
 
 
 def black76(
