@@ -264,7 +264,9 @@ def detect_triangular(
     if view.height and columns:
         topology = build_topology(tuple(columns), params.max_legs, tuple(sorted(params.transfers)))
         if topology.cycles:
-            events, suppressed = _events(view, column_index, topology, seq, params, latency, max_age)
+            # Padded and unusable legs may hold 0 or NaN prices; they are masked out, so silence their warnings.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                events, suppressed = _events(view, column_index, topology, seq, params, latency, max_age)
             for k, v in suppressed.items():
                 counters[k] = counters.get(k, 0) + v
     closed, episodes = merge_episodes(events, episodes)
@@ -341,9 +343,10 @@ def _events(
     before = np.cumprod(np.concatenate([np.ones((n_hit, 1)), rate[:, :-1]], axis=1), axis=1)
     capacity = np.where(transfer | ~valid, np.inf, np.where(sell, leg_bid_size, leg_ask_size * leg_ask))
     start_amount = np.minimum((capacity / before).min(axis=1), params.max_notional)
-    growth = np.exp(log_sum[rows, ks])
+    # Exact values from NumPy in leg order (the kernel's sum only screens): identical for any batch split.
+    growth = np.prod(rate, axis=1)
     profit = start_amount * (growth - 1.0)
-    keep = (start_amount > 0) & (profit >= params.min_profit) & np.isfinite(profit)
+    keep = (growth > 1.0) & (start_amount > 0) & (profit >= params.min_profit) & np.isfinite(profit)
     if not keep.any():
         return pl.DataFrame(schema=EVENT_SCHEMA), counters
     rows, ks, start_amount, profit, growth = rows[keep], ks[keep], start_amount[keep], profit[keep], growth[keep]
@@ -387,7 +390,7 @@ def _events(
         keys.append(";".join(_leg_text(topology, e) for e in cycle.edges))
         buy_ex.append(str(entries[0]["exchange"]))
         sell_ex.append(str(entries[-1]["exchange"]))
-    first_price = np.where(sell[:, 0], leg_bid[:, 0], leg_ask[:, 0])
+    first_price = [float(entries_h[0]["price"]) for entries_h in legs]  # type: ignore[arg-type]  # first trade, not a transfer
     frame = pl.DataFrame(
         {
             "kind": [KIND] * rows.size,
