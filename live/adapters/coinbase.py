@@ -18,7 +18,7 @@ import msgspec
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
-from live.adapters._base import DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, Rows, iso_to_ns
+from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, QuoteRow, Rows, iso_to_ns
 
 __all__ = ["CoinbaseAdapter", "CoinbaseParseError"]
 
@@ -69,7 +69,29 @@ class _Msg(msgspec.Struct):
     message: str | None = None
 
 
+class _FastTicker(msgspec.Struct):
+    product_id: str
+    best_bid: float
+    best_bid_quantity: float
+    best_ask: float
+    best_ask_quantity: float
+
+
+class _FastEvent(msgspec.Struct):
+    tickers: list[_FastTicker]
+
+
+class _FastMsg(msgspec.Struct):
+    """``ticker`` for the fast path: number strings decoded to floats inside msgspec (``strict=False``)."""
+
+    channel: str
+    timestamp: str
+    events: list[_FastEvent]
+    sequence_num: int | None = None
+
+
 _decode = msgspec.json.Decoder(_Msg).decode
+_decode_fast = msgspec.json.Decoder(_FastMsg, strict=False).decode
 
 
 class CoinbaseAdapter(Adapter):
@@ -110,6 +132,24 @@ class CoinbaseAdapter(Adapter):
         """
         self._check_channel(channel)
         return orjson.dumps({"type": "subscribe", "product_ids": list(venue_symbols), "channel": channel})
+
+    def parse_quote_tuple(self, raw: bytes, ts_recv: int) -> QuoteRow | None:
+        """The last QUOTES tuple of a ``ticker`` message, else ``None``."""
+        if raw[:19] == b'{"channel":"ticker"':
+            try:
+                m = _decode_fast(raw)
+                ts_event = iso_to_ns(m.timestamp)
+            except DECODE_ERRORS:
+                m = None
+            if m is not None and m.events and m.events[-1].tickers:
+                t = m.events[-1].tickers[-1]
+                bid, bid_size, ask, ask_size = t.best_bid, t.best_bid_quantity, t.best_ask, t.best_ask_quantity
+                if 0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF:
+                    symbol = self._unified.get(t.product_id) or self.unified_symbol(t.product_id)
+                    flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+                    return (ts_event, ts_recv, "coinbase", symbol, bid, bid_size, ask, ask_size, m.sequence_num, flags)
+        rows = self.parse_rows(raw, ts_recv)
+        return rows.quotes[-1] if rows.quotes else None
 
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
         try:

@@ -153,7 +153,7 @@ decimal_text = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    venue=st.sampled_from(["binance", "okx", "bybit", "deribit"]),
+    venue=st.sampled_from(["binance", "okx", "bybit", "deribit", "coinbase"]),
     bid=decimal_text,
     bid_size=decimal_text,
     ask=decimal_text,
@@ -171,6 +171,12 @@ def test_fast_path_equals_full_path(venue: str, bid: str, bid_size: str, ask: st
         raw = (
             f'{{"arg":{{"channel":"bbo-tbt","instId":"BTC-USDT"}},"data":[{{"asks":[["{ask}","{ask_size}","0","1"]],'
             f'"bids":[["{bid}","{bid_size}","0","1"]],"ts":"{ts}","seqId":7}}]}}'
+        )
+    elif venue == "coinbase":
+        raw = (
+            '{"channel":"ticker","client_id":"","timestamp":"2026-04-07T14:30:03.000000Z","sequence_num":12,'
+            '"events":[{"type":"update","tickers":[{"type":"ticker","product_id":"BTC-USD","price":"1",'
+            f'"best_bid":"{bid}","best_bid_quantity":"{bid_size}","best_ask":"{ask}","best_ask_quantity":"{ask_size}"}}]}}]}}'
         )
     elif venue == "deribit":
         numbers = [text or "0" for text in (bid, bid_size, ask, ask_size)]
