@@ -233,3 +233,28 @@ def test_option_symbols_round_trip(base: str, day: int, month: int, year: int, s
     for venue in ("okx", "deribit"):
         ad = adapters.get(venue)
         assert ad.unified_symbol(ad.venue_symbol(unified)) == unified
+
+
+def test_exported_members() -> None:
+    """The curated surface others import; a change here is a change of contract."""
+    assert set(adapters.__all__) == {
+        "BOOK_RULES",
+        "GREEKS_SCHEMA",
+        "VENUES",
+        "Adapter",
+        "BookRow",
+        "BookUpdate",
+        "FundingRow",
+        "GreeksRow",
+        "Level",
+        "OptionQuoteRow",
+        "ParseError",
+        "Parsed",
+        "QuoteRow",
+        "Rows",
+        "TradeRow",
+        "get",
+    }
+    for name in adapters.__all__:
+        assert hasattr(adapters, name)
+    assert adapters.VENUES == ("binance", "okx", "bybit", "coinbase", "kraken", "deribit")
