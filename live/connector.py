@@ -201,6 +201,7 @@ class ConnectorStats:
     acks: int = 0
     pings_sent: int = 0
     dropped_after_handover: int = 0
+    internal_errors: int = 0  # exceptions outside the adapter contract (a bug, not bad input): logged, skipped
     last_error: str = ""
 
 
@@ -506,7 +507,14 @@ class Connector:
             async for message in ws:
                 raw = message if isinstance(message, bytes) else message.encode()
                 link.last_message = time.monotonic()
-                await self._on_message(slot, link, raw)
+                try:
+                    await self._on_message(slot, link, raw)
+                except (ConnectionClosed, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # a parser or book-keeper bug must not take the feed down
+                    self.stats.internal_errors += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    _log.exception("%s: error handling message %r", self.venue, raw[:120])
         except ConnectionClosed as exc:
             if (exc.rcvd is not None and exc.rcvd.code == 1009) or (exc.sent is not None and exc.sent.code == 1009):
                 self.stats.oversize += 1

@@ -280,3 +280,25 @@ def test_application_pings_are_answered_and_pongs_parse(venue: str, symbol: str)
     c = scenario(quotes(venue, symbol, 200, 10), {"app_ping_s": 0.05}, body)
     assert c.stats.parse_errors == 0, c.stats.last_error
     assert c.stats.messages > c.stats.data_messages  # acks and pongs arrived besides data
+
+
+def test_a_bug_outside_the_parser_contract_is_contained() -> None:
+    async def body(sim: SimulatorHandle, c: Connector, q: asyncio.Queue[FeedItem]) -> None:
+        await until(lambda: c.stats.data_messages >= 3)
+        real = c.adapter.parse_rows
+        calls = {"n": 0}
+
+        def flaky(raw: bytes, ts_recv: int) -> object:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("boom")
+            return real(raw, ts_recv)
+
+        c.adapter.parse_rows = flaky  # type: ignore[method-assign,assignment]
+        await until(lambda: c.stats.internal_errors == 1)
+        before = c.stats.data_messages
+        await until(lambda: c.stats.data_messages > before)
+
+    c = scenario(quotes("okx", "BTC/USDT", 200, 10), {}, body)
+    assert c.stats.disconnects == 0
+    assert "boom" in c.stats.last_error
