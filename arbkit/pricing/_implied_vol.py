@@ -307,7 +307,7 @@ def implied_vol_with_flags(
     (vol, flags), scalar = run_bucketed(_implied_vol_bucketed, (price, spot, strike, t, rate, dividend), is_call)
     if scalar:
         return float(vol), IVFlag(int(flags))
-    return vol, flags.astype(np.int32)
+    return vol, flags
 
 
 @overload
@@ -391,7 +391,7 @@ def implied_vol_black76_with_flags(
     (vol, flags), scalar = run_bucketed(_implied_vol_bucketed, (price, forward, strike, t, rate, rate), is_call)
     if scalar:
         return float(vol), IVFlag(int(flags))
-    return vol, flags.astype(np.int32)
+    return vol, flags
 
 
 @overload
