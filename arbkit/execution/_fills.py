@@ -7,8 +7,10 @@ displayed size.  Taker fees come from the instrument registry.
 
 Leg risk is real money: the legs of a signal fill by different fractions, so the matched part is the smallest
 filled fraction and every leg's excess is unwound ``unwind_delay_ms`` later with a market order at the then
-prevailing price (taker fee again).  Holding-type signals (basis, parity: a ``hold_until`` time) are closed at
-that time the same way, and perpetual legs held across a funding time pay or receive funding.
+prevailing price (taker fee again).  Holding-type signals (basis, parity: a ``hold_until`` time, the last time
+the episode was seen) are closed ``exit_delay_ms`` later, once the dislocation has converged, the same way, and
+perpetual legs held across a funding time pay or receive funding.  The exit pays the spread and fees at the then
+prevailing quotes, so a detector's convergence-profit estimate is an upper bound of what a basis trade realizes.
 
 Balances are per venue and asset and constrain what can trade: a spot buy needs the quote currency on that
 venue, a spot sell needs the base asset (derivative legs are margined: they move a per-venue margin account and
@@ -110,6 +112,7 @@ class FillParams:
     latency: LatencyModel = field(default_factory=LatencyModel)
     infinite_size: bool = False  # ignore displayed sizes (the identity check of the backtest)
     unwind_delay_ms: float = 500.0
+    exit_delay_ms: float = 2_000.0  # holding-type signals exit this long after the episode was last seen
     match_clock: Literal["ts_event", "ts_recv"] = "ts_event"
     check_balances: bool = True
     rebalance: bool = True
@@ -119,6 +122,8 @@ class FillParams:
     def __post_init__(self) -> None:
         if self.unwind_delay_ms < 0:
             raise ValueError(f"unwind_delay_ms must be >= 0, got {self.unwind_delay_ms}")
+        if self.exit_delay_ms < 0:
+            raise ValueError(f"exit_delay_ms must be >= 0, got {self.exit_delay_ms}")
         if not 0 <= self.rebalance_low < 1:
             raise ValueError(f"rebalance_low must be in [0, 1), got {self.rebalance_low}")
 
@@ -289,7 +294,8 @@ def simulate_fills(
     at_unwind = market.lookup(ex, sym, t_arr + unwind_ns)
     hold = legs.get_column("hold_until").fill_null(-1).to_numpy().astype(np.int64)
     lat_out = params.latency.sample(ex, registry, rng) if n_legs else np.zeros(0, dtype=np.int64)
-    t_exit = np.where(hold >= 0, np.maximum(hold, t_arr) + lat_out, -1)
+    exit_ns = int(params.exit_delay_ms * _NS_PER_MS)
+    t_exit = np.where(hold >= 0, np.maximum(hold + exit_ns, t_arr) + lat_out, -1)
     at_exit = market.lookup(ex, sym, np.where(t_exit >= 0, t_exit, 0))
     sig_index = legs.get_column("sig").to_numpy()
     starts = np.searchsorted(sig_index, np.arange(signals.height), side="left")
@@ -310,7 +316,18 @@ def simulate_fills(
             ledger.add(venue, asset, amount)
 
     def value(deltas: Mapping[str, float], t: int) -> float:
-        return sum(amount * _mark(marks, asset, t) for asset, amount in deltas.items() if amount != 0.0)
+        total = 0.0
+        for asset, amount in deltas.items():
+            if abs(amount) < 1e-9:  # float residue of a position opened and closed again
+                continue
+            if asset.endswith("@position"):
+                venue, symbol = asset.removesuffix("@position").split("|", 1)
+                inst = registry.get(venue, symbol)
+                mid = float(market.lookup([venue], [symbol], [t]).mid[0])
+                total += amount * mid * _mark(marks, _cash_currency(inst), t)
+            else:
+                total += amount * _mark(marks, asset, t)
+        return total
 
     def book_fill(
         sig_id: str,
@@ -484,7 +501,7 @@ def simulate_fills(
 def _valuation_asset(inst: Instrument) -> str:
     """What a position is valued as: spot and linear derivatives as their base asset (hedged legs net out)."""
     if inst.kind is InstrumentKind.OPTION:
-        return f"{inst.symbol}@position"
+        return f"{inst.exchange}|{inst.symbol}@position"
     return inst.base
 
 
