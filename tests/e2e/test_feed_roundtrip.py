@@ -188,3 +188,20 @@ def test_book_levels_round_trip_through_partial_depth_channels(tmp_path: Path) -
     quotes = Store(tmp_path / "store").scan("quotes").collect()
     assert quotes.height == book.filter(pl.col("level") == 0).height // 2
     assert (quotes.get_column("flags") == 0).all()
+
+
+def test_record_for_a_duration_against_a_looping_simulator(tmp_path: Path) -> None:
+    quotes = make_quotes(5, seed=1).filter(pl.col("exchange") == "okx")
+
+    async def main() -> RecordSummary:
+        async with await serve(quotes, speed=0, loop=True) as sim:
+            feed = ConnectorConfig("okx", sim.url("okx"), VENUES[("okx", None)])
+            return await record([feed], tmp_path / "store", duration_s=0.6)
+
+    summary = asyncio.run(main())
+    assert 0.5 <= summary.duration_s < 5
+    stored = Store(tmp_path / "store").scan("quotes").collect()
+    assert stored.height == summary.rows["quotes"] > quotes.height  # looped: more rows than one pass
+    assert summary.to_dict()["connectors"]["okx"]["parse_errors"] == 0
+    with pytest.raises(ValueError, match="never stop"):
+        asyncio.run(record([], tmp_path / "other"))
