@@ -27,6 +27,7 @@ Examples
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -112,11 +113,11 @@ class Table:
 
     @property
     def arrow(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in self.columns])
+        return _arrow_schema(self)
 
     @property
     def polars(self) -> pl.Schema:
-        return pl.Schema(pl.from_arrow(self.arrow.empty_table()).schema)  # type: ignore[union-attr]
+        return _polars_schema(self)
 
     @property
     def names(self) -> list[str]:
@@ -127,6 +128,17 @@ class Table:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+
+@functools.cache
+def _arrow_schema(table: Table) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in table.columns])
+
+
+@functools.cache
+def _polars_schema(table: Table) -> pl.Schema:
+    # derived once per table: hot paths (adapters, batcher) read it per message
+    return pl.Schema(pl.from_arrow(_arrow_schema(table).empty_table()).schema)  # type: ignore[union-attr]
 
 
 _TS = pa.int64()

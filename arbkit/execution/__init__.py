@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from arbkit.execution._fills import (
+    FILL_SCHEMA,
     SIGNAL_SCHEMA,
+    TRADE_SCHEMA,
+    TRANSFER_SCHEMA,
     ExecutionResult,
     FillParams,
     LatencyModel,
@@ -13,7 +16,10 @@ from arbkit.execution._fills import (
 from arbkit.execution._market import MarketView, Prevailing
 
 __all__ = [
+    "FILL_SCHEMA",
     "SIGNAL_SCHEMA",
+    "TRADE_SCHEMA",
+    "TRANSFER_SCHEMA",
     "ExecutionResult",
     "FillParams",
     "LatencyModel",

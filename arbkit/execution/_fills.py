@@ -43,7 +43,10 @@ from arbkit.execution._market import MarketView, Prevailing
 from arbkit.instruments import Instrument, InstrumentKind, Registry, UnknownInstrumentError
 
 __all__ = [
+    "FILL_SCHEMA",
     "SIGNAL_SCHEMA",
+    "TRADE_SCHEMA",
+    "TRANSFER_SCHEMA",
     "ExecutionResult",
     "FillParams",
     "LatencyModel",
@@ -69,6 +72,55 @@ SIGNAL_SCHEMA = pl.Schema(
         "hold_until": pl.Int64,  # null for instantaneous round trips
         "theoretical_profit": pl.Float64,  # USD, what the detector saw
     }
+)
+
+#: One row per fill (entry, unwind or exit of a leg).
+FILL_SCHEMA = pl.Schema(
+    {
+        "signal_id": pl.String,
+        "leg": pl.Int64,
+        "purpose": pl.String,
+        "exchange": pl.String,
+        "symbol": pl.String,
+        "side": pl.String,
+        "quantity": pl.Float64,
+        "price": pl.Float64,
+        "fee": pl.Float64,
+        "fee_currency": pl.String,
+        "liquidity": pl.String,
+        "ts": pl.Int64,
+    }  # type: ignore[arg-type]
+)
+
+#: One row per signal: what it realized and why.
+TRADE_SCHEMA = pl.Schema(
+    {
+        "id": pl.String,
+        "kind": pl.String,
+        "ts": pl.Int64,
+        "theoretical_profit": pl.Float64,
+        "realized_pnl": pl.Float64,
+        "fees": pl.Float64,
+        "funding": pl.Float64,
+        "filled_fraction": pl.Float64,
+        "leg_failed": pl.Boolean,
+        "status": pl.String,
+        "reason": pl.String,
+    }  # type: ignore[arg-type]
+)
+
+#: Rebalancing transfers between venues.
+TRANSFER_SCHEMA = pl.Schema(
+    {
+        "ts": pl.Int64,
+        "asset": pl.String,
+        "from_exchange": pl.String,
+        "to_exchange": pl.String,
+        "amount": pl.Float64,
+        "fee": pl.Float64,
+        "arrival": pl.Int64,
+        "cost_usd": pl.Float64,
+    }  # type: ignore[arg-type]
 )
 
 
@@ -444,55 +496,9 @@ def simulate_fills(
             _rebalance(ledger, registry, t_done, pending, transfers, marks, params.rebalance_low, equity)
 
     return ExecutionResult(
-        fills=pl.DataFrame(
-            fills,
-            schema={
-                "signal_id": pl.String,
-                "leg": pl.Int64,
-                "purpose": pl.String,
-                "exchange": pl.String,
-                "symbol": pl.String,
-                "side": pl.String,
-                "quantity": pl.Float64,
-                "price": pl.Float64,
-                "fee": pl.Float64,
-                "fee_currency": pl.String,
-                "liquidity": pl.String,
-                "ts": pl.Int64,
-            },
-            orient="row",
-        ),
-        trades=pl.DataFrame(
-            trades,
-            schema={
-                "id": pl.String,
-                "kind": pl.String,
-                "ts": pl.Int64,
-                "theoretical_profit": pl.Float64,
-                "realized_pnl": pl.Float64,
-                "fees": pl.Float64,
-                "funding": pl.Float64,
-                "filled_fraction": pl.Float64,
-                "leg_failed": pl.Boolean,
-                "status": pl.String,
-                "reason": pl.String,
-            },
-            orient="row",
-        ),
-        transfers=pl.DataFrame(
-            transfers,
-            schema={
-                "ts": pl.Int64,
-                "asset": pl.String,
-                "from_exchange": pl.String,
-                "to_exchange": pl.String,
-                "amount": pl.Float64,
-                "fee": pl.Float64,
-                "arrival": pl.Int64,
-                "cost_usd": pl.Float64,
-            },
-            orient="row",
-        ),
+        fills=pl.DataFrame(fills, schema=FILL_SCHEMA, orient="row"),
+        trades=pl.DataFrame(trades, schema=TRADE_SCHEMA, orient="row"),
+        transfers=pl.DataFrame(transfers, schema=TRANSFER_SCHEMA, orient="row"),
         equity=_equity_frame(equity),
         balances=dict(ledger.balances),
     )
