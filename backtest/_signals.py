@@ -141,6 +141,10 @@ def _covariance(market: DayMarket, assets: Sequence[str], horizon_days: float) -
     return np.asarray(cov + np.eye(n) * 1e-12, dtype=np.float64)
 
 
+def _pow2(n: int, floor: int = 8) -> int:
+    return max(floor, 1 << max(n - 1, 0).bit_length())
+
+
 def check_signals(
     signals: pl.DataFrame,
     market: DayMarket,
@@ -157,7 +161,7 @@ def check_signals(
         return np.zeros(0, dtype=np.bool_), pl.DataFrame(schema=REJECTION_SCHEMA)
     t0 = int(signals.get_column("ts").min())  # type: ignore[arg-type]
     legs = signals.get_column("legs").to_list()
-    width = max(len(leg_list) for leg_list in legs) or 1
+    width = max(4, *(len(leg_list) for leg_list in legs))  # padded legs have zero quantity
     keys: dict[tuple[str, str], int] = {}
     assets: dict[str, int] = {}
     for leg_list in legs:
@@ -204,13 +208,24 @@ def check_signals(
             equity += value
             if unit in assets:
                 exposure[assets[unit]] += value
+    # Pad positions, venues and factors to power-of-two counts with inert entries (zero quantity and exposure, an
+    # uncorrelated factor of negligible variance), so days with different books reuse one compiled risk kernel.
+    venues = list(dict.fromkeys(k[0] for k in key_list))
+    n_pos, n_fac = _pow2(len(key_list), 64), _pow2(len(asset_list), 32)
+    pad_venues = [f"_pad{i}" for i in range(_pow2(len(venues), 8) - len(venues))] or [venues[0]]
+    pad_keys = [(pad_venues[i % len(pad_venues)], f"_pad{i}") for i in range(n_pos - len(key_list))]
+    if n_pos == len(key_list) and pad_venues[0] != venues[0]:
+        n_pos *= 2  # room for the padding venues, which need a position to exist
+        pad_keys = [(pad_venues[i % len(pad_venues)], f"_pad{i}") for i in range(n_pos - len(key_list))]
+    covariance = np.eye(n_fac) * 1e-18
+    covariance[: len(asset_list), : len(asset_list)] = _covariance(market, asset_list, limits.var_horizon)
     state = snapshot(
-        venue=[k[0] for k in key_list],
-        symbol=[k[1] for k in key_list],
-        quantity=quantity,
-        price=price,
-        exposure=exposure,
-        covariance=_covariance(market, asset_list, limits.var_horizon),
+        venue=[k[0] for k in key_list] + [k[0] for k in pad_keys],
+        symbol=[k[1] for k in key_list] + [k[1] for k in pad_keys],
+        quantity=np.concatenate([quantity, np.zeros(len(pad_keys))]),
+        price=np.concatenate([price, np.ones(len(pad_keys))]),
+        exposure=np.concatenate([exposure, np.zeros(n_fac - len(asset_list))]),
+        covariance=covariance,
         equity=max(equity, 1e-9),
         limits=limits,
     )
