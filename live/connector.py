@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +103,9 @@ _SHUTDOWN_MARKERS: dict[str, tuple[bytes, ...]] = {
     "okx": (b'"code":"64008"',),
     "binance": (b'"e":"serverShutdown"',),
 }
+
+# Coinbase numbers every message of a connection (``sequence_num``): a jump means messages were lost.
+_COINBASE_SEQUENCE = re.compile(rb'"sequence_num":(\d+)')
 
 _ACK_MARKERS: dict[str, tuple[bytes, ...]] = {
     "binance": (b'"result":null', b'"result":['),
@@ -197,6 +201,7 @@ class ConnectorStats:
     parse_errors: int = 0
     oversize: int = 0
     resyncs: int = 0
+    sequence_gaps: int = 0  # connection-wide sequence jumps (Coinbase sequence_num)
     stale_rows: int = 0
     acks: int = 0
     pings_sent: int = 0
@@ -208,13 +213,14 @@ class ConnectorStats:
 class _Link:
     """One WebSocket connection of a slot."""
 
-    __slots__ = ("forwarding", "last_message", "opened", "pump", "ws")
+    __slots__ = ("forwarding", "last_message", "last_sequence", "opened", "pump", "ws")
 
     def __init__(self, ws: ClientConnection, forwarding: bool) -> None:
         self.ws = ws
         self.forwarding = forwarding
         self.opened = time.monotonic()
         self.last_message = self.opened
+        self.last_sequence: int | None = None
         self.pump: asyncio.Task[None] | None = None
 
 
@@ -525,6 +531,10 @@ class Connector:
         stats.messages += 1
         stats.bytes += len(raw)
         ts_recv = self.clock()
+        # a lost Coinbase message leaves level2 books incomplete: re-subscribe for fresh snapshots
+        gap = self.venue == "coinbase" and self._sequence_gap(link, raw)
+        if gap and self.config.channel_name == "level2" and link is slot.link:
+            await self._resync(slot, list(slot.symbols))
         if len(raw) < 512 and self._control(slot, link, raw):
             return
         try:
@@ -554,6 +564,19 @@ class Connector:
                 stats.dropped_after_handover += 1
                 return
         await self._emit(rows)
+
+    def _sequence_gap(self, link: _Link, raw: bytes) -> bool:
+        """True (and counted) when a connection-wide sequence number jumped: messages were lost."""
+        m = _COINBASE_SEQUENCE.search(raw, 0, 300)
+        if m is None:
+            return False
+        seq = int(m.group(1))
+        last, link.last_sequence = link.last_sequence, seq
+        if last is None or seq == last + 1:
+            return False
+        self.stats.sequence_gaps += 1
+        _log.warning("%s: sequence jumped from %d to %d: messages lost", self.venue, last, seq)
+        return True
 
     def _control(self, slot: _Slot, link: _Link, raw: bytes) -> bool:
         """Handle acks, shutdown notices and heartbeat requests; True when the message needs no parsing."""

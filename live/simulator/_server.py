@@ -332,6 +332,9 @@ class SimulatorHandle:
                 if feed.skip > 0:
                     feed.skip -= 1
                     feed.stats.skipped += 1
+                    for session in feed.sessions:  # a lost message still consumed a connection-wide number
+                        if any(pair[1] == tick.venue_symbol for pair in session.state.subscriptions):
+                            session.state.sequence += 1
                     continue
                 for channel in channels:
                     subs = feed.index.get((channel, tick.venue_symbol))

@@ -302,3 +302,14 @@ def test_a_bug_outside_the_parser_contract_is_contained() -> None:
     c = scenario(quotes("okx", "BTC/USDT", 200, 10), {}, body)
     assert c.stats.disconnects == 0
     assert "boom" in c.stats.last_error
+
+
+def test_coinbase_connection_sequence_gap_is_counted() -> None:
+    async def body(sim: SimulatorHandle, c: Connector, q: asyncio.Queue[FeedItem]) -> None:
+        await until(lambda: c.stats.data_messages >= 5)
+        assert c.stats.sequence_gaps == 0
+        await sim.inject("coinbase", "skip_seq")
+        await until(lambda: c.stats.sequence_gaps == 1)
+
+    c = scenario(quotes("coinbase", "BTC/USD", 300, 10), {}, body)
+    assert c.stats.disconnects == 0
