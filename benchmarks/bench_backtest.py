@@ -140,7 +140,7 @@ def _ray_sweep(store: Path, pipeline: str, config: BacktestConfig, reference: An
         warnings.simplefilter("ignore")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, address="local")
     try:
-        run_sweep(store, pipeline, {"min_profit": [0.0]}, config=config, ray_address="auto")  # warm the workers
+        run_sweep(store, pipeline, GRID, config=config, ray_address="auto")  # warm the workers (imports, JIT)
         remote, seconds, _ = measure(lambda: run_sweep(store, pipeline, GRID, config=config, ray_address="auto"))
         if not remote.points.equals(reference.points):
             raise SystemExit("Ray and in-process sweeps disagree")

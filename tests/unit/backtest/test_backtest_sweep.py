@@ -21,15 +21,18 @@ ZERO = FillParams(
 )
 
 
+# money in cents: XLA flushes subnormal floats to zero, and no amount of money is subnormal
+CENTS = st.integers(-10_000, 10_000).map(lambda c: c / 100)
+
+
 @settings(max_examples=30, deadline=None)
 @given(
-    # XLA flushes subnormals to zero; money amounts are never subnormal
-    gross=arrays(np.float64, st.integers(0, 40), elements=st.floats(-100, 100, allow_subnormal=False)),
+    gross=arrays(np.float64, st.integers(0, 40), elements=CENTS),
     data=st.data(),
 )
 def test_screen_matches_numpy(gross: np.ndarray, data: st.DataObject) -> None:  # type: ignore[type-arg]
     n = gross.shape[0]
-    fees = data.draw(arrays(np.float64, n, elements=st.floats(0, 10, allow_subnormal=False)))
+    fees = data.draw(arrays(np.float64, n, elements=CENTS.map(abs)))
     notional = data.draw(arrays(np.float64, n, elements=st.floats(1, 1e5)))
     points = np.array(
         [[p, m, f, 1.0] for p in (-1.0, 0.0, 2.0) for m in (100.0, 1e9) for f in (0.5, 1.0, 2.0)], dtype=np.float64
