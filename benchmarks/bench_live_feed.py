@@ -1,14 +1,17 @@
 """Live feed path end to end on loopback: simulator -> connector (adapter parse) -> micro-batcher.
 
 Five venues (binance, okx, bybit, coinbase, kraken), each on its own WebSocket connection.  The simulator runs in a
-separate process (this box has 2 cores: one serves, one receives).  Three phases, each against a fresh simulator:
+separate process (this box has 2 cores: one serves, one receives).  Four phases, each against a fresh server:
 
-1. **baseline**: raw ``websockets`` receive rate, no parsing, no batching (the ceiling of the transport);
-2. **throughput**: connectors parse every message into rows and the micro-batcher cuts batches, replay as fast as
-   possible; sustained messages/s and the ratio to the baseline;
-3. **latency**: the same path at a paced rate (``--rate``, below capacity), with the simulator stamping each
-   message's event time at send; latency = batch flush time - event time.  Binance/OKX/Bybit carry ms event
-   times and Kraken µs, so their latencies are over-estimated by up to 1 ms (truncation); Coinbase carries ns.
+1. **baseline**: raw ``websockets`` receive rate, no parsing, no batching, from a server that sends messages the
+   simulator's encoders produced before the clock started (so the client, not the server, is measured);
+2. **client**: connectors parse every message into rows and the micro-batcher cuts batches, same server; the ratio
+   to the baseline is the cost of parsing and batching;
+3. **pipeline**: the same client against the real simulator replaying as fast as possible (end to end; on 2
+   cores the simulator's encoding shares the machine);
+4. **latency**: the simulator path at a paced rate (``--rate``, half of phase 3 by default), with the simulator
+   stamping each message's event time at send; latency = batch flush time - event time.  Binance/OKX/Bybit carry
+   ms event times and Kraken µs, so their latencies are over-estimated by up to 1 ms (truncation); Coinbase ns.
 
 Peak memory is the receiving process's peak RSS.  Run ``.venv/bin/python benchmarks/bench_live_feed.py``
 (``--quick`` for a short run).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -89,13 +93,74 @@ def _simulator_process(conn: Connection, n_per_symbol: int, speed: float, restam
     asyncio.run(main())
 
 
-class Simulator:
-    """A simulator in a child process for one phase."""
+def _blast_process(conn: Connection, n_per_symbol: int, speed: float, restamp: bool) -> None:
+    """A minimal server speaking the same protocols from messages encoded before the clock starts.
 
-    def __init__(self, n_per_symbol: int, speed: float = 0.0, restamp: bool = False) -> None:
+    The simulator encodes every message while replaying, so on 2 cores it, not the client, limits the raw rate.
+    This server answers the subscribe request with the venue's ack (the simulator's encoders), then sends its
+    pre-encoded messages as fast as the socket takes them, so the client side is what gets measured.
+    """
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as ws_serve
+
+    from live import adapters
+    from live.simulator import ENCODERS, SessionState, Tick
+
+    async def main() -> None:
+        frame = make_frame(n_per_symbol)
+        start = asyncio.Event()
+        payloads: dict[str, tuple[Any, list[bytes]]] = {}
+        symbols: dict[str, dict[str, str]] = {}
+        for venue, unified in VENUES.items():
+            adapter = adapters.get(venue, MARKETS[venue])
+            encoder = ENCODERS[venue](adapter.market)
+            state = SessionState(sequence=1)  # the subscribe ack goes first with Coinbase's sequence_num 0
+            venue_symbols = {s: adapter.venue_symbol(s) for s in unified}
+            part = frame.filter(pl.col("exchange") == venue).sort("ts_event", maintain_order=True)
+            counters: dict[str, int] = {}
+            messages = []
+            for ts, _, _, symbol, bid, bid_size, ask, ask_size in part.rows():
+                counters[symbol] = counters.get(symbol, 0) + 1
+                tick = Tick(ts, symbol, venue_symbols[symbol], bid, bid_size, ask, ask_size, counters[symbol])
+                encoder.prepare(tick)
+                messages.append(str(encoder.encode(state, encoder.default_channel, tick)).encode())
+            payloads[path_of(venue)] = (encoder, messages)
+            symbols[path_of(venue)] = venue_symbols
+
+        async def handler(ws: ServerConnection) -> None:
+            path = ws.request.path if ws.request is not None else ""
+            if path == "/control":
+                await ws.recv()
+                start.set()
+                await ws.send('{"ok":true}')
+                return
+            encoder, messages = payloads[path]
+            request = await ws.recv()
+            for reply in encoder.on_request(SessionState(), request, time.time_ns()).messages:
+                await ws.send(reply)
+            await start.wait()
+            for message in messages:
+                await ws.send(message, text=True)
+            await ws.wait_closed()
+
+        async with ws_serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            conn.send((port, symbols))
+            await asyncio.sleep(0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.Event().wait(), 300)  # the parent terminates this process
+
+    asyncio.run(main())
+
+
+class Simulator:
+    """A simulator (or the pre-encoded blast server) in a child process for one phase."""
+
+    def __init__(self, n_per_symbol: int, speed: float = 0.0, restamp: bool = False, *, blast: bool = False) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_simulator_process, args=(child, n_per_symbol, speed, restamp), daemon=True)
+        target = _blast_process if blast else _simulator_process
+        self.proc = ctx.Process(target=target, args=(child, n_per_symbol, speed, restamp), daemon=True)
         self.proc.start()
         if not parent.poll(120):
             raise RuntimeError("simulator did not start")
@@ -110,18 +175,19 @@ class Simulator:
             await ctl.recv()
 
     def close(self) -> None:
-        self.proc.join(10)
+        self.proc.join(2)
         if self.proc.is_alive():
             self.proc.terminate()
+            self.proc.join(5)
 
 
-async def raw_baseline(n_per_symbol: int) -> float:
+async def raw_baseline(n_per_symbol: int, blast: bool) -> float:
     from websockets.asyncio.client import connect
 
     from live import adapters
     from live.connector import DEFAULT_CHANNELS
 
-    sim = Simulator(n_per_symbol)
+    sim = Simulator(n_per_symbol, blast=blast)
     total = sum(len(s) for s in VENUES.values()) * n_per_symbol
     counts = {"n": 0}
     first: list[float] = []
@@ -159,11 +225,13 @@ async def raw_baseline(n_per_symbol: int) -> float:
     return total / (last[0] - first[0])
 
 
-async def pipeline(n_per_symbol: int, speed: float, restamp: bool, batch_rows: int, delay_ms: float) -> dict[str, Any]:
+async def pipeline(
+    n_per_symbol: int, speed: float, restamp: bool, batch_rows: int, delay_ms: float, *, blast: bool = False
+) -> dict[str, Any]:
     from live.batcher import BatcherConfig, FeedItem, MicroBatcher, drive
     from live.connector import Connector, ConnectorConfig
 
-    sim = Simulator(n_per_symbol, speed=speed, restamp=restamp)
+    sim = Simulator(n_per_symbol, speed=speed, restamp=restamp, blast=blast)
     total = sum(len(s) for s in VENUES.values()) * n_per_symbol
     queue: asyncio.Queue[FeedItem] = asyncio.Queue()
     connectors = [
@@ -235,14 +303,18 @@ def main() -> None:
     n_per_symbol = max(1, messages // n_symbols)
 
     print(f"machine   {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (figures scale with it)")
-    raw = asyncio.run(raw_baseline(n_per_symbol))
-    print(f"baseline  raw websocket receive, 5 connections: {raw:>10,.0f} msg/s")
+    raw = asyncio.run(raw_baseline(n_per_symbol, blast=True))
+    print(f"baseline  raw websocket receive (pre-encoded server), 5 connections: {raw:>9,.0f} msg/s")
+    client = asyncio.run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0, blast=True))
+    print(
+        f"client    connector+adapter+batcher (pre-encoded server):          {client['rate']:>9,.0f} msg/s  "
+        f"ratio to raw receive {client['rate'] / raw:.2f}"
+    )
     through = asyncio.run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0))
     print(
-        f"pipeline  connector+adapter+batcher, as fast as possible: {through['rate']:>10,.0f} msg/s  "
+        f"pipeline  simulator -> connector+adapter+batcher, as fast as possible: {through['rate']:>9,.0f} msg/s  "
         f"({through['messages']:,} msgs, {through['batches']} batches, parse errors {through['parse_errors']})"
     )
-    print(f"ratio     pipeline / raw receive: {through['rate'] / raw:.2f}")
     rate = args.rate or max(1_000.0, 0.5 * through["rate"])
     data_rate = n_symbols * 1e9 / STEP_NS  # messages per second of data time
     latency_msgs = max(n_symbols, int(min(messages, rate * (5 if args.quick else 10))))
