@@ -104,6 +104,16 @@ _SHUTDOWN_MARKERS: dict[str, tuple[bytes, ...]] = {
     "binance": (b'"e":"serverShutdown"',),
 }
 
+# How market-data pushes start, per venue: such messages skip the control checks (acks, notices, heartbeats).
+_DATA_PREFIXES: dict[str, tuple[bytes, ...]] = {
+    "binance": (b'{"u":', b'{"e":"bookTicker"', b'{"e":"depthUpdate"', b'{"stream":'),
+    "okx": (b'{"arg":',),
+    "bybit": (b'{"topic":',),
+    "coinbase": (b'{"channel":"ticker"', b'{"channel":"l2_data"'),
+    "kraken": (b'{"channel":"ticker"', b'{"channel":"book"'),
+    "deribit": (b'{"jsonrpc":"2.0","method":"subscription"',),
+}
+
 # Coinbase numbers every message of a connection (``sequence_num``): a jump means messages were lost.
 _COINBASE_SEQUENCE = re.compile(rb'"sequence_num":(\d+)')
 
@@ -273,6 +283,7 @@ class Connector:
         self.slots = [_Slot(symbols[i : i + per_conn]) for i in range(0, len(symbols), per_conn)]
         self._stop = asyncio.Event()
         self._log_budget = 20
+        self._data_prefixes = _DATA_PREFIXES.get(config.venue, (b"\x00",))
 
     @property
     def venue(self) -> str:
@@ -535,7 +546,7 @@ class Connector:
         gap = self.venue == "coinbase" and self._sequence_gap(link, raw)
         if gap and self.config.channel_name == "level2" and link is slot.link:
             await self._resync(slot, list(slot.symbols))
-        if len(raw) < 512 and self._control(slot, link, raw):
+        if len(raw) < 512 and not raw.startswith(self._data_prefixes) and self._control(slot, link, raw):
             return
         try:
             rows = self.adapter.parse_rows(raw, ts_recv)
@@ -602,16 +613,27 @@ class Connector:
 
     async def _emit(self, rows: Rows) -> None:
         counts = self.stats.rows
-        if rows.quotes:
-            for row in rows.quotes:
-                self.last_quotes[row[3]] = row
-            counts["quotes"] = counts.get("quotes", 0) + len(rows.quotes)
-            await self.queue.put(("quotes", rows.quotes))
+        unbounded = self.queue.maxsize <= 0  # put_nowait cannot fail: skip the coroutine round trip of put
+        quotes = rows.quotes
+        if quotes:
+            last = self.last_quotes
+            for row in quotes:
+                last[row[3]] = row
+            counts["quotes"] = counts.get("quotes", 0) + len(quotes)
+            if unbounded:
+                self.queue.put_nowait(("quotes", quotes))
+            else:
+                await self.queue.put(("quotes", quotes))
+            if not (rows.trades or rows.book or rows.funding or rows.option_quotes):
+                return
         for table in ("trades", "book", "funding", "option_quotes"):
             data: list[Any] = getattr(rows, table)
             if data:
                 counts[table] = counts.get(table, 0) + len(data)
-                await self.queue.put((table, data))
+                if unbounded:
+                    self.queue.put_nowait((table, data))
+                else:
+                    await self.queue.put((table, data))
 
     def _flag_all(self, flags: int) -> None:
         """Re-emit every last-known quote of the venue with ``flags`` set, received now."""
