@@ -221,6 +221,17 @@ def _codes(series: pl.Series) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
     return names, codes
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """Row check codes and the string columns as integer codes (shared by check and align)."""
+
+    reason: npt.NDArray[np.uint8]
+    exchanges: tuple[str, ...]
+    exchange: npt.NDArray[np.int32]
+    symbols: tuple[str, ...]
+    symbol: npt.NDArray[np.int32]
+
+
 def check_quotes(quotes: pl.DataFrame, registry: Registry) -> npt.NDArray[np.uint8]:
     """The :class:`Reason` code of every row (input order); 0 where the row is usable.
 
@@ -236,10 +247,15 @@ def check_quotes(quotes: pl.DataFrame, registry: Registry) -> npt.NDArray[np.uin
     >>> [REASONS[c] for c in check_quotes(q, default_registry())]
     ['ok', 'missing_price', 'crossed', 'unknown_instrument']
     """
+    return _check(quotes, registry).reason
+
+
+def _check(quotes: pl.DataFrame, registry: Registry) -> _Checked:
     n = quotes.height
     reason = np.zeros(n, dtype=np.uint8)
     if n == 0:
-        return reason
+        empty = np.zeros(0, dtype=np.int32)
+        return _Checked(reason, (), empty, (), empty)
     bid = quotes.get_column("bid").cast(pl.Float64).fill_null(np.nan).to_numpy()
     ask = quotes.get_column("ask").cast(pl.Float64).fill_null(np.nan).to_numpy()
     bid_size = quotes.get_column("bid_size").cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -257,15 +273,13 @@ def check_quotes(quotes: pl.DataFrame, registry: Registry) -> npt.NDArray[np.uin
     exchanges, ex_code = _codes(quotes.get_column("exchange"))
     symbols, sym_code = _codes(quotes.get_column("symbol"))
     pair = ex_code.astype(np.int64) * len(symbols) + sym_code
-    unique_pairs = np.unique(pair)
-    known = np.array(
-        [(exchanges[int(p) // len(symbols)], symbols[int(p) % len(symbols)]) in registry for p in unique_pairs],
-        dtype=np.bool_,
-    )
-    mark(~known[np.searchsorted(unique_pairs, pair)], Reason.UNKNOWN_INSTRUMENT)
+    seen = np.flatnonzero(np.bincount(pair, minlength=len(exchanges) * len(symbols)))
+    known = np.zeros(len(exchanges) * len(symbols), dtype=np.bool_)
+    known[seen] = [(exchanges[int(p) // len(symbols)], symbols[int(p) % len(symbols)]) in registry for p in seen]
+    mark(~known[pair], Reason.UNKNOWN_INSTRUMENT)
     if flags is not None:
         mark((flags & QuoteFlag.blocking()) != 0, Reason.FLAGGED)
-    return reason
+    return _Checked(reason, exchanges, ex_code, symbols, sym_code)
 
 
 def count_reasons(reason: npt.NDArray[np.uint8]) -> dict[str, int]:
@@ -329,36 +343,50 @@ def align_quotes(
     >>> view.usable.tolist(), view.stale.tolist()
     ([[False, True], [False, True], [True, False]], [[False, False], [False, False], [False, True]])
     """
+    checked = _check(quotes, registry)
+    if reason is not None:
+        checked = _Checked(reason, checked.exchanges, checked.exchange, checked.symbols, checked.symbol)
+    return _align(quotes, state, checked, registry=registry, clock=clock, max_age_ms=max_age_ms)
+
+
+def _align(
+    quotes: pl.DataFrame,
+    state: LastQuotes,
+    checked: _Checked,
+    *,
+    registry: Registry,
+    clock: Clock = "ts_recv",
+    max_age_ms: float | Mapping[str, float] | None = None,
+) -> tuple[AlignedQuotes, LastQuotes]:
     n = quotes.height
-    if reason is None:
-        reason = check_quotes(quotes, registry)
+    reason = checked.reason
     clock_all = quotes.get_column(clock).to_numpy().astype(np.int64, copy=False)
     order = canonical_order(clock_all)
 
     prior = state.frame
-    symbols, sym_code_in = _codes(quotes.get_column("symbol"))
+    symbols, sym_code_in = checked.symbols, checked.symbol
     if symbols:
         prior_here = prior.filter(pl.col("symbol").is_in(list(symbols)))
     else:
         prior_here = prior.clear()
-    venues = tuple(sorted(set(quotes.get_column("exchange").unique().to_list()) | set(prior_here["exchange"])))
+    venues = tuple(sorted(set(checked.exchanges) | set(prior_here["exchange"])))
     n_sym, n_ven = len(symbols), len(venues)
-    ven_code_in = (
-        quotes.get_column("exchange").cast(pl.Enum(list(venues))).to_physical().to_numpy().astype(np.int32)
-        if n
-        else np.zeros(0, dtype=np.int32)
-    )
+    venue_of_exchange = np.searchsorted(np.array(venues, dtype=object), np.array(checked.exchanges, dtype=object))
+    ven_code_in = venue_of_exchange.astype(np.int32)[checked.exchange] if n else np.zeros(0, dtype=np.int32)
 
-    # Columns in timeline order, then grouped by symbol (stable: timeline order kept inside each group).
+    # Columns in timeline order, then grouped by symbol (stable: timeline order kept inside each group).  Small
+    # integer codes make NumPy's stable sort a radix sort.
     sym_t = sym_code_in[order]
-    by_symbol = np.argsort(sym_t, kind="stable")
+    small = np.uint8 if n_sym <= 256 else np.uint16 if n_sym <= 65_536 else np.int64
+    by_symbol = np.argsort(sym_t.astype(small), kind="stable")
     rows = order[by_symbol]  # input positions, grouped by symbol, in timeline order within a group
     sym_g = sym_code_in[rows]
     ven_g = ven_code_in[rows]
     time_g = clock_all[rows]
 
     def column(name: str) -> npt.NDArray[np.float64]:
-        return quotes.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy()[rows]
+        values: npt.NDArray[np.float64] = quotes.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        return values[rows]
 
     # Extended value arrays: the batch rows (grouped), then the carried state per (symbol, venue) cell, then
     # one "missing" sentinel at the very end.
@@ -391,22 +419,21 @@ def align_quotes(
         ext_reason[slot] = prior_here["reason"].to_numpy()
         ext_flags[slot] = prior_here["flags"].to_numpy()
 
-    # Index of the latest row per venue, as of each row.
-    group_start = np.searchsorted(sym_g, sym_g, side="left") if n else np.zeros(0, dtype=np.int64)
+    # Index of the latest row per venue, as of each row; scattered straight back to timeline order.
+    counts = np.bincount(sym_g, minlength=n_sym) if n else np.zeros(n_sym, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    group_start = starts[sym_g] if n else np.zeros(0, dtype=np.int64)
     positions = np.arange(n, dtype=np.int64)
-    src = np.empty((n, n_ven), dtype=np.int64)
+    src_t = np.empty((n, n_ven), dtype=np.int64)
+    seed_of_row = sym_g.astype(np.int64) * n_ven
     for v in range(n_ven):
         last = np.maximum.accumulate(np.where(ven_g == v, positions, -1)) if n else np.zeros(0, dtype=np.int64)
-        src[:, v] = np.where(last >= group_start, last, seed_index[sym_g.astype(np.int64) * n_ven + v])
+        src_t[by_symbol, v] = np.where(last >= group_start, last, seed_index[seed_of_row + v])
 
-    # Back to timeline order.
-    back = np.empty(n, dtype=np.int64)
-    back[by_symbol] = np.arange(n, dtype=np.int64)
-    src_t = src[back]
     time_t = clock_all[order]
     limits = max_age_ns(venues, registry, max_age_ms)
-    quote_time = ext_time[src_t]
-    present_ok = ext_reason[src_t] == 0
+    quote_time = np.take(ext_time, src_t)
+    present_ok = np.take(ext_reason == 0, src_t)
     fresh = (time_t[:, None] - quote_time) <= limits[None, :]
     view = AlignedQuotes(
         venues=venues,
@@ -416,10 +443,10 @@ def align_quotes(
         exchange=ven_code_in[order],
         time=time_t,
         reason=reason[order],
-        bid=ext["bid"][src_t],
-        ask=ext["ask"][src_t],
-        bid_size=ext["bid_size"][src_t],
-        ask_size=ext["ask_size"][src_t],
+        bid=np.take(ext["bid"], src_t),
+        ask=np.take(ext["ask"], src_t),
+        bid_size=np.take(ext["bid_size"], src_t),
+        ask_size=np.take(ext["ask_size"], src_t),
         quote_time=quote_time,
         usable=present_ok & fresh,
         stale=present_ok & ~fresh,

@@ -50,8 +50,8 @@ from arbkit.align import (
     AlignedQuotes,
     Clock,
     LastQuotes,
-    align_quotes,
-    check_quotes,
+    _align,
+    _check,
     count_reasons,
     max_age_ns,
 )
@@ -59,7 +59,7 @@ from arbkit.detect._confidence import depth_factor, freshness, row_confidence
 from arbkit.detect._episodes import (
     EVENT_SCHEMA,
     EpisodeState,
-    advance_timelines,
+    advance_timeline_codes,
     finish_episodes,
     merge_episodes,
 )
@@ -144,110 +144,157 @@ def _floor_lot(size: npt.NDArray[np.float64], lot: npt.NDArray[np.float64]) -> n
     return np.floor(size / lot * (1.0 + 1e-12)) * lot
 
 
-def _legs(buy_ex: str, sell_ex: str, symbol: str, buy: float, sell: float, size: float) -> list[dict[str, object]]:
-    return [
-        {"exchange": buy_ex, "symbol": symbol, "side": "buy", "price": buy, "size": size},
-        {"exchange": sell_ex, "symbol": symbol, "side": "sell", "price": sell, "size": size},
-    ]
-
-
 def _events(
     view: AlignedQuotes, seq: npt.NDArray[np.int64], params: CrossExchangeParams
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     fee_t, lot_t, min_t = _instrument_table(view, params)
-    sym = view.symbol.astype(np.int64)
-    fee, lot, min_notional = fee_t[sym], lot_t[sym], min_t[sym]
     n_ven = len(view.venues)
-    latency = np.array(
-        [params.registry.profile(v).latency_ms if v in params.registry.profiles else 0.0 for v in view.venues]
-    )
-    max_age_ms = max_age_ns(view.venues, params.registry, params.max_age_ms) / _NS_PER_MS
-    age_ms = view.age_ns / _NS_PER_MS
-    fresh = freshness(age_ms, latency[None, :], max_age_ms[None, :])
-    present = ~np.isnan(view.bid) & ~np.isnan(view.ask)
-    parts: list[dict[str, npt.NDArray[np.generic]]] = []
-    suppressed_stale = 0
-    suppressed_flagged = 0
+    counters = {"suppressed_stale": 0, "suppressed_flagged": 0}
+    if view.height == 0 or n_ven < 2:
+        return pl.DataFrame(schema=EVENT_SCHEMA), counters
+    sym = view.symbol.astype(np.int64)
+    # Screen: a row can hold a profitable pair only if the best fee-adjusted bid beats the best fee-adjusted ask
+    # over its present quotes.  The screen is loose (relative 1e-9) and the exact per-pair test below decides,
+    # so rows are never lost to rounding; in real data only a tiny fraction of rows pass.
+    with np.errstate(invalid="ignore"):
+        fee = np.take(fee_t, sym, axis=0)
+        bid_net, ask_net = view.bid * (1.0 - fee), view.ask * (1.0 + fee)
+        net_bid, net_ask = bid_net[:, 0], ask_net[:, 0]
+        for v in range(1, n_ven):  # column by column: faster than a reduce over a short axis
+            net_bid, net_ask = np.fmax(net_bid, bid_net[:, v]), np.fmin(net_ask, ask_net[:, v])
+        rows = np.flatnonzero(net_bid > net_ask * (1.0 - 1e-9))
+    if rows.size == 0:
+        return pl.DataFrame(schema=EVENT_SCHEMA), counters
+    sym_r = sym[rows]
+    fee, lot, min_notional = fee_t[sym_r], lot_t[sym_r], min_t[sym_r]
+    bid_r, ask_r = view.bid[rows], view.ask[rows]
+    bid_size_r, ask_size_r = view.bid_size[rows], view.ask_size[rows]
+    usable_r, stale_r = view.usable[rows], view.stale[rows]
+    present = ~np.isnan(bid_r) & ~np.isnan(ask_r)
+    parts: list[tuple[npt.NDArray[np.int64], int, int]] = []
+    per_unit_all = np.full((rows.size, n_ven, n_ven), np.nan)
+    size_all = np.zeros((rows.size, n_ven, n_ven))
     with np.errstate(invalid="ignore", divide="ignore"):
         for a in range(n_ven):
             for b in range(n_ven):
                 if a == b:
                     continue
-                ask, bid = view.ask[:, a], view.bid[:, b]
+                ask, bid = ask_r[:, a], bid_r[:, b]
                 per_unit = (bid - ask) - fee[:, a] * ask - fee[:, b] * bid
-                raw = np.minimum(np.minimum(view.ask_size[:, a], view.bid_size[:, b]), params.max_notional / ask)
+                raw = np.minimum(np.minimum(ask_size_r[:, a], bid_size_r[:, b]), params.max_notional / ask)
                 size = _floor_lot(raw, np.fmax(lot[:, a], lot[:, b]))
                 profit = per_unit * size
                 notional_ok = size * ask >= np.fmax(min_notional[:, a], min_notional[:, b])
                 candidate = (per_unit > 0) & (size > 0) & notional_ok & (profit >= params.min_profit)
-                usable = view.usable[:, a] & view.usable[:, b]
+                usable = usable_r[:, a] & usable_r[:, b]
                 blocked = candidate & present[:, a] & present[:, b] & ~usable
-                stale = blocked & (view.stale[:, a] | view.stale[:, b])
-                suppressed_stale += int(stale.sum())
-                suppressed_flagged += int((blocked & ~stale).sum())
+                stale = blocked & (stale_r[:, a] | stale_r[:, b])
+                counters["suppressed_stale"] += int(stale.sum())
+                counters["suppressed_flagged"] += int((blocked & ~stale).sum())
                 hit = np.flatnonzero(candidate & usable)
-                if hit.size == 0:
-                    continue
-                conf = row_confidence(
-                    np.minimum(fresh[hit, a], fresh[hit, b]),
-                    np.minimum(
-                        depth_factor(size[hit], view.ask_size[hit, a]), depth_factor(size[hit], view.bid_size[hit, b])
-                    ),
-                )
-                parts.append(
-                    {
-                        "row": hit,
-                        "a": np.full(hit.size, a),
-                        "b": np.full(hit.size, b),
-                        "buy_price": ask[hit],
-                        "sell_price": bid[hit],
-                        "size": size[hit],
-                        "profit": profit[hit],
-                        "profit_percentage": 100.0 * per_unit[hit] / (ask[hit] * (1.0 + fee[hit, a])),
-                        "confidence": conf,
-                    }
-                )
-    counters = {"suppressed_stale": suppressed_stale, "suppressed_flagged": suppressed_flagged}
+                if hit.size:
+                    parts.append((hit, a, b))
+                    per_unit_all[hit, a, b] = per_unit[hit]
+                    size_all[hit, a, b] = size[hit]
     if not parts:
         return pl.DataFrame(schema=EVENT_SCHEMA), counters
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    row = cols["row"].astype(np.int64)
-    symbols = np.array(view.symbols, dtype=object)[view.symbol[row]]
-    venues = np.array(view.venues, dtype=object)
-    buy_ex, sell_ex = venues[cols["a"].astype(np.int64)], venues[cols["b"].astype(np.int64)]
-    legs = [
-        _legs(be, se, s, bp, sp, sz)
-        for be, se, s, bp, sp, sz in zip(
-            buy_ex,
-            sell_ex,
-            symbols,
-            cols["buy_price"].tolist(),
-            cols["sell_price"].tolist(),
-            cols["size"].tolist(),
-            strict=True,
-        )
-    ]
-    frame = pl.DataFrame(
-        {
-            "kind": pl.Series([KIND] * row.size, dtype=pl.String),
-            "key": pl.Series([f"{s}|{be}|{se}" for s, be, se in zip(symbols, buy_ex, sell_ex, strict=True)]),
-            "timeline": pl.Series(symbols.tolist(), dtype=pl.String),
-            "seq": seq[row],
-            "ts": view.time[row],
-            "symbol": pl.Series(symbols.tolist(), dtype=pl.String),
-            "legs": pl.Series(legs, dtype=EVENT_SCHEMA["legs"]),
-            "buy_exchange": pl.Series(buy_ex.tolist(), dtype=pl.String),
-            "sell_exchange": pl.Series(sell_ex.tolist(), dtype=pl.String),
-            "buy_price": cols["buy_price"],
-            "sell_price": cols["sell_price"],
-            "size": cols["size"],
-            "profit": cols["profit"],
-            "profit_percentage": cols["profit_percentage"],
-            "confidence": cols["confidence"],
-        },
-        schema=EVENT_SCHEMA,
+    hit = np.concatenate([p[0] for p in parts])  # positions in ``rows``
+    a_idx = np.concatenate([np.full(p[0].size, p[1], dtype=np.int64) for p in parts])
+    b_idx = np.concatenate([np.full(p[0].size, p[2], dtype=np.int64) for p in parts])
+    row = rows[hit]
+    buy_price, sell_price = ask_r[hit, a_idx], bid_r[hit, b_idx]
+    per_unit = per_unit_all[hit, a_idx, b_idx]
+    size = size_all[hit, a_idx, b_idx]
+    fee_a = fee[hit, a_idx]
+    latency = np.array(
+        [params.registry.profile(v).latency_ms if v in params.registry.profiles else 0.0 for v in view.venues]
+    )
+    max_age_ms = max_age_ns(view.venues, params.registry, params.max_age_ms) / _NS_PER_MS
+    age_ms = (view.time[row][:, None] - view.quote_time[row]) / _NS_PER_MS
+    fresh = freshness(age_ms, latency[None, :], max_age_ms[None, :])
+    pick = np.arange(row.size)
+    confidence = row_confidence(
+        np.minimum(fresh[pick, a_idx], fresh[pick, b_idx]),
+        np.minimum(
+            depth_factor(size, ask_size_r[hit, a_idx]),
+            depth_factor(size, bid_size_r[hit, b_idx]),
+        ),
+    )
+    frame = _event_frame(
+        view,
+        row=row,
+        buy=a_idx,
+        sell=b_idx,
+        seq=seq[row],
+        buy_price=buy_price,
+        sell_price=sell_price,
+        size=size,
+        profit=per_unit * size,
+        profit_percentage=100.0 * per_unit / (buy_price * (1.0 + fee_a)),
+        confidence=confidence,
     )
     return frame, counters
+
+
+def _event_frame(
+    view: AlignedQuotes,
+    *,
+    row: npt.NDArray[np.int64],
+    buy: npt.NDArray[np.int64],
+    sell: npt.NDArray[np.int64],
+    **values: npt.NDArray[np.generic],
+) -> pl.DataFrame:
+    """Events from integer (row, buy venue, sell venue) hits: strings are made once per candidate, not per row."""
+    n_ven = len(view.venues)
+    sym = view.symbol[row].astype(np.int64)
+    candidate = (sym * n_ven + buy) * n_ven + sell
+    unique, inverse = np.unique(candidate, return_inverse=True)
+    names = [divmod(int(c), n_ven * n_ven) for c in unique]
+    keys = pl.Series(
+        [f"{view.symbols[s]}|{view.venues[p // n_ven]}|{view.venues[p % n_ven]}" for s, p in names], dtype=pl.String
+    )
+    symbols = pl.Series(view.symbols, dtype=pl.String)
+    venues = pl.Series(view.venues, dtype=pl.String)
+    base = pl.DataFrame(
+        {
+            "kind": pl.repeat(KIND, row.size, dtype=pl.String, eager=True),
+            "key": keys.gather(inverse.ravel()),
+            "timeline": symbols.gather(sym),
+            "ts": view.time[row],
+            "buy_exchange": venues.gather(buy),
+            "sell_exchange": venues.gather(sell),
+            **values,
+        }
+    )
+
+    def leg(side: str, venue: str, price: str) -> pl.Expr:
+        return pl.struct(
+            pl.col(venue).alias("exchange"),
+            pl.col("timeline").alias("symbol"),
+            pl.lit(side, dtype=pl.String).alias("side"),
+            pl.col(price).alias("price"),
+            pl.col("size"),
+        )
+
+    return base.select(
+        "kind",
+        "key",
+        "timeline",
+        "seq",
+        "ts",
+        pl.col("timeline").alias("symbol"),
+        pl.concat_list(leg("buy", "buy_exchange", "buy_price"), leg("sell", "sell_exchange", "sell_price")).alias(
+            "legs"
+        ),
+        "buy_exchange",
+        "sell_exchange",
+        "buy_price",
+        "sell_price",
+        "size",
+        "profit",
+        "profit_percentage",
+        "confidence",
+    ).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
 
 
 def detect_cross_exchange(
@@ -271,12 +318,12 @@ def detect_cross_exchange(
         Episodes that closed in this batch (:data:`arbkit.schema.OPPORTUNITIES`, status ``"expired"``) and the
         next state.  Call :func:`finish_cross_exchange` at the end of a run for the open ones.
     """
-    reason = check_quotes(quotes, params.registry)
-    view, last = align_quotes(
-        quotes, state.quotes, registry=params.registry, clock=params.clock, max_age_ms=params.max_age_ms, reason=reason
+    checked = _check(quotes, params.registry)
+    reason = checked.reason
+    view, last = _align(
+        quotes, state.quotes, checked, registry=params.registry, clock=params.clock, max_age_ms=params.max_age_ms
     )
-    timeline = pl.Series(np.array(view.symbols, dtype=object)[view.symbol].tolist(), dtype=pl.String)
-    seq, episodes = advance_timelines(state.episodes, timeline)
+    seq, episodes = advance_timeline_codes(state.episodes, view.symbols, view.symbol)
     events, suppressed = _events(view, seq, params)
     closed, episodes = merge_episodes(events, episodes)
     counters = _add(_add(state.counters, count_reasons(reason)), suppressed)

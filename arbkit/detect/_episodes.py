@@ -57,6 +57,7 @@ from arbkit.detect._confidence import persistence
 __all__ = [
     "EVENT_SCHEMA",
     "EpisodeState",
+    "advance_timeline_codes",
     "advance_timelines",
     "event_frame",
     "finish_episodes",
@@ -164,21 +165,46 @@ def advance_timelines(state: EpisodeState, timeline: pl.Series) -> tuple[npt.NDA
     ``timeline`` names, for every row of the batch in timeline (canonical) order, the timeline the row belongs
     to.  Returns each row's ``seq`` (position on its timeline since the start of the run) and the new state.
     """
-    n = timeline.len()
+    if timeline.len() == 0:
+        return np.zeros(0, dtype=np.int64), state
+    text = timeline.cast(pl.String)
+    names = sorted(str(x) for x in text.unique().to_list())
+    codes = text.cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)
+    return advance_timeline_codes(state, names, codes)
+
+
+def advance_timeline_codes(
+    state: EpisodeState, names: Sequence[str], codes: npt.NDArray[np.integer[Any]]
+) -> tuple[npt.NDArray[np.int64], EpisodeState]:
+    """:func:`advance_timelines` for rows given as integer codes into ``names`` (no string per row).
+
+    Examples
+    --------
+    >>> seq, state = advance_timeline_codes(EpisodeState.empty(), ["a", "b"], np.array([0, 1, 0]))
+    >>> seq.tolist(), state.timelines.rows()
+    ([0, 0, 1], [('a', 2), ('b', 1)])
+    """
+    n = int(codes.shape[0])
     if n == 0:
         return np.zeros(0, dtype=np.int64), state
-    rows = pl.DataFrame({"timeline": timeline.cast(pl.String)}).with_row_index("row")
-    numbered = (
-        rows.join(state.timelines, on="timeline", how="left")
-        .with_columns(
-            (pl.col("next_seq").fill_null(0) + pl.int_range(pl.len(), dtype=pl.Int64).over("timeline")).alias("seq")
-        )
-        .sort("row")
-    )
-    seq = numbered.get_column("seq").to_numpy().astype(np.int64)
-    counts = numbered.group_by("timeline").agg((pl.col("seq").max() + 1).alias("next_seq"))
-    kept = state.timelines.join(counts.select("timeline"), on="timeline", how="anti")
-    timelines = pl.concat([kept, counts.cast(_TIMELINE_SCHEMA)]).sort("timeline")
+    k = len(names)
+    codes64 = np.asarray(codes, dtype=np.int64)
+    known = dict(zip(state.timelines["timeline"].to_list(), state.timelines["next_seq"].to_list(), strict=True))
+    base = np.array([known.get(name, 0) for name in names], dtype=np.int64)
+    counts = np.bincount(codes64, minlength=k)
+    # Rank of each row within its timeline: a stable (radix, for small codes) sort groups the rows.
+    small = np.uint8 if k <= 256 else np.uint16 if k <= 65_536 else np.int64
+    order = np.argsort(codes64.astype(small), kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n, dtype=np.int64) - np.repeat(starts, counts)
+    seq = base[codes64] + rank
+    touched = np.flatnonzero(counts)
+    updated = {names[int(i)]: int(base[i] + counts[i]) for i in touched}
+    merged = {**known, **updated}
+    timelines = pl.DataFrame(
+        {"timeline": list(merged), "next_seq": list(merged.values())}, schema=_TIMELINE_SCHEMA
+    ).sort("timeline")
     return seq, EpisodeState(state.open, timelines)
 
 
