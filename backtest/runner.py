@@ -35,7 +35,15 @@ import polars as pl
 from arbkit import schema
 from arbkit.config import Settings, build_registry
 from arbkit.data.store import Store
-from arbkit.execution import ExecutionResult, FillParams, LatencyModel, simulate_fills
+from arbkit.execution import (
+    FILL_SCHEMA,
+    TRADE_SCHEMA,
+    TRANSFER_SCHEMA,
+    ExecutionResult,
+    FillParams,
+    LatencyModel,
+    simulate_fills,
+)
 from arbkit.instruments import Registry, default_registry
 from arbkit.pipeline import Batch
 from arbkit.risk import RiskLimits
@@ -68,24 +76,8 @@ DAY_SCHEMA = pl.Schema(
     }
 )
 
-FILL_COLUMNS = pl.Schema(
-    {
-        "signal_id": pl.String,
-        "leg": pl.Int64,
-        "purpose": pl.String,
-        "exchange": pl.String,
-        "symbol": pl.String,
-        "side": pl.String,
-        "quantity": pl.Float64,
-        "price": pl.Float64,
-        "fee": pl.Float64,
-        "fee_currency": pl.String,
-        "liquidity": pl.String,
-        "ts": pl.Int64,
-        "notional_usd": pl.Float64,
-        "fee_usd": pl.Float64,
-    }
-)
+#: The fill model's fills plus their USD notional and fee (valued at the USD marks at the fill time).
+FILL_COLUMNS = pl.Schema([*FILL_SCHEMA.items(), ("notional_usd", pl.Float64), ("fee_usd", pl.Float64)])
 
 
 class BacktestError(ValueError):
@@ -502,36 +494,11 @@ def _concat(frames: list[pl.DataFrame], empty: pl.DataFrame) -> pl.DataFrame:
 
 
 def _empty_trades() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "id": pl.String,
-            "kind": pl.String,
-            "ts": pl.Int64,
-            "theoretical_profit": pl.Float64,
-            "realized_pnl": pl.Float64,
-            "fees": pl.Float64,
-            "funding": pl.Float64,
-            "filled_fraction": pl.Float64,
-            "leg_failed": pl.Boolean,
-            "status": pl.String,
-            "reason": pl.String,
-        }
-    )
+    return pl.DataFrame(schema=TRADE_SCHEMA)
 
 
 def _empty_transfers() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "ts": pl.Int64,
-            "asset": pl.String,
-            "from_exchange": pl.String,
-            "to_exchange": pl.String,
-            "amount": pl.Float64,
-            "fee": pl.Float64,
-            "arrival": pl.Int64,
-            "cost_usd": pl.Float64,
-        }
-    )
+    return pl.DataFrame(schema=TRANSFER_SCHEMA)
 
 
 def initial_ledger(config: BacktestConfig, venues: list[str]) -> dict[tuple[str, str], float]:
