@@ -612,8 +612,10 @@ def run_backtest(
     t2 = time.perf_counter()
     initial_equity = acc.initial_equity if acc.initial_equity is not None else 0.0
     if acc.initial_equity is None:
-        market = load_day_market(store, day_bounds(days[0])[0], day_bounds(days[0])[1], config.fill.match_clock)
-        initial_equity = _account_value(initial, market, day_bounds(days[0])[0])
+        first = day_bounds(days[0])
+        books = market_symbols([], config.initial_balances)
+        market = load_day_market(store, first[0], first[1], config.fill.match_clock, books)
+        initial_equity = _account_value(initial, market, first[0])
     trades = _concat(acc.trades, _empty_trades())
     fills = _concat(acc.fills, pl.DataFrame(schema=FILL_COLUMNS))
     transfers = _concat(acc.transfers, _empty_transfers())

@@ -203,3 +203,13 @@ def test_config_from_settings_maps_risk_and_detection() -> None:
     assert config.limits.max_leverage == 2.0
     assert config.limits.default_max_instrument_notional == settings.risk_management.max_position_notional
     assert dataclasses.asdict(config.fill) == dataclasses.asdict(FillParams())
+
+
+def test_a_run_without_opportunities_has_zero_pnl_and_a_valued_account(store: Path) -> None:
+    config = BacktestConfig(pipeline_params={"min_profit": 1e12})
+    result = run_backtest(store, "cross_exchange", config=config)
+    assert result.opportunities.height == 0
+    assert result.trades.height == 0
+    assert result.metrics["total_pnl"] == 0.0
+    # 3 venues x (100k USDT + 1 BTC + 10 ETH) at the sample market's ~60k / ~3k marks
+    assert 3 * (100_000 + 50_000 + 25_000) < result.metrics["initial_equity"] < 3 * (100_000 + 70_000 + 35_000)
