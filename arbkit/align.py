@@ -46,9 +46,10 @@ Examples
 from __future__ import annotations
 
 import enum
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -213,6 +214,28 @@ def max_age_ns(
     return out
 
 
+_MEMOS: dict[int, tuple[weakref.ref[Registry], dict[Any, Any]]] = {}
+
+
+def _memo(registry: Registry) -> dict[Any, Any]:
+    """A per-registry cache of lookups (registries are frozen); dropped with the registry."""
+    entry = _MEMOS.get(id(registry))
+    if entry is None or entry[0]() is not registry:
+        if len(_MEMOS) > 64:
+            _MEMOS.clear()
+        entry = (weakref.ref(registry), {})
+        _MEMOS[id(registry)] = entry
+    return entry[1]
+
+
+def _known(registry: Registry, exchange: str, symbol: str) -> bool:
+    memo = _memo(registry)
+    key = ("known", exchange, symbol)
+    if key not in memo:
+        memo[key] = (exchange, symbol) in registry
+    return bool(memo[key])
+
+
 def _codes(series: pl.Series) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
     names = tuple(sorted(str(x) for x in series.unique().to_list()))
     if not names:
@@ -275,7 +298,7 @@ def _check(quotes: pl.DataFrame, registry: Registry) -> _Checked:
     pair = ex_code.astype(np.int64) * len(symbols) + sym_code
     seen = np.flatnonzero(np.bincount(pair, minlength=len(exchanges) * len(symbols)))
     known = np.zeros(len(exchanges) * len(symbols), dtype=np.bool_)
-    known[seen] = [(exchanges[int(p) // len(symbols)], symbols[int(p) % len(symbols)]) in registry for p in seen]
+    known[seen] = [_known(registry, exchanges[int(p) // len(symbols)], symbols[int(p) % len(symbols)]) for p in seen]
     mark(~known[pair], Reason.UNKNOWN_INSTRUMENT)
     if flags is not None:
         mark((flags & QuoteFlag.blocking()) != 0, Reason.FLAGGED)

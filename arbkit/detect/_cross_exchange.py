@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +53,7 @@ from arbkit.align import (
     LastQuotes,
     _align,
     _check,
+    _memo,
     count_reasons,
     max_age_ns,
 )
@@ -125,6 +127,11 @@ def _instrument_table(
     view: AlignedQuotes, params: CrossExchangeParams
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(taker fee, lot size, min notional) per (symbol, venue); NaN where the registry does not list it."""
+    memo = _memo(params.registry)
+    key = ("cross_exchange.table", view.symbols, view.venues, tuple(sorted(params.taker_fees.items())))
+    cached = memo.get(key)
+    if cached is not None:
+        return cast(tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]], cached)
     shape = (len(view.symbols), len(view.venues))
     fee, lot, min_notional = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     for s, symbol in enumerate(view.symbols):
@@ -136,6 +143,7 @@ def _instrument_table(
             fee[s, v] = params.taker_fees.get(venue, inst.taker_fee)
             lot[s, v] = inst.lot_size
             min_notional[s, v] = inst.min_notional
+    memo[key] = (fee, lot, min_notional)
     return fee, lot, min_notional
 
 

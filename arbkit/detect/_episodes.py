@@ -221,6 +221,17 @@ def merge_episodes(events: pl.DataFrame, state: EpisodeState) -> tuple[pl.DataFr
         Closed episodes as an :data:`arbkit.schema.OPPORTUNITIES` frame sorted by ``(ts_start, id)``, and the
         state holding the episodes still open.
     """
+    if events.height == 0:  # nothing to merge: open episodes only close when their timeline moved on
+        if state.open.height == 0:
+            return schema.empty(schema.OPPORTUNITIES), state
+        with_next = state.open.join(state.timelines, on="timeline", how="left")
+        is_open = pl.col("seq_last") + 1 >= pl.col("next_seq").fill_null(0)
+        closed = with_next.filter(~is_open).drop("next_seq")
+        if closed.height == 0:
+            return schema.empty(schema.OPPORTUNITIES), state
+        return to_opportunities(closed, "expired"), EpisodeState(
+            with_next.filter(is_open).drop("next_seq"), state.timelines
+        )
     fragments = events.select(
         "kind",
         "key",
