@@ -340,27 +340,54 @@ def _print_detect(payload: dict[str, Any]) -> None:
 @app.command("demo")
 def demo(
     store: Annotated[Path, typer.Option("--store", help="Where to put the sample market.")] = Path("demo-store"),
+    runs: Annotated[Path, typer.Option("--runs", help="Where to put the backtest runs.")] = Path("demo-run"),
     seed: Annotated[int, typer.Option(help="Seed of the sample market.")] = 7,
     as_json: JsonOpt = False,
 ) -> None:
-    """The main job: a sample market -> detection with every pipeline, scored against the ground truth."""
+    """The main job: sample market -> detection (scored against ground truth) -> backtest -> HTML report."""
     import shutil
 
-    if store.exists():
-        shutil.rmtree(store)
-    report: dict[str, Any] = {"store": str(store)}
+    from backtest import run_backtest, write_report
+
+    for path in (store, runs):
+        if path.exists():
+            shutil.rmtree(path)
+    report: dict[str, Any] = {"store": str(store), "runs": str(runs)}
     if not as_json:
         out.rule("1. sample market")
     report["generate"] = _generate(store, seed=seed, quiet=as_json)
     if not as_json:
         out.print(f"generated {report['generate']['rows_total']:,} rows in {report['generate']['seconds']:.1f}s")
         _print_info(store)
-        out.rule("2. detection (all pipelines)")
+        out.rule("2. detection (all pipelines), scored against the injected ground truth")
     report["detect"] = _detect_command(store, "all", None, None, store / "opportunities.parquet", True)
+    if not as_json:
+        _print_detect(report["detect"])
+        out.rule("3. backtest (shared fill model, risk checks) and reports")
+    report["backtest"] = {}
+    for name in report["detect"]["pipelines"]:
+        run_dir = runs / name
+        result = run_backtest(store, name, run_dir)
+        html = write_report(run_dir)
+        report["backtest"][name] = {**result.metrics, "run_dir": str(run_dir), "report": str(html)}
     if as_json:
         _emit_json(report)
-    else:
-        _print_detect(report["detect"])
+        return
+    table = Table(title="backtests")
+    cols = ("pipeline", "trades", "total_pnl", "capture_ratio", "fees_paid", "leg_failure_rate", "report")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("pipeline", "report") else "right")
+    for name, m in report["backtest"].items():
+        table.add_row(
+            name,
+            str(m.get("trades", "-")),
+            f"{m.get('total_pnl', 0.0):,.2f}",
+            f"{m.get('capture_ratio') or 0.0:.2f}",
+            f"{m.get('fees_paid', 0.0):,.2f}",
+            f"{m.get('leg_failure_rate') or 0.0:.2f}",
+            m["report"],
+        )
+    out.print(table)
 
 
 # -------------------------------------------------------------------------------------------------- main
