@@ -142,3 +142,60 @@ def test_flagged_leg_is_suppressed_and_counted() -> None:
     assert out.height + finish(state, params).height == 0
     assert state.counters["flagged"] == 1
     assert state.counters["suppressed_flagged"] == 1
+
+
+def test_incremental_screen_matches_the_full_grid() -> None:
+    # Brute force: evaluate every cycle at every row from the as-of quotes, and compare with the incremental
+    # screen (evaluate only cycles that read the row's column, carry forward).
+    from arbkit.detect._triangular import _screen, _static, build_topology
+
+    rng = np.random.default_rng(7)
+    columns = (("okx", "BTC/USDT"), ("okx", "ETH/BTC"), ("okx", "ETH/USDT"), ("okx", "SOL/BTC"), ("okx", "SOL/USDT"))
+    topology = build_topology(columns, 4, ())
+    static = _static(topology, 4)
+    n, c = 300, len(columns)
+    own = rng.integers(-1, c, n)
+    mids = np.array([60_000.0, 0.05, 3_000.0, 0.0025, 150.0])
+    quotes = mids * np.exp(rng.normal(0, 0.004, (n, c)))
+    bid, ask = np.full((n, c), np.nan), np.full((n, c), np.nan)
+    last = quotes[0] * np.where(rng.random(c) < 0.8, 1.0, np.nan)
+    for r in range(n):
+        if r and own[r] >= 0:
+            last = last.copy()
+            last[own[r]] = quotes[r, own[r]]
+        bid[r], ask[r] = last * (1 - 1e-4), last * (1 + 1e-4)
+    log_fee = np.full(len(topology.edges), np.log1p(-0.0005))
+    rows, ks = _screen(bid, ask, own, static, log_fee)
+    expected = set()
+    for r in range(n):
+        for k, cycle in enumerate(topology.cycles):
+            total = 0.0
+            for e in cycle.edges:
+                column, sell, _, _ = topology.edges[e]
+                total += (math.log(bid[r, column]) if sell else -math.log(ask[r, column])) + log_fee[e]
+            if total > 0:
+                expected.add((r, k))
+    assert expected, "the random walk should produce some profitable cycles"
+    assert set(zip(rows.tolist(), ks.tolist(), strict=True)) == expected
+
+
+def test_leg_sizes_are_whole_lots_and_the_start_amount_is_covered() -> None:
+    frame = _frame(
+        [
+            (1, "binance", "BTC/USDT", 60_000.0, 60_001.0),
+            (2, "binance", "ETH/USDT", 3_000.0, 3_000.1),
+            (3, "binance", "ETH/BTC", 0.0515, 0.0516),
+        ],
+        size=0.77777,
+    )
+    params = TriangularParams(max_notional=1_000.0)
+    _, state = detect_triangular(frame, TriangularState.empty(), params)
+    out = finish(state, params)
+    assert out.height == 1
+    registry = params.registry
+    for leg in out["legs"][0]:
+        lot = registry.get(leg["exchange"], leg["symbol"]).lot_size
+        assert math.isclose(leg["size"] / lot, round(leg["size"] / lot), abs_tol=1e-6)
+    first = out["legs"][0][0]  # buy ETH/USDT (fee taken from the ETH received): the start amount pays for it
+    assert first["side"] == "buy"
+    assert out["size"][0] >= first["size"] * first["price"] * (1 - 1e-12)
