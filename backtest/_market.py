@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,16 @@ class DayMarket:
     marks: dict[str, tuple[I64, F64]]
     clock: str = "ts_event"
     symbols: list[str] | None = None  # what was read (None: everything)
+    others: dict[str, MarketView] = field(default_factory=dict)  # the same quotes indexed by other clocks
+
+    def view_for(self, clock: str) -> MarketView:
+        """The as-of view on ``clock`` (the fill clock's view, or one of ``others``)."""
+        if clock == self.clock:
+            return self.view
+        try:
+            return self.others[clock]
+        except KeyError:
+            raise KeyError(f"the day's market was not indexed by {clock!r}") from None
 
     def mark(self, asset: str, t: int) -> float:
         """USD value of one unit of ``asset`` at ``t`` (NaN when no quote precedes ``t``)."""
@@ -100,8 +110,17 @@ def market_symbols(symbols: Iterable[str], assets: Iterable[str]) -> list[str]:
     return sorted(wanted)
 
 
-def load_day_market(store: Store, lo: int, hi: int, clock: str, symbols: Sequence[str] | None = None) -> DayMarket:
+def load_day_market(
+    store: Store,
+    lo: int,
+    hi: int,
+    clock: str,
+    symbols: Sequence[str] | None = None,
+    other_clocks: Sequence[str] = (),
+) -> DayMarket:
     """Quotes, option quotes (as quote rows) and funding received in ``[lo, hi)``, indexed with ``clock``.
+
+    ``other_clocks`` adds views of the same rows on other clocks (read once, indexed twice).
 
     ``symbols`` restricts the read to those instruments (row groups of others are skipped); option quotes are
     read only when an option symbol is wanted.
@@ -124,4 +143,5 @@ def load_day_market(store: Store, lo: int, hi: int, clock: str, symbols: Sequenc
             funding = store.scan("funding", start=lo, end=hi, symbol=perps).collect()
     view = MarketView.from_quotes(quotes, clock)
     kept = funding if funding is not None and funding.height else None
-    return DayMarket(view, kept, usd_marks(view), clock, wanted)
+    others = {c: MarketView.from_quotes(quotes, c) for c in other_clocks if c != clock}
+    return DayMarket(view, kept, usd_marks(view), clock, wanted, others)

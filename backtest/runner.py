@@ -409,12 +409,9 @@ def _day_symbols(
     return market_symbols(symbols, assets)
 
 
-def _repriced(opps: pl.DataFrame, market: DayMarket, clock: str | None, store: Store, lo: int, hi: int) -> pl.DataFrame:
+def _repriced(opps: pl.DataFrame, market: DayMarket, clock: str | None) -> pl.DataFrame:
     """Opportunities with legs priced at ``ts_start`` on the detector's clock (``None``: keep the legs)."""
-    if clock is None:
-        return opps
-    view = market.view if clock == market.clock else load_day_market(store, lo, hi, clock, market.symbols).view
-    return reprice_legs(opps, view)
+    return opps if clock is None else reprice_legs(opps, market.view_for(clock))
 
 
 def execute_signals(
@@ -436,6 +433,7 @@ def execute_signals(
     """
     acc = _Execution()
     current = dict(balances)
+    extra = (clock,) if clock is not None else ()
     slack = int(60e9 + 20 * max(fill.latency.scale, 1.0) * 1e9 + fill.unwind_delay_ms * 1e6)
     ordered = sorted(signal_days)
     for n, day in enumerate(ordered, 1):
@@ -449,14 +447,14 @@ def execute_signals(
             note = None
             lo_read = lo - slack
             try:
-                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols)
+                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols, extra)
             except Exception as exc:  # a neighbouring day is unreadable: trade on this day's data alone
                 note = f"neighbouring data unreadable, day read alone: {type(exc).__name__}: {exc}"
                 lo_read, hi_ext = lo, hi
-                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols)
+                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols, extra)
             if acc.initial_equity is None:
                 acc.initial_equity = _account_value(current, market, lo)
-            signals = to_signals(_repriced(opps, market, clock, store, lo_read, hi_ext), config.registry, market)
+            signals = to_signals(_repriced(opps, market, clock), config.registry, market)
             acc.signals.append(signals)
             if risk and config.limits is not None and signals.height:
                 accepted, rejected = check_signals(signals, market, config.registry, config.limits, current)

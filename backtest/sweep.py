@@ -248,8 +248,8 @@ def sweep_day(
     hi_ext = max(hi, int(hold) if hold is not None else hi) + slack  # type: ignore[arg-type]
     symbols = _day_symbols(opportunities, config, {})
     store = Store(store_root)
-    market = load_day_market(store, lo - slack, hi_ext, fill.match_clock, symbols)
-    signals = to_signals(_repriced(opportunities, market, clock, store, lo - slack, hi_ext), config.registry, market)
+    market = load_day_market(store, lo - slack, hi_ext, fill.match_clock, symbols, (clock,))
+    signals = to_signals(_repriced(opportunities, market, clock), config.registry, market)
     gross, fees, notional = _leg_arrays(signals, config.registry, market.mark)
     selected = points[list(point_ids)]
     keep, k, profit = screen(gross, fees, notional, selected)
