@@ -510,8 +510,12 @@ class Connector:
             await link.ws.send(payload)
 
     async def _close(self, link: _Link) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(link.ws.close(), 2)
+        # The closing handshake can queue behind a flood of data from the venue: give it 0.5 s, then abort.
+        try:
+            await asyncio.wait_for(link.ws.close(), 0.5)
+        except Exception:
+            with contextlib.suppress(Exception):
+                link.ws.transport.abort()
         if link.pump is not None and not link.pump.done():
             link.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

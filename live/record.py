@@ -36,7 +36,10 @@ _RECORD_BATCH = BatcherConfig(max_rows=20_000, max_delay_ns=1_000_000_000, max_p
 
 @dataclass(frozen=True, slots=True)
 class RecordSummary:
-    """What a recording session wrote and what its connections went through."""
+    """What a recording session wrote and what its connections went through.
+
+    ``duration_s`` is the recording window (start to stop request); the final flush after it is not counted.
+    """
 
     rows: dict[str, int]
     writes: int
@@ -154,6 +157,7 @@ async def record(
                 writer.add(queue.get_nowait(), time.monotonic_ns())
             await writer.write(force=False, now_ns=time.monotonic_ns())
     finally:
+        recorded_s = time.monotonic() - started
         feed_stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         while not queue.empty():
@@ -163,6 +167,6 @@ async def record(
     return RecordSummary(
         rows=writer.rows,
         writes=writer.writes,
-        duration_s=time.monotonic() - started,
+        duration_s=recorded_s,
         connectors={name: c.stats for name, c in zip(names, connectors, strict=True)},
     )
