@@ -33,11 +33,11 @@ State = CrossExchangeState
 
 @dataclass(frozen=True)
 class CrossExchange:
-    """The strategy object: reads the ``quotes`` table of each batch."""
+    """The strategy object: reads the ``quotes`` and ``book`` tables of each batch (book depth sizes the legs)."""
 
     name: str = "cross_exchange"
     params_type: type[CrossExchangeParams] = CrossExchangeParams
-    tables: tuple[str, ...] = ("quotes",)
+    tables: tuple[str, ...] = ("quotes", "book")
 
     def init(self, params: CrossExchangeParams) -> CrossExchangeState:
         del params
@@ -46,7 +46,7 @@ class CrossExchange:
     def step(
         self, batch: Batch, state: CrossExchangeState, params: CrossExchangeParams
     ) -> tuple[pl.DataFrame, CrossExchangeState]:
-        return detect_cross_exchange(batch.quotes, state, params)
+        return detect_cross_exchange(batch.quotes, state, params, batch.book)
 
     def finish(self, state: CrossExchangeState, params: CrossExchangeParams) -> pl.DataFrame:
         return finish_cross_exchange(state, params)

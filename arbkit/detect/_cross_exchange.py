@@ -12,8 +12,22 @@ lot sizes::
     size = floor_lot(min(ask_size_A, bid_size_B, max_notional / ask_A))
 
 A row is an *event* when ``profit_per_unit > 0``, ``size * ask_A`` reaches both venues' ``min_notional`` and
-``profit = profit_per_unit * size >= min_profit``.  Events merge into episodes keyed by
-``(symbol, buy venue, sell venue)`` on the instrument's timeline (:mod:`arbkit.detect._episodes`).
+``profit = profit_per_unit * size >= min_profit``.
+
+Book depth: when the batch carries ``book`` rows (or the state holds snapshots), a leg whose latest usable
+snapshot visible at the row (:mod:`arbkit.detect._depth`: clock strictly before the row, carried in state) is at
+least as recent as its quote walks that snapshot's levels; a leg without one walks its top of book.  The size is
+then the joint walk's profit-maximizing one (marginal profit of the next unit ``sell level * (1 - fee_B) - buy
+level * (1 + fee_A)`` while positive, ``max_notional`` on the buy notional, the coarser lot, both venues'
+``min_notional``) and ``profit`` its exact net profit; ``buy_price``/``sell_price`` stay the quoted top of book
+and the legs carry the average fill prices.
+
+Speed: rows are first screened with one pass over the ``(rows, venues)`` arrays (best fee-adjusted bid against
+best fee-adjusted ask, loose by 1e-9 relative); only passing rows are evaluated pair by pair, and events are
+built column-wise with integer candidate ids whose key strings are made once per candidate.
+
+Events merge into episodes keyed by ``(symbol, buy venue, sell venue)`` on the instrument's timeline
+(:mod:`arbkit.detect._episodes`).
 
 Integrity: a pair is evaluated only on usable quotes.  Where it *would* be profitable on quotes that are present
 but stale, or flagged/invalid, the state counts a suppression (``suppressed_stale``, ``suppressed_flagged``);
@@ -58,6 +72,7 @@ from arbkit.align import (
     max_age_ns,
 )
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
+from arbkit.detect._depth import BookState, book_as_of, joint_walk, ladder_fill, update_books
 from arbkit.detect._episodes import (
     EVENT_SCHEMA,
     EpisodeState,
@@ -70,6 +85,7 @@ from arbkit.instruments import Registry, UnknownInstrumentError, default_registr
 __all__ = ["CrossExchangeParams", "CrossExchangeState", "detect_cross_exchange", "finish_cross_exchange"]
 
 KIND = "cross_exchange"
+_F = npt.NDArray[np.float64]
 _NS_PER_MS = 1e6
 
 
@@ -104,15 +120,16 @@ class CrossExchangeParams:
 
 @dataclass(frozen=True)
 class CrossExchangeState:
-    """Latest quotes, open episodes and counters (rejected rows by reason, suppressed candidates)."""
+    """Latest quotes, open episodes, counters (rejected rows by reason, suppressed candidates), latest books."""
 
     quotes: LastQuotes
     episodes: EpisodeState
     counters: Mapping[str, int]
+    book: BookState = field(default_factory=BookState.empty)
 
     @classmethod
     def empty(cls) -> CrossExchangeState:
-        return cls(LastQuotes.empty(), EpisodeState.empty(), {})
+        return cls(LastQuotes.empty(), EpisodeState.empty(), {}, BookState.empty())
 
 
 def _add(counters: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
@@ -153,7 +170,10 @@ def _floor_lot(size: npt.NDArray[np.float64], lot: npt.NDArray[np.float64]) -> n
 
 
 def _events(
-    view: AlignedQuotes, seq: npt.NDArray[np.int64], params: CrossExchangeParams
+    view: AlignedQuotes,
+    seq: npt.NDArray[np.int64],
+    params: CrossExchangeParams,
+    books: tuple[BookState, pl.DataFrame] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     fee_t, lot_t, min_t = _instrument_table(view, params)
     n_ven = len(view.venues)
@@ -214,6 +234,40 @@ def _events(
     per_unit = per_unit_all[hit, a_idx, b_idx]
     size = size_all[hit, a_idx, b_idx]
     fee_a = fee[hit, a_idx]
+    profit = per_unit * size
+    cost = buy_price * size
+    percentage = 100.0 * per_unit / (buy_price * (1.0 + fee_a))
+    buy_fill, sell_fill = buy_price, sell_price
+    displayed_buy, displayed_sell = ask_size_r[hit, a_idx], bid_size_r[hit, b_idx]
+    if books is not None and (books[0].frame.height or books[1].height):
+        walked = _walk_books(
+            view, params, books, row, a_idx, b_idx, fee_a, fee[hit, b_idx], lot[hit], min_notional[hit]
+        )
+        if walked is not None:
+            use, w_size, w_profit, w_cost, w_proceeds, w_buy_depth, w_sell_depth = walked
+            keep = ~use | ((w_size > 0) & (w_profit > 0) & (w_profit >= params.min_profit))
+            size, profit = np.where(use, w_size, size), np.where(use, w_profit, profit)
+            cost = np.where(use, w_cost, cost)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                percentage = np.where(use, 100.0 * w_profit / (w_cost * (1.0 + fee_a)), percentage)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                buy_fill = np.where(use, w_cost / w_size, buy_price)
+                sell_fill = np.where(use, w_proceeds / w_size, sell_price)
+            displayed_buy = np.where(use, w_buy_depth, displayed_buy)
+            displayed_sell = np.where(use, w_sell_depth, displayed_sell)
+            if not keep.all():
+                row, a_idx, b_idx, hit = row[keep], a_idx[keep], b_idx[keep], hit[keep]
+                buy_price, sell_price, size, profit, cost = (
+                    buy_price[keep],
+                    sell_price[keep],
+                    size[keep],
+                    profit[keep],
+                    cost[keep],
+                )
+                buy_fill, sell_fill, percentage = buy_fill[keep], sell_fill[keep], percentage[keep]
+                displayed_buy, displayed_sell = displayed_buy[keep], displayed_sell[keep]
+            if row.size == 0:
+                return pl.DataFrame(schema=EVENT_SCHEMA), counters
     latency = np.array(
         [params.registry.profile(v).latency_ms if v in params.registry.profiles else 0.0 for v in view.venues]
     )
@@ -223,10 +277,7 @@ def _events(
     pick = np.arange(row.size)
     confidence = row_confidence(
         np.minimum(fresh[pick, a_idx], fresh[pick, b_idx]),
-        np.minimum(
-            depth_factor(size, ask_size_r[hit, a_idx]),
-            depth_factor(size, bid_size_r[hit, b_idx]),
-        ),
+        np.minimum(depth_factor(size, displayed_buy), depth_factor(size, displayed_sell)),
     )
     frame = _event_frame(
         view,
@@ -236,12 +287,73 @@ def _events(
         seq=seq[row],
         buy_price=buy_price,
         sell_price=sell_price,
+        buy_fill=buy_fill,
+        sell_fill=sell_fill,
         size=size,
-        profit=per_unit * size,
-        profit_percentage=100.0 * per_unit / (buy_price * (1.0 + fee_a)),
+        profit=profit,
+        profit_percentage=percentage,
         confidence=confidence,
     )
     return frame, counters
+
+
+def _walk_books(
+    view: AlignedQuotes,
+    params: CrossExchangeParams,
+    books: tuple[BookState, pl.DataFrame],
+    row: npt.NDArray[np.int64],
+    buy: npt.NDArray[np.int64],
+    sell: npt.NDArray[np.int64],
+    buy_fee: npt.NDArray[np.float64],
+    sell_fee: npt.NDArray[np.float64],
+    lot: npt.NDArray[np.float64],
+    min_notional: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.bool_], _F, _F, _F, _F, _F, _F] | None:
+    """Joint depth walk for the hits where a leg has a usable book snapshot at least as recent as its quote.
+
+    A leg without such a snapshot walks its top of book (one level: the quote's price and displayed size).
+    Returns ``None`` when no hit has a book, else ``(use, size, profit, cost, proceeds, buy depth, sell depth)``.
+    """
+    n = row.size
+    symbols = pl.Series(view.symbols, dtype=pl.String).gather(view.symbol[row].astype(np.int64))
+    venues = pl.Series(view.venues, dtype=pl.String)
+    state, batch_book = books
+    time = view.time[row]
+    buy_book = book_as_of(state, batch_book, venues.gather(buy), symbols, time, clock=params.clock)
+    sell_book = book_as_of(state, batch_book, venues.gather(sell), symbols, time, clock=params.clock)
+    buy_ok = buy_book[4] >= view.quote_time[row, buy]
+    sell_ok = sell_book[4] >= view.quote_time[row, sell]
+    use = buy_ok | sell_ok
+    if not use.any():
+        return None
+    ask, ask_size = view.ask[row, buy], view.ask_size[row, buy]
+    bid, bid_size = view.bid[row, sell], view.bid_size[row, sell]
+
+    def ladder(
+        ok: npt.NDArray[np.bool_], price: npt.NDArray[np.float64], size: npt.NDArray[np.float64],
+        top: npt.NDArray[np.float64], top_size: npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:  # fmt: skip
+        one_price = np.full_like(price, np.nan)
+        one_size = np.zeros_like(size)
+        one_price[:, 0], one_size[:, 0] = top, top_size
+        return np.where(ok[:, None], price, one_price), np.where(ok[:, None], size, one_size)
+
+    buy_price, buy_size = ladder(buy_ok, buy_book[2], buy_book[3], ask, ask_size)
+    sell_price, sell_size = ladder(sell_ok, sell_book[0], sell_book[1], bid, bid_size)
+    size, profit = joint_walk(
+        buy_price=buy_price,
+        buy_size=buy_size,
+        sell_price=sell_price,
+        sell_size=sell_size,
+        buy_fee=buy_fee,
+        sell_fee=sell_fee,
+        max_notional=np.full(n, params.max_notional),
+        lot=np.fmax(lot[np.arange(n), buy], lot[np.arange(n), sell]),
+        min_notional=np.fmax(min_notional[np.arange(n), buy], min_notional[np.arange(n), sell]),
+    )
+    cost = ladder_fill(buy_price, buy_size, size)
+    proceeds = ladder_fill(sell_price, sell_size, size)
+    return use, size, profit, cost, proceeds, buy_size.sum(axis=1), sell_size.sum(axis=1)
 
 
 def _event_frame(
@@ -291,9 +403,7 @@ def _event_frame(
         "seq",
         "ts",
         pl.col("timeline").alias("symbol"),
-        pl.concat_list(leg("buy", "buy_exchange", "buy_price"), leg("sell", "sell_exchange", "sell_price")).alias(
-            "legs"
-        ),
+        pl.concat_list(leg("buy", "buy_exchange", "buy_fill"), leg("sell", "sell_exchange", "sell_fill")).alias("legs"),
         "buy_exchange",
         "sell_exchange",
         "buy_price",
@@ -306,7 +416,7 @@ def _event_frame(
 
 
 def detect_cross_exchange(
-    quotes: pl.DataFrame, state: CrossExchangeState, params: CrossExchangeParams
+    quotes: pl.DataFrame, state: CrossExchangeState, params: CrossExchangeParams, book: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, CrossExchangeState]:
     """One step of the cross-exchange detector over a batch of quotes.
 
@@ -319,6 +429,9 @@ def detect_cross_exchange(
         Carried :class:`CrossExchangeState` (``CrossExchangeState.empty()`` to start).
     params
         :class:`CrossExchangeParams`.
+    book
+        Rows of the ``book`` table of the same batch (optional).  Where a leg has a usable snapshot at least as
+        recent as its quote, the size is the joint depth walk's (:mod:`arbkit.detect._depth`).
 
     Returns
     -------
@@ -332,10 +445,11 @@ def detect_cross_exchange(
         quotes, state.quotes, checked, registry=params.registry, clock=params.clock, max_age_ms=params.max_age_ms
     )
     seq, episodes = advance_timeline_codes(state.episodes, view.symbols, view.symbol)
-    events, suppressed = _events(view, seq, params)
+    batch_book = book if book is not None else pl.DataFrame()
+    events, suppressed = _events(view, seq, params, (state.book, batch_book))
     closed, episodes = merge_episodes(events, episodes)
     counters = _add(_add(state.counters, count_reasons(reason)), suppressed)
-    return closed, CrossExchangeState(last, episodes, counters)
+    return closed, CrossExchangeState(last, episodes, counters, update_books(state.book, batch_book, params.clock))
 
 
 def finish_cross_exchange(state: CrossExchangeState, params: CrossExchangeParams) -> pl.DataFrame:

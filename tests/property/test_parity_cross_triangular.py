@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import pipelines
 from arbkit.pipeline import Batch
-from arbkit.schema import QuoteFlag
+from arbkit.schema import BOOK, QuoteFlag
 from arbkit.testing import check_split_parity, cuts, quote_frames
 
 CROSS = pipelines.get("cross_exchange")
@@ -78,3 +78,36 @@ def test_triangular_split_parity(frame: pl.DataFrame, data: st.DataObject, trans
 def test_triangular_stale_quotes_never_produce_an_opportunity(frame: pl.DataFrame) -> None:
     stale = frame.with_columns(pl.col("flags") | int(QuoteFlag.STALE))
     assert TRIANGULAR.run(Batch(quotes=stale), TRIANGULAR.params_type()).height == 0
+
+
+def _book_from(quotes: pl.DataFrame, levels: int = 3) -> pl.DataFrame:
+    """A book snapshot (level 0 = the quote, deeper levels 0.05% apart, growing sizes) for every quote row."""
+    valid = quotes.filter(
+        pl.col("bid").is_finite() & pl.col("ask").is_finite() & (pl.col("bid") > 0) & (pl.col("ask") > 0)
+    )
+    parts = []
+    for side, top, size, sign in (("bid", "bid", "bid_size", -1.0), ("ask", "ask", "ask_size", 1.0)):
+        for level in range(levels):
+            parts.append(
+                valid.select(
+                    "ts_event",
+                    "ts_recv",
+                    "exchange",
+                    "symbol",
+                    pl.lit(side).alias("side"),
+                    pl.lit(level, dtype=pl.UInt16).alias("level"),
+                    (pl.col(top) * (1 + sign * 0.0005 * level)).alias("price"),
+                    (pl.col(size).fill_nan(0.0).clip(0.0) * (1 + level)).alias("size"),
+                    pl.lit(None, dtype=pl.Int64).alias("seq"),
+                    pl.col("flags"),
+                )
+            )
+    return pl.concat(parts).cast(BOOK.polars)  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=quote_frames(max_rows=50, invalid=True), data=st.data())
+def test_cross_exchange_split_parity_with_book_depth(frame: pl.DataFrame, data: st.DataObject) -> None:
+    book = _book_from(frame)
+    params = CROSS.params_type(max_notional=1e9)
+    check_split_parity(CROSS, frame, params, data.draw(cuts(frame.height + book.height)), book=book)

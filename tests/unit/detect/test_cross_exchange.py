@@ -143,3 +143,64 @@ def test_empty_and_garbage_batches_do_not_crash() -> None:
     out, state = detect_cross_exchange(garbage, state, PARAMS)
     assert out.height == 0
     assert state.counters == {"missing_price": 1, "non_positive_price": 1}
+
+
+def _book_rows(t: int, exchange: str, side: str, levels: list[tuple[float, float]]) -> list[dict[str, object]]:
+    return [
+        {"ts_event": t, "ts_recv": t, "exchange": exchange, "symbol": "BTC/USDT", "side": side, "level": i,
+         "price": p, "size": s, "seq": None, "flags": 0}
+        for i, (p, s) in enumerate(levels)
+    ]  # fmt: skip
+
+
+def test_book_depth_sizes_the_trade_by_a_joint_walk() -> None:
+    asks = [(100.0, 1.0), (100.3, 2.0), (100.8, 5.0)]  # binance, buy side
+    bids = [(101.0, 1.0), (100.6, 2.0), (100.1, 5.0)]  # okx, sell side
+    quotes = pl.DataFrame(
+        {
+            "ts_event": [1, 2, 3],
+            "ts_recv": [1, 2, 3],
+            "exchange": ["binance", "okx", "bybit"],
+            "symbol": ["BTC/USDT"] * 3,
+            "bid": [99.9, 101.0, 90.0],
+            "bid_size": [1.0, 1.0, 1.0],
+            "ask": [100.0, 101.1, 110.0],
+            "ask_size": [1.0, 1.0, 1.0],
+        }
+    )
+    book = pl.DataFrame(
+        _book_rows(1, "binance", "ask", asks) + _book_rows(2, "okx", "bid", bids),
+        schema={"ts_event": pl.Int64, "ts_recv": pl.Int64, "exchange": pl.String, "symbol": pl.String,
+                "side": pl.String, "level": pl.UInt16, "price": pl.Float64, "size": pl.Float64, "seq": pl.Int64,
+                "flags": pl.UInt16},
+    )  # fmt: skip
+    params = CrossExchangeParams(max_notional=1e6)
+    out, state = detect_cross_exchange(quotes, CrossExchangeState.empty(), params, book)
+    opp = pl.concat([out, finish(state, params)])
+    assert opp.height == 1
+    registry = params.registry
+    fee_buy = registry.get("binance", "BTC/USDT").taker_fee
+    fee_sell = registry.get("okx", "BTC/USDT").taker_fee
+    lot = max(registry.get("binance", "BTC/USDT").lot_size, registry.get("okx", "BTC/USDT").lot_size)
+
+    def fill(levels: list[tuple[float, float]], q: float) -> float:
+        total, left = 0.0, q
+        for price, size in levels:
+            take = min(size, left)
+            total, left = total + take * price, left - take
+        return total
+
+    # Brute force over every lot multiple up to the shallower ladder's depth (8 units).
+    best = max(
+        ((fill(bids, k * lot) * (1 - fee_sell) - fill(asks, k * lot) * (1 + fee_buy), k * lot)
+         for k in range(1, round(8.0 / lot) + 1)),
+    )  # fmt: skip
+    assert math.isclose(opp["profit"][0], best[0], rel_tol=1e-9)
+    assert math.isclose(opp["size"][0], best[1], rel_tol=1e-9)
+    buy_leg, sell_leg = opp["legs"][0]
+    assert math.isclose(buy_leg["price"], fill(asks, best[1]) / best[1], rel_tol=1e-12)  # average fill price
+    assert math.isclose(sell_leg["price"], fill(bids, best[1]) / best[1], rel_tol=1e-12)
+    assert opp["buy_price"][0] == 100.0  # the quoted top of book
+    # Without the book the same quotes give the top-of-book size.
+    top, top_state = detect_cross_exchange(quotes, CrossExchangeState.empty(), params)
+    assert pl.concat([top, finish(top_state, params)])["size"][0] == 1.0
