@@ -409,9 +409,10 @@ def main() -> None:
 
 def _register_commands() -> None:
     """Commands defined in sibling modules (they import the helpers above, so register them last)."""
-    from arbkit_cli import _backtest
+    from arbkit_cli import _backtest, _live
 
     _backtest.register(app)
+    _live.register(app)
 
 
 _register_commands()

@@ -94,3 +94,39 @@ def test_bad_checksum_is_refused(tmp_path: Path) -> None:
     proc = arbkit("data", "import", "binance", str(bad), "--store", str(tmp_path), check=False)
     assert proc.returncode == 2
     assert "does not match" in proc.stderr
+
+
+def test_record_from_simulator_then_backtest(store: Path, tmp_path: Path) -> None:
+    recorded = tmp_path / "recorded"
+    summary = json.loads(
+        arbkit(
+            "record",
+            "--store",
+            str(recorded),
+            "--from-simulator",
+            str(store),
+            "--duration",
+            "3",
+            "--speed",
+            "50",
+            "--json",
+        ).stdout
+    )
+    assert summary["rows"]["quotes"] > 100
+    info = json.loads(arbkit("data", "info", "--store", str(recorded), "--json").stdout)
+    assert info["tables"]["quotes"]["rows"] == summary["rows"]["quotes"]
+    assert set(info["tables"]["quotes"]["exchanges"]) == {"binance", "okx", "bybit", "coinbase", "kraken", "deribit"}
+    metrics = json.loads(
+        arbkit(
+            "backtest",
+            "--store",
+            str(recorded),
+            "--pipeline",
+            "cross_exchange",
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ).stdout
+    )
+    assert "total_pnl" in metrics
+    assert metrics["failed_days"] == 0

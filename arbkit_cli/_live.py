@@ -1,0 +1,147 @@
+"""``arbkit simulate`` and ``arbkit record``: the exchange simulator and live recording into the store.
+
+``record`` reads the feeds from the configuration (``exchanges.<venue>.ws_url`` and ``symbols``), or, with
+``--from-simulator SRC``, starts the built-in simulator on loopback over the store ``SRC`` and records what it
+streams: the same bytes and parsers as a live session, with no network, so ``arbkit record`` then
+``arbkit backtest`` can be tried anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from live.connector import ConnectorConfig
+    from live.simulator import SimulatorHandle
+
+__all__ = ["register"]
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="Parquet store directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+def simulate(
+    store: StoreOpt,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8765,
+    speed: Annotated[float, typer.Option(help="Replay speed-up; 0 = as fast as possible.")] = 1.0,
+    venues: Annotated[str | None, typer.Option(help="Comma-separated venues to serve (default: all).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Replay once instead of looping.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve each venue's public stream protocol on loopback, replaying the store."""
+    from arbkit_cli.main import CliError, _csv, _emit_json, out
+    from live.simulator import run_simulator
+
+    if not store.is_dir():
+        raise CliError(f"--store: {store} is not a directory")
+    if speed < 0:
+        raise CliError(f"--speed must be >= 0, got {speed}")
+
+    def ready(handle: SimulatorHandle) -> None:
+        if as_json:
+            return
+        out.print(f"simulator on {handle.base_url} (speed {speed:g}x); paths:")
+        for path in handle.paths:
+            out.print(f"  {handle.base_url}{path}  {len(handle.symbols(path))} symbols")
+
+    stats = run_simulator(
+        store, "127.0.0.1", port, speed, _csv(venues), loop=not once, duration_s=duration, on_ready=ready
+    )
+    payload = {path: _as_dict(s) for path, s in stats.items()}
+    if as_json:
+        _emit_json(payload)
+    else:
+        out.print(f"served: { {p: d.get('messages', d) for p, d in payload.items()} }")
+
+
+def _as_dict(stats: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
+        return dataclasses.asdict(stats)
+    return dict(vars(stats))
+
+
+def _feeds_from_settings(config: Path | None) -> list[ConnectorConfig]:
+    import os
+
+    from arbkit.config import load_settings
+    from arbkit_cli.main import CliError
+    from live.connector import ConnectorConfig
+
+    settings = load_settings(config, env=os.environ)
+    feeds = []
+    for venue, ex in settings.exchanges.items():
+        if not ex.enabled or not ex.symbols:
+            continue
+        if ex.ws_url is None:
+            raise CliError(f"exchanges.{venue}.ws_url: needed to record {venue} (or use --from-simulator)")
+        spot = tuple(s for s in ex.symbols if ":" not in s)
+        derivs = tuple(s for s in ex.symbols if ":" in s)
+        for symbols, market in ((spot, "spot"), (derivs, "linear")):
+            if symbols:
+                feeds.append(
+                    ConnectorConfig(venue, ex.ws_url, symbols, market=market if venue in ("binance", "bybit") else None)
+                )
+    if not feeds:
+        raise CliError("no feed to record: give exchanges.<venue>.symbols and ws_url in --config, or --from-simulator")
+    return feeds
+
+
+def _feeds_from_simulator(handle: SimulatorHandle) -> list[ConnectorConfig]:
+    from live.connector import ConnectorConfig
+
+    feeds = []
+    for path in handle.paths:
+        parts = path.strip("/").split("/")
+        venue, market = parts[0], (parts[1] if len(parts) > 1 else None)
+        symbols = tuple(sorted(handle.symbols(path)))
+        if symbols:
+            feeds.append(ConnectorConfig(venue, handle.base_url + path, symbols, market=market))
+    return feeds
+
+
+def record(
+    store: StoreOpt,
+    config: Annotated[Path | None, typer.Option("--config", help="Settings file with the feeds.")] = None,
+    duration: Annotated[float, typer.Option(help="Seconds to record.")] = 10.0,
+    from_simulator: Annotated[
+        Path | None, typer.Option("--from-simulator", help="Record the built-in simulator replaying this store.")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Simulator replay speed-up (with --from-simulator).")] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record live feeds into the store, in the layout the backtester reads."""
+    from arbkit_cli.main import CliError, _emit_json, _print_info, out
+    from live.record import record as record_feeds
+    from live.simulator import serve
+
+    if duration <= 0:
+        raise CliError(f"--duration must be > 0, got {duration}")
+
+    async def main() -> Any:
+        if from_simulator is None:
+            return await record_feeds(_feeds_from_settings(config), store, duration_s=duration)
+        if not from_simulator.is_dir():
+            raise CliError(f"--from-simulator: {from_simulator} is not a directory")
+        async with await serve(from_simulator, speed=speed, loop=True, restamp_event_time=True) as handle:
+            return await record_feeds(_feeds_from_simulator(handle), store, duration_s=duration)
+
+    summary = asyncio.run(main())
+    payload = summary.to_dict()
+    if as_json:
+        _emit_json(payload)
+        return
+    out.print(f"recorded {sum(payload['rows'].values()):,} rows in {payload['duration_s']:.1f}s: {payload['rows']}")
+    _print_info(store)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``simulate`` and ``record`` to ``app``."""
+    app.command("simulate")(simulate)
+    app.command("record")(record)
