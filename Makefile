@@ -1,13 +1,12 @@
-# The targets CI and the README call. `uv` is installed into the user's Python if missing.
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
-PY := .venv/bin/python
+# The targets CI and the README call. uv is installed into the user's Python when it is missing.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: install demo test lint types check bench clean
+.PHONY: uv install demo test lint types check bench clean
 
-$(UV):
-	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+uv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
-install: $(UV)
+install: uv
 	$(UV) sync --locked
 
 demo: install
