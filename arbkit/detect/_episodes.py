@@ -254,35 +254,34 @@ def merge_episodes(events: pl.DataFrame, state: EpisodeState) -> tuple[pl.DataFr
         pl.lit(1, dtype=pl.Int64).alias("rows"),
     )
     parts = pl.concat([state.open, fragments.cast(_OPEN_SCHEMA)]).sort("key", "seq_start", maintain_order=True)
-    starts = (pl.col("key") != pl.col("key").shift(1)) | (pl.col("seq_start") != pl.col("seq_last").shift(1) + 1)
+    # Runs of fragments that continue each other, in NumPy (few Polars calls: this runs on every micro-batch).
+    key = parts.get_column("key")
+    same_key = (key == key.shift(1)).fill_null(False).to_numpy()
+    seq_start = parts.get_column("seq_start").to_numpy()
+    seq_last = parts.get_column("seq_last").to_numpy()
+    continues = np.zeros(parts.height, dtype=np.bool_)
+    continues[1:] = same_key[1:] & (seq_start[1:] == seq_last[:-1] + 1)
+    first = np.flatnonzero(~continues)
+    last = np.append(first[1:] - 1, parts.height - 1)
+    peak = np.maximum.reduceat(parts.get_column("peak_profit").to_numpy(), first)
+    rows = np.add.reduceat(parts.get_column("rows").to_numpy(), first)
+    head = parts.select("kind", "key", "timeline", "seq_start", "ts_start")[first]
     merged = (
-        parts.with_columns(starts.fill_null(True).cum_sum().alias("_episode"))
-        .group_by("_episode", maintain_order=True)
-        .agg(
-            pl.col("kind", "key", "timeline", "seq_start", "ts_start").first(),
-            pl.col(
-                "seq_last",
-                "ts_end",
-                "symbol",
-                "legs",
-                "buy_exchange",
-                "sell_exchange",
-                "buy_price",
-                "sell_price",
-                "size",
-                "profit",
-                "profit_percentage",
-                "confidence",
-            ).last(),
-            pl.col("peak_profit").max(),
-            pl.col("rows").sum(),
+        parts[last]
+        .with_columns(
+            *[head.get_column(c) for c in head.columns],
+            pl.Series("peak_profit", peak, dtype=pl.Float64),
+            pl.Series("rows", rows, dtype=pl.Int64),
         )
         .select(list(_OPEN_SCHEMA))
     )
-    with_next = merged.join(state.timelines, on="timeline", how="left")
-    is_open = pl.col("seq_last") + 1 >= pl.col("next_seq").fill_null(0)
-    still_open = with_next.filter(is_open).drop("next_seq")
-    closed = with_next.filter(~is_open).drop("next_seq")
+    known = dict(zip(state.timelines["timeline"].to_list(), state.timelines["next_seq"].to_list(), strict=True))
+    names = merged.get_column("timeline").to_list()
+    next_seq = np.array([known.get(name, 0) for name in names], dtype=np.int64)
+    seq_after: npt.NDArray[np.int64] = merged.get_column("seq_last").to_numpy() + 1
+    open_mask: npt.NDArray[np.bool_] = np.greater_equal(seq_after, next_seq)
+    still_open = merged.filter(pl.Series(open_mask))
+    closed = merged.filter(pl.Series(~open_mask))
     return to_opportunities(closed, "expired"), EpisodeState(still_open, state.timelines)
 
 
