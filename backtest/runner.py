@@ -48,7 +48,7 @@ from arbkit.instruments import Registry, default_registry
 from arbkit.pipeline import Batch
 from arbkit.risk import RiskLimits
 from backtest._market import DayMarket, day_bounds, day_of, load_day_market, market_symbols
-from backtest._signals import REJECTION_SCHEMA, cash_currency, check_signals, reprice_legs, to_signals
+from backtest._signals import HOLDING_KINDS, REJECTION_SCHEMA, cash_currency, check_signals, reprice_legs, to_signals
 from backtest.metrics import compute_metrics
 
 __all__ = [
@@ -122,6 +122,10 @@ class BacktestConfig:
         Stop at the first failed day instead of recording it and continuing.
     latency_scales
         Latency multipliers the report's latency-sensitivity analysis replays.
+    lookback_s
+        How far back an order may see a book: a quote received more than this before a signal (or its exit) is
+        treated as absent, so a venue silent for minutes does not fill at a minutes-old price.  It also bounds
+        the work per day (only the minutes around signals are indexed); ``None`` indexes the whole day.
     """
 
     fill: FillParams = field(default_factory=FillParams)
@@ -132,8 +136,11 @@ class BacktestConfig:
     metrics_period_s: float = 3600.0
     fail_fast: bool = False
     latency_scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    lookback_s: float | None = 300.0
 
     def __post_init__(self) -> None:
+        if self.lookback_s is not None and not (math.isfinite(self.lookback_s) and self.lookback_s > 0):
+            raise BacktestError(f"lookback_s must be positive (or None for no limit), got {self.lookback_s}")
         if not (math.isfinite(self.metrics_period_s) and self.metrics_period_s > 0):
             raise BacktestError(f"metrics_period_s must be positive, got {self.metrics_period_s}")
         bad = {k: v for k, v in self.initial_balances.items() if not (math.isfinite(v) and v >= 0)}
@@ -191,6 +198,7 @@ class BacktestConfig:
             "metrics_period_s": self.metrics_period_s,
             "fail_fast": self.fail_fast,
             "latency_scales": list(self.latency_scales),
+            "lookback_s": self.lookback_s,
         }
 
 
@@ -409,6 +417,22 @@ def _day_symbols(
     return market_symbols(symbols, assets)
 
 
+def signal_windows(
+    opportunities: pl.DataFrame, lookback_s: float | None, slack: int, day_start: int
+) -> list[tuple[int, int]] | None:
+    """``ts_recv`` windows a day's fills can look at: ``lookback_s`` before to ``slack`` after each entry and exit.
+
+    ``None`` (no lookback limit) keeps the whole day.  The day's start is included so the account can be valued.
+    """
+    if lookback_s is None:
+        return None
+    back = int(lookback_s * 1e9)
+    times = opportunities.get_column("ts_start").to_list()
+    holding = opportunities.filter(pl.col("kind").is_in(list(HOLDING_KINDS)))
+    times += holding.get_column("ts_end").to_list()
+    return [(day_start - back, day_start + 1)] + [(int(t) - back, int(t) + slack) for t in times]
+
+
 def _repriced(opps: pl.DataFrame, market: DayMarket, clock: str | None) -> pl.DataFrame:
     """Opportunities with legs priced at ``ts_start`` on the detector's clock (``None``: keep the legs)."""
     return opps if clock is None else reprice_legs(opps, market.view_for(clock))
@@ -444,14 +468,15 @@ def execute_signals(
             hold = opps.filter(pl.col("kind").is_in(["basis", "parity"])).get_column("ts_end").max()
             hi_ext = max(hi, int(hold) if hold is not None else hi) + slack  # type: ignore[arg-type]
             symbols = _day_symbols(opps, config, current)
+            windows = signal_windows(opps, config.lookback_s, slack, lo)
             note = None
             lo_read = lo - slack
             try:
-                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols, extra)
+                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols, extra, windows)
             except Exception as exc:  # a neighbouring day is unreadable: trade on this day's data alone
                 note = f"neighbouring data unreadable, day read alone: {type(exc).__name__}: {exc}"
                 lo_read, hi_ext = lo, hi
-                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols, extra)
+                market = load_day_market(store, lo_read, hi_ext, fill.match_clock, symbols, extra, windows)
             if acc.initial_equity is None:
                 acc.initial_equity = _account_value(current, market, lo)
             signals = to_signals(_repriced(opps, market, clock), config.registry, market)

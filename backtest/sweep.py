@@ -62,6 +62,7 @@ from backtest.runner import (
     detect_days,
     group_by_day,
     initial_ledger,
+    signal_windows,
 )
 
 jax.config.update("jax_enable_x64", True)
@@ -248,7 +249,8 @@ def sweep_day(
     hi_ext = max(hi, int(hold) if hold is not None else hi) + slack  # type: ignore[arg-type]
     symbols = _day_symbols(opportunities, config, {})
     store = Store(store_root)
-    market = load_day_market(store, lo - slack, hi_ext, fill.match_clock, symbols, (clock,))
+    windows = signal_windows(opportunities, config.lookback_s, slack, lo)
+    market = load_day_market(store, lo - slack, hi_ext, fill.match_clock, symbols, (clock,), windows)
     signals = to_signals(_repriced(opportunities, market, clock), config.registry, market)
     gross, fees, notional = _leg_arrays(signals, config.registry, market.mark)
     selected = points[list(point_ids)]

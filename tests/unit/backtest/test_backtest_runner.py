@@ -169,7 +169,7 @@ def test_a_failed_day_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
     [
         ({"pipeline": "nope"}, "unknown pipeline 'nope'"),
         ({"start": 10, "end": 10}, "empty time range"),
-        ({"start": 0, "end": 1_000}, "no quotes data for pipeline 'cross_exchange'"),
+        ({"start": 0, "end": 1_000}, r"no \S+ data for pipeline 'cross_exchange'"),
         ({"config": BacktestConfig(pipeline_params={"min_proft": 1.0})}, r"unknown field\(s\) \['min_proft'\]"),
     ],
 )
