@@ -136,7 +136,7 @@ class BacktestConfig:
     metrics_period_s: float = 3600.0
     fail_fast: bool = False
     latency_scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
-    lookback_s: float | None = 300.0
+    lookback_s: float | None = 60.0
 
     def __post_init__(self) -> None:
         if self.lookback_s is not None and not (math.isfinite(self.lookback_s) and self.lookback_s > 0):
