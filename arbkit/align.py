@@ -366,9 +366,12 @@ def align_quotes(
     >>> view.usable.tolist(), view.stale.tolist()
     ([[False, True], [False, True], [True, False]], [[False, False], [False, False], [False, True]])
     """
-    checked = _check(quotes, registry)
-    if reason is not None:
-        checked = _Checked(reason, checked.exchanges, checked.exchange, checked.symbols, checked.symbol)
+    if reason is None:
+        checked = _check(quotes, registry)
+    else:  # only the codes are needed
+        exchanges, ex_code = _codes(quotes.get_column("exchange"))
+        symbols, sym_code = _codes(quotes.get_column("symbol"))
+        checked = _Checked(reason, exchanges, ex_code, symbols, sym_code)
     return _align(quotes, state, checked, registry=registry, clock=clock, max_age_ms=max_age_ms)
 
 

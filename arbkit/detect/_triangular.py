@@ -65,9 +65,9 @@ import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
-from arbkit.align import AlignedQuotes, Clock, LastQuotes, align_quotes, check_quotes, count_reasons
+from arbkit.align import AlignedQuotes, Clock, LastQuotes, _known, _memo, align_quotes, check_quotes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
-from arbkit.detect._episodes import EVENT_SCHEMA, EpisodeState, advance_timelines, finish_episodes, merge_episodes
+from arbkit.detect._episodes import EVENT_SCHEMA, EpisodeState, advance_timeline_codes, finish_episodes, merge_episodes
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
 __all__ = [
@@ -261,12 +261,12 @@ def detect_triangular(
     view, last = align_quotes(
         cells, state.quotes, registry=registry, clock=params.clock, max_age_ms=max_age, reason=frame_reason
     )
-    seq, episodes = advance_timelines(state.episodes, pl.Series(["*"] * view.height, dtype=pl.String))
+    seq, episodes = advance_timeline_codes(state.episodes, ["*"], np.zeros(view.height, dtype=np.int64))
     columns: list[tuple[str, str]] = []
     column_index: list[int] = []
     for i, cell in enumerate(view.venues):
         venue, symbol = cell.split(_SEP, 1)
-        if (venue, symbol) in registry:
+        if _known(registry, venue, symbol):
             columns.append((venue, symbol))
             column_index.append(i)
     events = pl.DataFrame(schema=EVENT_SCHEMA)
@@ -323,6 +323,23 @@ def _static(topology: Topology, max_legs: int) -> _Static:
     return _Static(edge_column, edge_sell, cycle_edges, ptr, indices, names, keys)
 
 
+def _instrument_table(
+    topology: Topology, params: TriangularParams
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(taker fee, lot size, min notional) per topology column, cached per registry."""
+    memo = _memo(params.registry)
+    key = ("triangular.table", topology.columns, tuple(sorted(params.taker_fees.items())))
+    if key not in memo:
+        registry = params.registry
+        memo[key] = (
+            np.array([params.taker_fees.get(v, registry.get(v, s).taker_fee) for v, s in topology.columns]),
+            np.array([registry.get(v, s).lot_size for v, s in topology.columns]),
+            np.array([registry.get(v, s).min_notional for v, s in topology.columns]),
+        )
+    table: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]] = memo[key]
+    return table
+
+
 def _floor_lot(size: npt.NDArray[np.float64], lot: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     # The relative epsilon keeps sizes that are exact multiples (1.0 / 0.1 = 9.999...) from losing a lot.
     return np.where(lot > 0, np.floor(size / np.where(lot > 0, lot, 1.0) * (1.0 + 1e-12)) * lot, size)
@@ -355,21 +372,25 @@ def _screen(
             static.column_cycles[np.repeat(static.column_cycles_ptr[col], counts) + within],
         ]
     )
-    log_sum = np.zeros(pair_row.size)
+    # Log of each column's sell and buy rate at every row (NaN where the quote is not a positive number), then one
+    # flat gather per leg.
+    n_columns = view_bid.shape[1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        for j in range(static.cycle_edges.shape[1]):
-            edge = static.cycle_edges[pair_cycle, j]
-            valid = edge >= 0
-            e = np.maximum(edge, 0)
-            column = static.edge_column[e]
-            trade = valid & (column >= 0)
-            c = np.maximum(column, 0)
-            price = np.where(static.edge_sell[e], view_bid[pair_row, c], view_ask[pair_row, c])
-            price = np.where(np.isfinite(price) & (price > 0), price, np.nan)
-            rate = np.where(static.edge_sell[e], np.log(price), -np.log(price)) + edge_log_fee[e]
-            log_sum += np.where(trade, rate, 0.0)
-    # Carry each evaluation forward to the next evaluation of the same cycle (or the batch end).
-    order = np.lexsort((pair_row, pair_cycle))
+        log_bid = np.log(np.where(np.isfinite(view_bid) & (view_bid > 0), view_bid, np.nan)).ravel()
+        log_ask = -np.log(np.where(np.isfinite(view_ask) & (view_ask > 0), view_ask, np.nan)).ravel()
+    edge_log = np.append(edge_log_fee, 0.0)  # a last slot for padding and transfers: rate 1
+    base = pair_row * n_columns
+    log_sum = np.zeros(pair_row.size)
+    for j in range(static.cycle_edges.shape[1]):
+        edge = static.cycle_edges[pair_cycle, j]
+        column = np.where(edge >= 0, static.edge_column[np.maximum(edge, 0)], -1)
+        sell = static.edge_sell[np.maximum(edge, 0)]
+        flat = base + np.maximum(column, 0)
+        rate = np.where(sell, log_bid[flat], log_ask[flat]) + edge_log[np.where(column >= 0, edge, -1)]
+        log_sum += np.where(column >= 0, rate, 0.0)
+    # Carry each evaluation forward to the next evaluation of the same cycle (or the batch end).  Pairs are in row
+    # order, so a stable sort by cycle (radix for small codes) orders them by (cycle, row).
+    order = np.argsort(pair_cycle.astype(np.uint16 if n_cycles <= 65_536 else np.int64), kind="stable")
     r, k, positive = pair_row[order], pair_cycle[order], log_sum[order] > 0
     end = np.empty_like(r)
     end[:-1] = np.where(k[1:] == k[:-1], r[1:], n)
@@ -393,9 +414,7 @@ def _events(
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     cols = np.array(column_index, dtype=np.int64)
     static = _static(topology, params.max_legs)
-    fees = np.array([params.taker_fees.get(v, params.registry.get(v, s).taker_fee) for v, s in topology.columns])
-    lots = np.array([params.registry.get(v, s).lot_size for v, s in topology.columns])
-    min_notional = np.array([params.registry.get(v, s).min_notional for v, s in topology.columns])
+    fees, lots, min_notional = _instrument_table(topology, params)
     edge_column, edge_sell, cycle_edges = static.edge_column, static.edge_sell, static.cycle_edges
     edge_fee = np.where(edge_column >= 0, fees[np.maximum(edge_column, 0)], 0.0)
     # Topology column of each row's own cell (-1: not in the graph).
