@@ -99,7 +99,7 @@ def test_sharpe_volatility_and_drawdown_match_plain_numpy(pnl: list[float]) -> N
     returns = curve[1:] / curve[:-1] - 1.0
     per_year = 365.0 * 24.0
     sd = returns.std(ddof=1)
-    if sd > 1e-12:
+    if sd > 1e-8:  # near-constant returns: the ratio is dominated by rounding, in both computations
         assert m["sharpe_ratio"] == pytest.approx(math.sqrt(per_year) * returns.mean() / sd, rel=1e-9, abs=1e-9)
         assert m["volatility"] == pytest.approx(sd * math.sqrt(per_year), rel=1e-9)
     running_peak = np.maximum.accumulate(curve)
