@@ -234,6 +234,21 @@ class BookKeeper:
         """The connector acted on :attr:`needs_resync`; the book stays flagged until the snapshot arrives."""
         self._resync_requested = False
 
+    def messages_lost(self) -> None:
+        """Messages were lost on the connection carrying this book (a connection-wide sequence number jumped, as
+        Coinbase's ``sequence_num``, or the connection dropped): the book cannot be trusted any more.
+
+        Counted as a gap; a synced book is flagged ``RESYNCING`` (a never-synced one stays ``UNVERIFIED``) until a
+        snapshot arrives, and :attr:`needs_resync` asks the connector for one.
+        """
+        self._lose_sync("gaps")
+
+    def request_resync(self) -> None:
+        """Ask again for a snapshot (e.g. a REST snapshot fetch failed); the book's flags do not change."""
+        if not self._resync_requested:
+            self._resync_requested = True
+            self.counters.resyncs += 1
+
     def _lose_sync(self, counter: str) -> None:
         setattr(self.counters, counter, getattr(self.counters, counter) + 1)
         if self.synced:
@@ -393,25 +408,30 @@ class BookKeeper:
             self._expect_first = True
             pending = list(self._buffer)
             self._buffer.clear()
-            for diff in pending:
-                if not self.synced:
+            for k, diff in enumerate(pending):
+                if not self.synced:  # the snapshot was too old: the rest waits for the next one
+                    self._buffer.extend(pending[k:])
                     break
                 self._binance_diff(diff, futures=futures)
             return
         if not self.synced:
-            if len(self._buffer) >= self.buffer_limit:
-                self._buffer.popleft()
-                self.counters.dropped += 1
-                if not self._resync_requested:
-                    self._resync_requested = True
-                    self.counters.resyncs += 1
-            self._buffer.append(update)
-            self.counters.buffered += 1
-            if not self._resync_requested and self.counters.snapshots == 0 and len(self._buffer) == 1:
-                self._resync_requested = True  # Binance never pushes a snapshot: ask for the REST one
-                self.counters.resyncs += 1
+            self._hold(update)
             return
         self._binance_diff(update, futures=futures)
+
+    def _hold(self, update: BookUpdate) -> None:
+        """Buffer a Binance diff until the REST snapshot arrives (bounded by ``buffer_limit``)."""
+        if len(self._buffer) >= self.buffer_limit:
+            self._buffer.popleft()
+            self.counters.dropped += 1
+            if not self._resync_requested:
+                self._resync_requested = True
+                self.counters.resyncs += 1
+        self._buffer.append(update)
+        self.counters.buffered += 1
+        if not self._resync_requested and self.counters.snapshots == 0 and len(self._buffer) == 1:
+            self._resync_requested = True  # Binance never pushes a snapshot: ask for the REST one
+            self.counters.resyncs += 1
 
     def _binance_diff(self, update: BookUpdate, *, futures: bool) -> None:
         first, last = update.first_seq, update.seq
@@ -423,18 +443,19 @@ class BookKeeper:
             self.counters.dropped += 1
             return
         if self._expect_first:
-            start = self.last_seq if futures else self.last_seq + 1
-            if not first <= start <= last:
-                self._lose_sync("gaps")  # the snapshot is older than the first event we hold: fetch again
-                return
-            self._expect_first = False
+            start = self.last_seq if futures else self.last_seq + 1  # spot: U <= L+1 <= u; USD-M: U <= L <= u
+            ok = first <= start <= last
         elif futures:
-            if update.prev_seq != self.last_seq:
-                self._lose_sync("gaps")
-                return
-        elif first != self.last_seq + 1:
+            ok = update.prev_seq == self.last_seq
+        else:
+            ok = first == self.last_seq + 1
+        if not ok:
+            # a break in the ids (or a snapshot older than the first event held): restart the docs' procedure,
+            # this event being the first of the new buffer
             self._lose_sync("gaps")
+            self._hold(update)
             return
+        self._expect_first = False
         self._apply_levels(update)
         self.counters.applied += 1
 
@@ -562,6 +583,32 @@ class Books:
         for update in list(rows.book_updates):
             self.apply(update, rows)
         return rows
+
+    def messages_lost(self, exchange: str, symbols: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """Tell the books of ``exchange`` (only ``symbols`` when given) that messages were lost on their connection.
+
+        Each such book is flagged ``RESYNCING`` until re-synced (see :meth:`BookKeeper.messages_lost`); books not
+        kept yet are not created.  Returns the keys of the books told.
+
+        Examples
+        --------
+        >>> from live.adapters import BookUpdate
+        >>> books = Books()
+        >>> snap = BookUpdate("coinbase", "BTC/USD", "coinbase", True, ((100.0, 1.0, "100", "1"),),
+        ...                   ((101.0, 1.0, "101", "1"),), 1, 2, seq=5)
+        >>> _ = books.apply(snap)
+        >>> books.messages_lost("coinbase"), books.needs_resync()
+        ([('coinbase', 'BTC/USD')], [('coinbase', 'BTC/USD')])
+        >>> books.keeper("coinbase", "BTC/USD").quote()[9] & QuoteFlag.RESYNCING != 0
+        True
+        """
+        wanted = None if symbols is None else set(symbols)
+        told = []
+        for key, keeper in self.keepers.items():
+            if key[0] == exchange and (wanted is None or key[1] in wanted):
+                keeper.messages_lost()
+                told.append(key)
+        return told
 
     def needs_resync(self) -> list[tuple[str, str]]:
         """``(exchange, symbol)`` of every book that asks for a snapshot or re-subscription."""

@@ -23,7 +23,12 @@ Failure handling, and what the counters in :class:`ConnectorStats` say about it:
   one goes; the switch happens on the new connection's first data message, inside one event-loop step, so no
   message is lost (at most the new connection's first snapshot repeats the last quote).
 * **Book integrity** (``resyncs``): when the book keeper reports a sequence gap or checksum mismatch, the
-  affected symbol is unsubscribed and subscribed again so the venue sends a fresh snapshot.
+  affected symbol is unsubscribed and subscribed again so the venue sends a fresh snapshot.  Binance diff depth
+  streams (``depth``, ``depth@100ms``) never push a snapshot: the keeper buffers the diffs and the connector
+  fetches the REST snapshot (``GET /api/v3/depth`` spot, ``/fapi/v1/depth`` USD-M, from ``rest_url``) at start
+  and after every gap (``snapshots``, ``snapshot_failures``).  Lost messages the keeper cannot see (Coinbase's
+  connection-wide ``sequence_num`` jumping, a dropped connection) flag the connection's books ``RESYNCING``
+  through :meth:`live.book.Books.messages_lost` until they are re-synced.
 * **Keep-alive**: WebSocket ping frames (all venues) plus each venue's application ping (OKX ``ping``, Bybit
   ``{"op": "ping"}``, Kraken ``{"method": "ping"}``), Deribit's ``public/set_heartbeat`` with answers to its
   ``test_request``, and Coinbase's ``heartbeats`` channel.
@@ -47,6 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -117,6 +123,9 @@ _DATA_PREFIXES: dict[str, tuple[bytes, ...]] = {
 # Coinbase numbers every message of a connection (``sequence_num``): a jump means messages were lost.
 _COINBASE_SEQUENCE = re.compile(rb'"sequence_num":(\d+)')
 
+# Binance diff depth channels: synced from a REST snapshot, never by re-subscribing.
+_BINANCE_DIFF = ("depth", "depth@100ms", "depth@1000ms")
+
 _ACK_MARKERS: dict[str, tuple[bytes, ...]] = {
     "binance": (b'"result":null', b'"result":['),
     "okx": (b'"event":"subscribe"',),
@@ -150,6 +159,9 @@ class ConnectorConfig:
         Frames above this close the connection (code 1009) instead of exhausting memory.
     max_connection_age_s
         Hand over to a fresh connection before this age (Binance drops connections at 24 hours).
+    rest_url
+        REST base URL for Binance diff-depth snapshots (``None``: ``https://api.binance.com`` spot,
+        ``https://fapi.binance.com`` USD-M; the simulator's is ``SimulatorHandle.rest_url(venue, market)``).
     emit_book_levels
         Also emit the kept books' top ``book_depth`` levels as ``BOOK`` rows after each book update (partial-depth
         channels whose messages are self-contained books emit their levels through the adapter either way).
@@ -174,6 +186,9 @@ class ConnectorConfig:
     handover_timeout_s: float = 10.0
     book_depth: int = 10
     emit_book_levels: bool = False
+    rest_url: str | None = None
+    snapshot_limit: int = 1000
+    snapshot_timeout_s: float = 10.0
 
     @property
     def channel_name(self) -> str:
@@ -211,6 +226,8 @@ class ConnectorStats:
     parse_errors: int = 0
     oversize: int = 0
     resyncs: int = 0
+    snapshots: int = 0  # REST depth snapshots fetched and applied (Binance diff streams)
+    snapshot_failures: int = 0
     sequence_gaps: int = 0  # connection-wide sequence jumps (Coinbase sequence_num)
     stale_rows: int = 0
     acks: int = 0
@@ -284,6 +301,9 @@ class Connector:
         self._stop = asyncio.Event()
         self._log_budget = 20
         self._data_prefixes = _DATA_PREFIXES.get(config.venue, (b"\x00",))
+        self._rest_sync = config.venue == "binance" and config.channel_name in _BINANCE_DIFF
+        self._http: httpx.AsyncClient | None = None
+        self._fetching: dict[str, asyncio.Task[None]] = {}
 
     @property
     def venue(self) -> str:
@@ -346,6 +366,13 @@ class Connector:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 5)
+            for fetch in list(self._fetching.values()):
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetch
+            if self._http is not None:
+                await self._http.aclose()
+                self._http = None
             for t in (waiter, stopper):
                 if t is not None:
                     t.cancel()
@@ -363,6 +390,11 @@ class Connector:
             reason = await self._supervise(slot)
             if self._stop.is_set():
                 break
+            # whatever was in flight is lost: the books of this connection cannot be trusted until re-synced
+            lost = self.books.messages_lost(self.venue, slot.symbols)
+            if not self._rest_sync:
+                for key in lost:  # the subscription on the next connection brings the snapshot
+                    self.books.keepers[key].resync_started()
             if reason == "stall":
                 attempt = 0
             elif reason == "closed":
@@ -493,9 +525,43 @@ class Connector:
         for symbol in symbols:
             self.books.keeper(self.venue, symbol).resync_started()
         self.stats.resyncs += len(symbols)
+        if self._rest_sync:
+            for symbol in symbols:
+                if symbol not in self._fetching:
+                    task = asyncio.create_task(self._fetch_snapshot(slot, symbol), name=f"{self.venue}-snapshot")
+                    self._fetching[symbol] = task
+            return
         with contextlib.suppress(ConnectionClosed):
             await self._subscribe(link.ws, symbols, unsubscribe=True)
             await self._subscribe(link.ws, symbols)
+
+    async def _fetch_snapshot(self, slot: _Slot, symbol: str) -> None:
+        """GET the REST depth snapshot of ``symbol`` and apply it (the keeper replays the diffs it buffered)."""
+        cfg = self.config
+        try:
+            venue_symbol = self._venue_symbols.get(symbol) or self.adapter.venue_symbol(symbol)
+            url = self.adapter.snapshot_url(venue_symbol, cfg.snapshot_limit, cfg.rest_url)  # type: ignore[attr-defined]
+            if self._http is None:
+                self._http = httpx.AsyncClient(timeout=cfg.snapshot_timeout_s)
+            try:
+                response = await self._http.get(url)
+                response.raise_for_status()
+                update = self.adapter.parse_snapshot(response.content, self.clock(), venue_symbol)  # type: ignore[attr-defined]
+            except (httpx.HTTPError, adapters.ParseError) as exc:
+                self.stats.snapshot_failures += 1
+                self.stats.last_error = f"snapshot: {type(exc).__name__}: {exc}"
+                _log.warning("%s: depth snapshot of %s failed: %s", self.venue, symbol, exc)
+                with contextlib.suppress(TimeoutError):  # ask again, not in a tight loop
+                    await asyncio.wait_for(self._stop.wait(), min(1.0, cfg.backoff_max_s))
+                self.books.keeper(self.venue, symbol).request_resync()
+                return
+            self.stats.snapshots += 1
+            rows = self.books.apply(update)
+            link = slot.link
+            if not rows.empty and link is not None and link.forwarding and not self._stop.is_set():
+                await self._emit(rows)
+        finally:
+            self._fetching.pop(symbol, None)
 
     async def _app_ping(self, link: _Link) -> None:
         payload = {
@@ -546,10 +612,9 @@ class Connector:
         stats.messages += 1
         stats.bytes += len(raw)
         ts_recv = self.clock()
-        # a lost Coinbase message leaves level2 books incomplete: re-subscribe for fresh snapshots
-        gap = self.venue == "coinbase" and self._sequence_gap(link, raw)
-        if gap and self.config.channel_name == "level2" and link is slot.link:
-            await self._resync(slot, list(slot.symbols))
+        # a lost Coinbase message leaves the connection's level2 books incomplete: flag them until re-synced
+        if self.venue == "coinbase" and self._sequence_gap(link, raw) and link is slot.link:
+            self.books.messages_lost(self.venue, slot.symbols)
         if len(raw) < 512 and not raw.startswith(self._data_prefixes) and self._control(slot, link, raw):
             return
         try:
@@ -607,8 +672,6 @@ class Connector:
                 if link is slot.link:
                     slot.handover.set()
                 return True
-        if venue == "kraken" and raw.startswith(b'{"channel":"status"'):
-            return True  # system status greeting (online / maintenance): nothing to parse
         if venue == "deribit" and b'"test_request"' in raw:
             msg = orjson.dumps(_deribit_request(9_001, "public/test", {})).decode()
             asyncio.get_running_loop().create_task(_send_quietly(link.ws, msg))

@@ -178,10 +178,22 @@ class BinanceAdapter(Adapter):
         params = [f"{s.lower()}@{channel}" for s in venue_symbols]
         return orjson.dumps({"method": "SUBSCRIBE", "params": params, "id": request_id})
 
-    def snapshot_url(self, venue_symbol: str, limit: int = 1000) -> str:
-        """REST depth snapshot URL the connector fetches to sync a diff stream (spot or USD-M)."""
-        host = "https://api.binance.com/api/v3" if self.market == "spot" else "https://fapi.binance.com/fapi/v1"
-        return f"{host}/depth?symbol={venue_symbol}&limit={limit}"
+    def snapshot_url(self, venue_symbol: str, limit: int = 1000, base: str | None = None) -> str:
+        """REST depth snapshot URL the connector fetches to sync a diff stream (spot or USD-M).
+
+        ``base`` replaces the venue's REST host (``https://api.binance.com`` spot, ``https://fapi.binance.com``
+        USD-M), e.g. with the simulator's ``SimulatorHandle.rest_url``.
+
+        Examples
+        --------
+        >>> from live.adapters import get
+        >>> get("binance", "linear").snapshot_url("BTCUSDT", base="http://127.0.0.1:9/binance/linear")
+        'http://127.0.0.1:9/binance/linear/fapi/v1/depth?symbol=BTCUSDT&limit=1000'
+        """
+        if base is None:
+            base = "https://api.binance.com" if self.market == "spot" else "https://fapi.binance.com"
+        path = "/api/v3/depth" if self.market == "spot" else "/fapi/v1/depth"
+        return f"{base.rstrip('/')}{path}?symbol={venue_symbol}&limit={limit}"
 
     # -- fast path ------------------------------------------------------------------------------------------
     def parse_quote_tuple(self, raw: bytes, ts_recv: int) -> QuoteRow | None:
@@ -277,6 +289,8 @@ class BinanceAdapter(Adapter):
             self._trade(rows, m, ts_recv, event)
         elif event == "markPriceUpdate":
             self._mark_price(rows, m, ts_recv)
+        elif event == "serverShutdown":
+            pass  # maintenance notice: no market data (the connector hands over to a fresh connection)
         else:
             raise self.error(f"unsupported event {event!r}")
         return rows

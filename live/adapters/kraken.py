@@ -54,7 +54,7 @@ class _Level(msgspec.Struct):
 
 
 class _Data(msgspec.Struct):
-    symbol: str
+    symbol: str = ""  # absent from the ``status`` greeting's data (api_version, connection_id, system, version)
     bid: float | None = None
     bid_qty: float | None = None
     ask: float | None = None

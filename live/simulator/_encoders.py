@@ -197,6 +197,7 @@ class Encoder:
     channels: ClassVar[tuple[str, ...]] = ()
     book_channels: ClassVar[tuple[str, ...]] = ()
     depth_channels: ClassVar[tuple[str, ...]] = ()  # channels replaying BOOK table snapshots
+    diff_channels: ClassVar[tuple[str, ...]] = ()  # diff streams synced by a REST snapshot (no push on subscribe)
 
     def __init__(self, market: str) -> None:
         self.market = market
@@ -266,8 +267,40 @@ def _level_delta(old: tuple[str, str] | None, new: tuple[str, str] | None) -> li
 class BinanceEncoder(Encoder):
     venue = "binance"
     default_channel = "bookTicker"
-    channels = ("bookTicker", "depth5", "depth10", "depth20")
+    channels = ("bookTicker", "depth5", "depth10", "depth20", "depth", "depth@100ms")
+    diff_channels = ("depth", "depth@100ms")
     depth_channels = ("depth5", "depth10", "depth20")
+
+    def __init__(self, market: str) -> None:
+        super().__init__(market)
+        # diff depth stream: the one-level book each tick leaves, numbered by update ids per symbol
+        self._deltas: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
+        self._update_id: dict[str, int] = {}  # last update id (u) per venue symbol
+        self._first_id: dict[str, int] = {}  # U of the latest event per venue symbol
+        self._prev_id: dict[str, int] = {}  # pu of the latest event (futures)
+
+    def prepare(self, tick: Tick) -> None:
+        super().prepare(tick)
+        bids, asks = self._book_step(tick)
+        self._deltas[tick.symbol] = (bids, asks)
+        last = self._update_id.get(tick.venue_symbol, 1_000 * max(tick.seq, 1))
+        # An event covers one update id per changed level (at least one).  Spot events chain by U = previous
+        # u + 1.  USD-M events chain by pu = previous u; their U is the previous u, so that a REST snapshot taken
+        # between two events (lastUpdateId = the earlier u) meets the docs' first-event rule U <= L <= u.
+        self._prev_id[tick.venue_symbol] = last
+        self._first_id[tick.venue_symbol] = last + 1 if self.market == "spot" else last
+        self._update_id[tick.venue_symbol] = last + max(1, len(bids) + len(asks))
+
+    def rest_depth(self, venue_symbol: str, symbol: str, limit: int) -> bytes:
+        """Body of ``GET /api/v3/depth`` (spot) or ``/fapi/v1/depth`` (USD-M): the diff stream's current book."""
+        bids, asks = self._book_levels(symbol)
+        last = self._update_id.get(venue_symbol, 0)
+        body: dict[str, Any] = {"lastUpdateId": last}
+        if self.market != "spot":
+            body["E"] = body["T"] = 0
+        body["bids"] = [list(lv) for lv in bids[:limit]]
+        body["asks"] = [list(lv) for lv in asks[:limit]]
+        return orjson.dumps(body)
 
     def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
         reply = Reply()
@@ -303,6 +336,18 @@ class BinanceEncoder(Encoder):
 
     def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
         ms = tick.ts_event // 1_000_000
+        if channel in self.diff_channels:  # diff depth: no checksum on Binance books, nothing to corrupt
+            bids, asks = self._deltas[tick.symbol]
+            sym = tick.venue_symbol
+            head = f'{{"e":"depthUpdate","E":{ms},'
+            if self.market != "spot":
+                head += f'"T":{ms},'
+            ids = f'"U":{self._first_id[sym]},"u":{self._update_id[sym]}'
+            if self.market != "spot":
+                ids += f',"pu":{self._prev_id[sym]}'
+            levels = f'"b":{_dumps([list(lv) for lv in bids])},"a":{_dumps([list(lv) for lv in asks])}'
+            payload = f'{head}"s":"{sym}",{ids},{levels}}}'
+            return self._wrap(state, channel, sym, payload)
         b, bq = (tick.bid_text, tick.bid_size_text) if tick.bid is not None else ("0", "0")
         a, aq = (tick.ask_text, tick.ask_size_text) if tick.ask is not None else ("0", "0")
         if self.market == "spot":

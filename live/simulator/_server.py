@@ -15,7 +15,9 @@ import orjson
 import polars as pl
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from arbkit import schema
 from arbkit.instruments import default_registry
@@ -43,6 +45,7 @@ class FeedStats:
     malformed: int = 0
     connections: int = 0
     requests: int = 0
+    rest_snapshots: int = 0  # REST depth snapshots served (Binance diff-stream sync)
     drops: int = 0
     faults: dict[str, int] = field(default_factory=dict)
 
@@ -179,6 +182,11 @@ class SimulatorHandle:
             if feed.market is None:
                 path = f"/{venue}"
         return self.base_url + path
+
+    def rest_url(self, venue: str, market: str | None = None) -> str:
+        """The REST base URL of a venue path: Binance depth snapshots are ``GET <base>/api/v3/depth`` (spot) and
+        ``GET <base>/fapi/v1/depth`` (USD-M), answered from the book the path's diff stream is sending."""
+        return "http" + self.url(venue, market).removeprefix("ws")
 
     def stats(self) -> dict[str, FeedStats]:
         """Counters per path."""
@@ -420,6 +428,8 @@ class SimulatorHandle:
                 for msg in reply.messages:
                     await ws.send(msg)
                 for channel, venue_symbol in reply.subscribed:  # late joiners get the current top of book
+                    if channel in feed.encoder.diff_channels:
+                        continue  # diff streams push no snapshot: the client syncs from the REST one
                     for tick in feed.latest.values():
                         if tick.venue_symbol == venue_symbol:
                             snapshot = feed.encoder.encode(session.state, channel, tick)
@@ -431,6 +441,30 @@ class SimulatorHandle:
             pass
         finally:
             feed.remove(session)
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Plain HTTP on the WebSocket port: the Binance REST depth snapshot; ``None`` lets the upgrade proceed."""
+        path, _, query = request.path.partition("?")
+        for suffix in _REST_DEPTH:
+            if path.endswith(suffix):
+                break
+        else:
+            return None
+        feed = self._feeds.get(path.removesuffix(suffix).rstrip("/") or "/binance")
+        params = dict(part.partition("=")[::2] for part in query.split("&") if part)
+        rest_depth = getattr(feed.encoder, "rest_depth", None) if feed is not None else None
+        venue_symbol = params.get("symbol", "")
+        if feed is None or rest_depth is None:
+            return _http_response(404, b'{"code":-1,"msg":"Not found"}')
+        unified = {v: k for k, v in feed.venue_symbols.items()}.get(venue_symbol)
+        if unified is None:
+            return _http_response(400, b'{"code":-1121,"msg":"Invalid symbol."}')
+        try:
+            limit = int(params.get("limit", "100"))
+        except ValueError:
+            return _http_response(400, b'{"code":-1100,"msg":"Illegal characters found in parameter \'limit\'."}')
+        feed.stats.rest_snapshots += 1
+        return _http_response(200, rest_depth(venue_symbol, unified, max(1, min(limit, 5000))))
 
     async def _control(self, ws: ServerConnection) -> None:
         try:
@@ -457,6 +491,16 @@ class SimulatorHandle:
                 await ws.send(orjson.dumps(out).decode())
         except ConnectionClosed:
             pass
+
+
+_REST_DEPTH = ("/api/v3/depth", "/fapi/v1/depth")
+
+
+def _http_response(status: int, body: bytes) -> Response:
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    headers["Connection"] = "close"
+    return Response(status, reason, headers, body)
 
 
 def _stats_dict(stats: FeedStats) -> dict[str, Any]:
@@ -612,7 +656,18 @@ async def serve(
     async def handler(ws: ServerConnection) -> None:
         await handle_ref[0]._handle(ws)
 
-    server = await ws_serve(handler, host, port, ping_interval=ping_interval, max_size=2**20, compression=None)
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        return handle_ref[0]._http(connection, request)
+
+    server = await ws_serve(
+        handler,
+        host,
+        port,
+        ping_interval=ping_interval,
+        max_size=2**20,
+        compression=None,
+        process_request=process_request,
+    )
     handle = SimulatorHandle(server, feeds, speed, loop, autostart, restamp_event_time)
     handle_ref.append(handle)
     handle._launch()

@@ -37,6 +37,9 @@ def _doc(venue: str, channel: str) -> bytes:
         ("coinbase", "subscriptions"),
         ("kraken", "subscribe ack"),
         ("kraken", "heartbeat"),
+        ("kraken", "status"),
+        ("binance", "serverShutdown"),
+        ("binance", "serverShutdown event wrapper"),
         ("deribit", "subscribe result"),
     ],
 )
@@ -46,6 +49,15 @@ def test_acks_and_heartbeats_are_empty(venue: str, channel: str) -> None:
     assert parsed.empty
     assert ad.parse_rows(_doc(venue, channel), TS_RECV).empty
     assert ad.parse_quote_tuple(_doc(venue, channel), TS_RECV) is None
+
+
+def test_shutdown_notice_on_usdm_and_combined_streams_is_empty() -> None:
+    raw = _doc("binance", "serverShutdown")
+    combined = b'{"stream":"btcusdt@bookTicker","data":' + raw + b"}"
+    for market in ("spot", "linear"):
+        ad = adapters.get("binance", market)
+        assert ad.parse_rows(raw, TS_RECV).empty
+        assert ad.parse_rows(combined, TS_RECV).empty
 
 
 def test_okx_error_event_raises_parse_error() -> None:

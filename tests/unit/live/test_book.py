@@ -516,3 +516,56 @@ def test_binance_diff_stream_synced_by_rest_snapshot_end_to_end() -> None:
     rows = books.apply_rows(ad.parse_rows(diff(15, 16, "[]", "[]"), T0 + 7))  # 14 is missing
     assert rows.quotes[-1][9] & QuoteFlag.RESYNCING
     assert books.needs_resync() == [("binance", "BTC/USDT")]
+
+
+def test_messages_lost_flags_synced_books_until_resynced() -> None:
+    books = Books(depth=5)
+    snap = BookUpdate(
+        "coinbase", "BTC/USD", "coinbase", True, ((100.0, 1.0, "100", "1"),), ((101.0, 1.0, "101", "1"),), 1, 2, seq=5
+    )
+    other = BookUpdate(
+        "coinbase", "ETH/USD", "coinbase", True, ((10.0, 1.0, "10", "1"),), ((11.0, 1.0, "11", "1"),), 1, 2, seq=6
+    )
+    books.apply(snap)
+    books.apply(other)
+    assert books.messages_lost("coinbase", ["BTC/USD", "SOL/USD"]) == [("coinbase", "BTC/USD")]
+    assert ("coinbase", "SOL/USD") not in books.keepers  # not created by being told
+    assert books.needs_resync() == [("coinbase", "BTC/USD")]
+    keeper = books.keeper("coinbase", "BTC/USD")
+    assert keeper.counters.gaps == 1
+    # later updates still come out, flagged, and are not applied to the broken book
+    upd = BookUpdate("coinbase", "BTC/USD", "coinbase", False, ((100.5, 1.0, "100.5", "1"),), (), 3, 4, seq=9)
+    rows = books.apply(upd)
+    assert rows.quotes[0][9] & QuoteFlag.RESYNCING
+    assert rows.quotes[0][4] == 100.0
+    assert books.keeper("coinbase", "ETH/USD").quote()[9] == 0  # untouched
+    keeper.resync_started()
+    assert books.needs_resync() == []
+    assert books.apply(snap).quotes[0][9] & QuoteFlag.RESYNCING == 0  # the fresh snapshot clears it
+
+
+def test_messages_lost_before_any_snapshot_stays_unverified() -> None:
+    keeper = BookKeeper("coinbase", "BTC/USD")
+    keeper.messages_lost()
+    assert keeper.needs_resync
+    assert keeper.flags() & QuoteFlag.UNVERIFIED
+    assert not keeper.flags() & QuoteFlag.RESYNCING
+
+
+def test_binance_event_revealing_a_gap_starts_the_new_buffer() -> None:
+    # docs: on a break in the ids, restart: buffer the stream, fetch a snapshot, drop u <= lastUpdateId
+    k = BookKeeper("binance", "BTC/USDT")
+    lv = ((100.0, 1.0, "100", "1"),)
+    k.apply(BookUpdate("binance", "BTC/USDT", "binance_spot", True, lv, (), 0, 0, seq=10))
+    k.apply(BookUpdate("binance", "BTC/USDT", "binance_spot", False, lv, (), 1, 1, seq=12, first_seq=11))
+    gap = BookUpdate(
+        "binance", "BTC/USDT", "binance_spot", False, ((99.0, 1.0, "99", "1"),), (), 2, 2, seq=20, first_seq=15
+    )
+    assert k.apply(gap) is not None  # flagged quote of the last good book
+    assert k.needs_resync
+    assert k.counters.gaps == 1
+    # the new snapshot ends at 17: the held event (15..20) is the first to apply (U <= 18 <= u)
+    k.apply(BookUpdate("binance", "BTC/USDT", "binance_spot", True, lv, (), 3, 3, seq=17))
+    assert k.synced
+    assert k.last_seq == 20
+    assert k.quote()[9] & QuoteFlag.blocking() == 0
