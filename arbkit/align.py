@@ -253,6 +253,16 @@ class _Checked:
     exchange: npt.NDArray[np.int32]
     symbols: tuple[str, ...]
     symbol: npt.NDArray[np.int32]
+    prices: Mapping[str, npt.NDArray[np.float64]] | None = None  # bid, ask, bid_size, ask_size (input order)
+
+
+def _float(quotes: pl.DataFrame, name: str) -> npt.NDArray[np.float64]:
+    series = quotes.get_column(name)
+    if series.dtype == pl.Float64 and series.null_count() == 0:
+        values: npt.NDArray[np.float64] = series.to_numpy()  # zero-copy
+        return values
+    converted: npt.NDArray[np.float64] = series.cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return converted
 
 
 def check_quotes(quotes: pl.DataFrame, registry: Registry) -> npt.NDArray[np.uint8]:
@@ -279,10 +289,8 @@ def _check(quotes: pl.DataFrame, registry: Registry) -> _Checked:
     if n == 0:
         empty = np.zeros(0, dtype=np.int32)
         return _Checked(reason, (), empty, (), empty)
-    bid = quotes.get_column("bid").cast(pl.Float64).fill_null(np.nan).to_numpy()
-    ask = quotes.get_column("ask").cast(pl.Float64).fill_null(np.nan).to_numpy()
-    bid_size = quotes.get_column("bid_size").cast(pl.Float64).fill_null(np.nan).to_numpy()
-    ask_size = quotes.get_column("ask_size").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    bid, ask = _float(quotes, "bid"), _float(quotes, "ask")
+    bid_size, ask_size = _float(quotes, "bid_size"), _float(quotes, "ask_size")
     flags = quotes.get_column("flags").cast(pl.Int64).fill_null(0).to_numpy() if "flags" in quotes.columns else None
 
     def mark(bad: npt.NDArray[np.bool_], code: Reason) -> None:
@@ -302,7 +310,8 @@ def _check(quotes: pl.DataFrame, registry: Registry) -> _Checked:
     mark(~known[pair], Reason.UNKNOWN_INSTRUMENT)
     if flags is not None:
         mark((flags & QuoteFlag.blocking()) != 0, Reason.FLAGGED)
-    return _Checked(reason, exchanges, ex_code, symbols, sym_code)
+    prices = {"bid": bid, "ask": ask, "bid_size": bid_size, "ask_size": ask_size}
+    return _Checked(reason, exchanges, ex_code, symbols, sym_code, prices)
 
 
 def count_reasons(reason: npt.NDArray[np.uint8]) -> dict[str, int]:
@@ -411,7 +420,7 @@ def _align(
     time_g = clock_all[rows]
 
     def column(name: str) -> npt.NDArray[np.float64]:
-        values: npt.NDArray[np.float64] = quotes.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        values = checked.prices[name] if checked.prices is not None else _float(quotes, name)
         return values[rows]
 
     # Extended value arrays: the batch rows (grouped), then the carried state per (symbol, venue) cell, then
@@ -450,11 +459,14 @@ def _align(
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     group_start = starts[sym_g] if n else np.zeros(0, dtype=np.int64)
     positions = np.arange(n, dtype=np.int64)
-    src_t = np.empty((n, n_ven), dtype=np.int64)
+    src_g = np.empty((n_ven, n), dtype=np.int64)  # per venue, contiguous, grouped order
     seed_of_row = sym_g.astype(np.int64) * n_ven
     for v in range(n_ven):
         last = np.maximum.accumulate(np.where(ven_g == v, positions, -1)) if n else np.zeros(0, dtype=np.int64)
-        src_t[by_symbol, v] = np.where(last >= group_start, last, seed_index[seed_of_row + v])
+        src_g[v] = np.where(last >= group_start, last, seed_index[seed_of_row + v])
+    back = np.empty(n, dtype=np.int64)
+    back[by_symbol] = positions
+    src_t = np.take(src_g, back, axis=1).T  # (rows, venues) in timeline order (a transposed view)
 
     time_t = clock_all[order]
     limits = max_age_ns(venues, registry, max_age_ms)
