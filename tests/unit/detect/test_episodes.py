@@ -115,3 +115,26 @@ def test_empty_events_close_nothing_until_timeline_moves() -> None:
     closed, state = merge_episodes(event_frame(kind="k", key=[], timeline=[], seq=[], ts=[], profit=[]), state)
     assert closed["status"].to_list() == ["expired"]
     assert state.open.height == 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    first=st.lists(st.sampled_from(["x", "y", "z"]), max_size=30),
+    second=st.lists(st.sampled_from(["x", "y", "w"]), max_size=30),
+)
+def test_timeline_codes_count_like_a_loop(first: list[str], second: list[str]) -> None:
+    import numpy as np
+
+    from arbkit.detect._episodes import advance_timeline_codes
+
+    state = EpisodeState.empty()
+    counts: dict[str, int] = {}
+    for batch in (first, second):
+        expected = []
+        for name in batch:
+            expected.append(counts.get(name, 0))
+            counts[name] = counts.get(name, 0) + 1
+        names = sorted(set(batch))
+        seq, state = advance_timeline_codes(state, names, np.array([names.index(n) for n in batch], dtype=np.int64))
+        assert seq.tolist() == expected
+    assert state.timelines.rows() == sorted(counts.items())
