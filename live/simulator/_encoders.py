@@ -26,6 +26,12 @@ deribit    ``ticker.<inst>.100ms``, ``quote``  JSON-RPC 2.0 ``public/subscribe``
                                                ``public/set_heartbeat`` -> ``test_request``
 =========  ==================================  =====================================================
 
+Also replayed from the store: ``FUNDING`` rows on Binance USD-M ``<sym>@markPrice`` (``markPriceUpdate``; no
+predicted rate on the wire), Bybit ``tickers`` (no predicted rate) and OKX ``funding-rate`` (no mark or index
+price); ``OPTION_QUOTES`` rows on Deribit ``ticker.<option>.100ms`` (IVs in percent, see :func:`percent_text`).
+Binance's diff stream ``<sym>@depth@100ms`` (``depthUpdate`` with ``U``/``u``, USD-M ``pu``) follows the quotes'
+one-level book; its REST snapshot is served by the server (``GET .../api/v3/depth``, ``.../fapi/v1/depth``).
+
 Numbers are written with the shortest text that reads back as the same float (``repr``, never an exponent), so
 a round trip through the simulator and an adapter reproduces prices and sizes bit for bit.  Event times are
 written at each venue's resolution (ms; Coinbase ns; Kraken µs).
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -47,6 +54,8 @@ __all__ = [
     "ENCODERS",
     "BookSnapshot",
     "Encoder",
+    "FundingTick",
+    "OptionTick",
     "Reply",
     "SessionState",
     "Tick",
@@ -157,6 +166,67 @@ class BookSnapshot:
 
 
 @dataclass(slots=True)
+class FundingTick:
+    """One ``FUNDING`` row as a venue's funding stream would publish it."""
+
+    ts_event: int
+    symbol: str
+    venue_symbol: str
+    funding_rate: float
+    predicted_rate: float | None
+    next_funding_time: int | None
+    mark_price: float | None
+    index_price: float | None
+
+
+@dataclass(slots=True)
+class OptionTick:
+    """One ``OPTION_QUOTES`` row as an option ticker would publish it (IVs as fractions, 0.5 = 50 %)."""
+
+    ts_event: int
+    symbol: str
+    venue_symbol: str
+    bid: float | None
+    bid_size: float | None
+    ask: float | None
+    ask_size: float | None
+    bid_iv: float | None
+    ask_iv: float | None
+    mark_price: float | None
+    mark_iv: float | None
+    underlying_price: float | None
+
+
+def percent_text(fraction: float) -> str:
+    """Text of ``fraction`` in percent (as Deribit writes IVs) that reads back, divided by 100, as ``fraction``.
+
+    The nearest float to ``fraction * 100`` is tried first, then its neighbours a few ulps away.
+
+    Examples
+    --------
+    >>> percent_text(0.5123), float(percent_text(0.5123)) / 100 == 0.5123
+    ('51.23', True)
+    """
+    center = fraction * 100.0
+    candidate = center
+    for step in range(16):
+        candidate = center
+        for _ in range(step // 2 + step % 2):
+            candidate = math.nextafter(candidate, math.inf if step % 2 else -math.inf)
+        if candidate / 100.0 == fraction:
+            return format_number(candidate)
+    return format_number(center)
+
+
+def _opt(name: str, value: float | None, quoted: bool = True) -> str:
+    """``,"name":"value"`` (or an unquoted JSON number) when ``value`` is known, else nothing."""
+    if value is None:
+        return ""
+    text = format_number(value)
+    return f',"{name}":"{text}"' if quoted else f',"{name}":{text}'
+
+
+@dataclass(slots=True)
 class SessionState:
     """What the simulator knows about one client connection."""
 
@@ -198,6 +268,8 @@ class Encoder:
     book_channels: ClassVar[tuple[str, ...]] = ()
     depth_channels: ClassVar[tuple[str, ...]] = ()  # channels replaying BOOK table snapshots
     diff_channels: ClassVar[tuple[str, ...]] = ()  # diff streams synced by a REST snapshot (no push on subscribe)
+    funding_channels: ClassVar[tuple[str, ...]] = ()  # channels replaying FUNDING rows
+    option_channels: ClassVar[tuple[str, ...]] = ()  # channels replaying OPTION_QUOTES rows
 
     def __init__(self, market: str) -> None:
         self.market = market
@@ -224,6 +296,14 @@ class Encoder:
 
     def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
         """The message for a stored book snapshot on a depth channel (``None`` where the venue has none)."""
+        return None
+
+    def encode_funding(self, state: SessionState, channel: str, row: FundingTick) -> str | None:
+        """The message for a stored funding row on a funding channel (``None`` where the venue has none)."""
+        return None
+
+    def encode_option(self, state: SessionState, channel: str, row: OptionTick) -> str | None:
+        """The message for a stored option quote on an option ticker channel (``None`` where none)."""
         return None
 
     def heartbeat(self, state: SessionState, now_ns: int) -> str | None:
@@ -267,8 +347,24 @@ def _level_delta(old: tuple[str, str] | None, new: tuple[str, str] | None) -> li
 class BinanceEncoder(Encoder):
     venue = "binance"
     default_channel = "bookTicker"
-    channels = ("bookTicker", "depth5", "depth10", "depth20", "depth", "depth@100ms")
+    channels = ("bookTicker", "depth5", "depth10", "depth20", "depth", "depth@100ms", "markPrice", "markPrice@1s")
     diff_channels = ("depth", "depth@100ms")
+    funding_channels = ("markPrice", "markPrice@1s")
+
+    def encode_funding(self, state: SessionState, channel: str, row: FundingTick) -> str | None:
+        # USD-M markPriceUpdate: p mark, i index, P estimated settle price, r funding rate, T next funding time.
+        # No predicted rate on Binance; P is sent as the mark (the store has no settle-price column).
+        if self.market == "spot":
+            return None
+        ms = row.ts_event // 1_000_000
+        next_ms = row.next_funding_time // 1_000_000 if row.next_funding_time is not None else 0
+        payload = (
+            f'{{"e":"markPriceUpdate","E":{ms},"s":"{row.venue_symbol}"{_opt("p", row.mark_price)}'
+            f'{_opt("i", row.index_price)}{_opt("P", row.mark_price)},"r":"{format_number(row.funding_rate)}",'
+            f'"T":{next_ms}}}'
+        )
+        return self._wrap(state, channel, row.venue_symbol, payload)
+
     depth_channels = ("depth5", "depth10", "depth20")
 
     def __init__(self, market: str) -> None:
@@ -388,9 +484,28 @@ class BinanceEncoder(Encoder):
 class OkxEncoder(Encoder):
     venue = "okx"
     default_channel = "bbo-tbt"
-    channels = ("bbo-tbt", "tickers", "books", "books5")
+    channels = ("bbo-tbt", "tickers", "books", "books5", "funding-rate")
     book_channels = ("books",)
     depth_channels = ("books5",)
+    funding_channels = ("funding-rate",)
+
+    def encode_funding(self, state: SessionState, channel: str, row: FundingTick) -> str | None:
+        # funding-rate push: fundingRate / fundingTime (the next settlement) / nextFundingRate (the predicted
+        # rate, "" when OKX publishes none); OKX carries no mark or index price on this channel
+        ms = row.ts_event // 1_000_000
+        funding_ms = row.next_funding_time // 1_000_000 if row.next_funding_time is not None else 0
+        data = {
+            "fundingRate": format_number(row.funding_rate),
+            "fundingTime": str(funding_ms) if funding_ms else "",
+            "instId": row.venue_symbol,
+            "instType": "SWAP",
+            "method": "current_period",
+            "nextFundingRate": format_number(row.predicted_rate) if row.predicted_rate is not None else "",
+            "nextFundingTime": str(funding_ms + 8 * 3_600_000) if funding_ms else "",
+            "ts": str(ms),
+        }
+        arg = f'{{"channel":"{channel}","instId":"{row.venue_symbol}"}}'
+        return f'{{"arg":{arg},"data":[{_dumps(data)}]}}'
 
     def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
         data = {
@@ -512,8 +627,19 @@ class OkxEncoder(Encoder):
 class BybitEncoder(Encoder):
     venue = "bybit"
     default_channel = "orderbook.1"
-    channels = ("orderbook.1", "orderbook.50")
+    channels = ("orderbook.1", "orderbook.50", "tickers")
     depth_channels = ("orderbook.50",)
+    funding_channels = ("tickers",)
+
+    def encode_funding(self, state: SessionState, channel: str, row: FundingTick) -> str | None:
+        # linear tickers snapshot: fundingRate, nextFundingTime, markPrice, indexPrice (no predicted rate)
+        ms = row.ts_event // 1_000_000
+        next_ms = f',"nextFundingTime":"{row.next_funding_time // 1_000_000}"' if row.next_funding_time else ""
+        data = (
+            f'{{"symbol":"{row.venue_symbol}"{_opt("markPrice", row.mark_price)}{_opt("indexPrice", row.index_price)}'
+            f',"fundingRate":"{format_number(row.funding_rate)}"{next_ms}}}'
+        )
+        return f'{{"topic":"{channel}.{row.venue_symbol}","type":"snapshot","data":{data},"cs":{ms},"ts":{ms}}}'
 
     def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
         ms = book.ts_event // 1_000_000
@@ -762,6 +888,29 @@ class DeribitEncoder(Encoder):
     venue = "deribit"
     default_channel = "ticker"
     channels = ("ticker", "quote")
+    option_channels = ("ticker",)
+
+    def encode_option(self, state: SessionState, channel: str, row: OptionTick) -> str | None:
+        # option ticker: prices in the base coin, IVs in percent, an absent side as price 0 / amount 0
+        ms = row.ts_event // 1_000_000
+        bid = format_number(row.bid) if row.bid is not None else "0"
+        ask = format_number(row.ask) if row.ask is not None else "0"
+        bid_amount = format_number(row.bid_size) if row.bid is not None and row.bid_size is not None else "0"
+        ask_amount = format_number(row.ask_size) if row.ask is not None and row.ask_size is not None else "0"
+        ivs = "".join(
+            f',"{name}":{percent_text(value)}'
+            for name, value in (("bid_iv", row.bid_iv), ("ask_iv", row.ask_iv), ("mark_iv", row.mark_iv))
+            if value is not None
+        )
+        data = (
+            f'{{"timestamp":{ms},"state":"open","instrument_name":"{row.venue_symbol}",'
+            f'"best_bid_price":{bid},"best_bid_amount":{bid_amount},"best_ask_price":{ask},'
+            f'"best_ask_amount":{ask_amount}{ivs}{_opt("mark_price", row.mark_price, quoted=False)}'
+            f'{_opt("underlying_price", row.underlying_price, quoted=False)},"interest_rate":0,'
+            f'"open_interest":0,"stats":{{"volume":0,"price_change":0}}}}'
+        )
+        name = f"ticker.{row.venue_symbol}.100ms"
+        return f'{{"jsonrpc":"2.0","method":"subscription","params":{{"channel":"{name}","data":{data}}}}}'
 
     def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
         reply = Reply()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,16 @@ from websockets.http11 import Request, Response
 
 from arbkit import schema
 from arbkit.instruments import default_registry
-from live.simulator._encoders import ENCODERS, BookSnapshot, Encoder, SessionState, Tick, format_number
+from live.simulator._encoders import (
+    ENCODERS,
+    BookSnapshot,
+    Encoder,
+    FundingTick,
+    OptionTick,
+    SessionState,
+    Tick,
+    format_number,
+)
 
 __all__ = ["FAULTS", "FeedStats", "SimulatorHandle", "run_simulator", "serve"]
 
@@ -40,6 +50,8 @@ class FeedStats:
     messages: int = 0  # market-data messages sent (all sessions)
     ticks: int = 0  # quote rows replayed
     books: int = 0  # book snapshots replayed
+    funding: int = 0  # funding rows replayed
+    options: int = 0  # option quotes replayed
     skipped: int = 0  # ticks consumed without sending (skip_seq)
     corrupted: int = 0  # book messages sent with a wrong checksum
     malformed: int = 0
@@ -87,6 +99,8 @@ class _Feed:
         frame: pl.DataFrame,
         venue_symbols: dict[str, str],
         book: pl.DataFrame | None = None,
+        funding: pl.DataFrame | None = None,
+        options: pl.DataFrame | None = None,
     ) -> None:
         self.venue = venue
         self.market = market
@@ -107,8 +121,13 @@ class _Feed:
         self.ask_sizes: list[float | None] = cols.get_column("ask_size").to_list()
         self.seqs: list[int | None] = cols.get_column("seq").to_list()
         self.books = _book_snapshots(book, venue_symbols) if book is not None else []
-        # one timeline: (event time, 0 = quote / 1 = book snapshot, index), quotes first on ties
+        self.funding = _funding_ticks(funding, venue_symbols) if funding is not None else []
+        self.options = _option_ticks(options, venue_symbols) if options is not None else []
+        # one timeline: (event time, 0 = quote / 1 = book snapshot / 2 = funding / 3 = option quote, index),
+        # quotes first on ties
         timeline = [(t, 0, i) for i, t in enumerate(self.ts)] + [(b.ts_event, 1, i) for i, b in enumerate(self.books)]
+        timeline += [(f.ts_event, 2, i) for i, f in enumerate(self.funding)]
+        timeline += [(o.ts_event, 3, i) for i, o in enumerate(self.options)]
         timeline.sort()
         self.timeline = timeline
         self.counters: dict[str, int] = {}
@@ -319,6 +338,12 @@ class SimulatorHandle:
                 if kind == 1:
                     await self._send_book(feed, feed.books[i], offset)
                     continue
+                if kind == 2:
+                    await self._send_extra(feed, feed.funding[i], offset)
+                    continue
+                if kind == 3:
+                    await self._send_extra(feed, feed.options[i], offset)
+                    continue
                 symbol = feed.symbols[i]
                 seq = feed.seqs[i]
                 if seq is None:
@@ -374,6 +399,34 @@ class SimulatorHandle:
         for channel in feed.encoder.depth_channels:
             for session in list(feed.index.get((channel, book.venue_symbol), ())):
                 msg = feed.encoder.encode_book(session.state, channel, book)
+                if msg is None:
+                    continue
+                try:
+                    await session.ws.send(msg)
+                except ConnectionClosed:
+                    feed.remove(session)
+                    continue
+                feed.stats.messages += 1
+
+    async def _send_extra(self, feed: _Feed, row: FundingTick | OptionTick, offset: int) -> None:
+        """Send a funding row or an option quote to the sessions subscribed to its channels."""
+        encoder = feed.encoder
+        if self._restamp:
+            row = dataclasses.replace(row, ts_event=time.time_ns())
+        elif offset:
+            row = dataclasses.replace(row, ts_event=row.ts_event + offset)
+        if isinstance(row, FundingTick):
+            feed.stats.funding += 1
+            channels = encoder.funding_channels
+        else:
+            feed.stats.options += 1
+            channels = encoder.option_channels
+        for channel in channels:
+            for session in list(feed.index.get((channel, row.venue_symbol), ())):
+                if isinstance(row, FundingTick):
+                    msg = encoder.encode_funding(session.state, channel, row)
+                else:
+                    msg = encoder.encode_option(session.state, channel, row)
                 if msg is None:
                     continue
                 try:
@@ -519,37 +572,68 @@ async def _close_later(sessions: list[_Session], grace_s: float) -> None:
             await session.ws.close(1001, "service restart")
 
 
-def _load(source: Source, venues: Sequence[str] | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """(quotes, book levels or None) from a store root, a QUOTES frame or a mapping of frames."""
-    book: pl.DataFrame | None = None
+_EXTRA_TABLES = {"book": schema.BOOK, "funding": schema.FUNDING, "option_quotes": schema.OPTION_QUOTES}
+
+
+def _load(source: Source, venues: Sequence[str] | None) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """(quotes, {"book" / "funding" / "option_quotes": frame} for those present and non-empty) from a store root,
+    a QUOTES frame or a mapping of frames."""
+    extra: dict[str, pl.DataFrame] = {}
     if isinstance(source, str | Path):
         from arbkit.data.store import Store
 
         store = Store(source)
         exchanges = list(venues) if venues else None
-        frame = store.scan("quotes", exchange=exchanges).collect()
-        if "book" in store.tables():
-            book = store.scan("book", exchange=exchanges).collect()
+        tables = store.tables()
+        frame = (
+            store.scan("quotes", exchange=exchanges).collect() if "quotes" in tables else schema.empty(schema.QUOTES)
+        )
+        for name in _EXTRA_TABLES:
+            if name in tables:
+                extra[name] = store.scan(name, exchange=exchanges).collect()
     elif isinstance(source, pl.DataFrame):
         frame = source
     else:
         frame = source["quotes"] if "quotes" in source else schema.empty(schema.QUOTES)
-        book = source.get("book")
+        extra = {name: source[name] for name in _EXTRA_TABLES if name in source}
     frame = schema.validate(frame, schema.QUOTES)
-    if book is not None:
-        book = schema.validate(book, schema.BOOK)
+    extra = {name: schema.validate(f, _EXTRA_TABLES[name]) for name, f in extra.items()}
     if venues:
         frame = frame.filter(pl.col("exchange").is_in(list(venues)))
-        if book is not None:
-            book = book.filter(pl.col("exchange").is_in(list(venues)))
+        extra = {name: f.filter(pl.col("exchange").is_in(list(venues))) for name, f in extra.items()}
+    extra = {name: f for name, f in extra.items() if f.height}
     exchanges_seen = set(frame.get_column("exchange").unique().to_list())
-    if book is not None:
-        exchanges_seen |= set(book.get_column("exchange").unique().to_list())
+    for f in extra.values():
+        exchanges_seen |= set(f.get_column("exchange").unique().to_list())
     unknown = sorted(exchanges_seen - set(ENCODERS))
     if unknown:
         raise ValueError(f"the simulator does not speak {unknown} (known: {', '.join(ENCODERS)})")
     frame = frame.with_row_index("__row").sort(["ts_event", "__row"]).drop("__row")
-    return frame, book if book is not None and book.height else None
+    return frame, extra
+
+
+def _funding_ticks(frame: pl.DataFrame, venue_symbols: dict[str, str]) -> list[FundingTick]:
+    cols = ("ts_event", "symbol", "funding_rate", "predicted_rate", "next_funding_time", "mark_price", "index_price")
+    rows = frame.filter(pl.col("symbol").is_in(list(venue_symbols))).select(cols).rows()
+    return [FundingTick(ts, sym, venue_symbols[sym], *rest) for ts, sym, *rest in rows]
+
+
+def _option_ticks(frame: pl.DataFrame, venue_symbols: dict[str, str]) -> list[OptionTick]:
+    cols = (
+        "ts_event",
+        "symbol",
+        "bid",
+        "bid_size",
+        "ask",
+        "ask_size",
+        "bid_iv",
+        "ask_iv",
+        "mark_price",
+        "mark_iv",
+        "underlying_price",
+    )
+    rows = frame.filter(pl.col("symbol").is_in(list(venue_symbols))).select(cols).rows()
+    return [OptionTick(ts, sym, venue_symbols[sym], *rest) for ts, sym, *rest in rows]
 
 
 def _book_snapshots(book: pl.DataFrame, venue_symbols: dict[str, str]) -> list[BookSnapshot]:
@@ -593,10 +677,14 @@ async def serve(
     Parameters
     ----------
     source
-        A Parquet store root (its ``quotes`` and, when present, ``book`` tables are read), a ``QUOTES`` frame, or a
-        mapping with ``"quotes"`` and optionally ``"book"`` frames.  Book levels are replayed as snapshots on the
-        venues' partial-depth channels: Binance ``depth5/10/20`` (on ``.../stream``, the combined-stream endpoint,
-        since a spot partial book names no symbol), OKX ``books5``, Bybit ``orderbook.50``.
+        A Parquet store root (its ``quotes`` and, when present, ``book``, ``funding`` and ``option_quotes`` tables
+        are read), a ``QUOTES`` frame, or a mapping with ``"quotes"`` and optionally ``"book"``, ``"funding"`` and
+        ``"option_quotes"`` frames.  Book levels are replayed as snapshots on the venues' partial-depth channels:
+        Binance ``depth5/10/20`` (on ``.../stream``, the combined-stream endpoint, since a spot partial book names
+        no symbol), OKX ``books5``, Bybit ``orderbook.50``.  Quotes also drive one-level books on the diff and
+        checksummed channels (Binance ``depth@100ms`` with its REST snapshot, OKX ``books``, Kraken ``book``).
+        Funding rows go out on Binance USD-M ``markPrice`` (``markPriceUpdate``), Bybit ``tickers`` and OKX
+        ``funding-rate``; option quotes on Deribit ``ticker.<option>.100ms``.
     host, port
         Where to listen; port 0 picks a free port (see :attr:`SimulatorHandle.port`).
     speed
@@ -633,23 +721,28 @@ async def serve(
     >>> asyncio.run(main())
     ['/okx']
     """
-    frame, book = _load(source, venues)
+    frame, extra = _load(source, venues)
     feeds: dict[str, _Feed] = {}
     groups: dict[tuple[str, str | None, str], list[str]] = {}
     venue_symbols: dict[tuple[str, str | None, str], dict[str, str]] = {}
-    keys = frame.select("exchange", "symbol")
-    if book is not None:
-        keys = pl.concat([keys, book.select("exchange", "symbol")])
+    keys = pl.concat([frame.select("exchange", "symbol"), *(f.select("exchange", "symbol") for f in extra.values())])
     for venue, symbol in keys.unique().sort(["exchange", "symbol"]).rows():
         market, wire_market, venue_symbol = _market_of(venue, symbol)
         groups.setdefault((venue, market, wire_market), []).append(symbol)
         venue_symbols.setdefault((venue, market, wire_market), {})[symbol] = venue_symbol
     for (venue, market, wire_market), symbols in groups.items():
-        part = frame.filter((pl.col("exchange") == venue) & pl.col("symbol").is_in(symbols))
-        book_part = None
-        if book is not None:
-            book_part = book.filter((pl.col("exchange") == venue) & pl.col("symbol").is_in(symbols))
-        feed = _Feed(venue, market, wire_market, part, venue_symbols[(venue, market, wire_market)], book_part)
+        mine = (pl.col("exchange") == venue) & pl.col("symbol").is_in(symbols)
+        parts = {name: f.filter(mine) for name, f in extra.items()}
+        feed = _Feed(
+            venue,
+            market,
+            wire_market,
+            frame.filter(mine),
+            venue_symbols[(venue, market, wire_market)],
+            parts.get("book"),
+            parts.get("funding"),
+            parts.get("option_quotes"),
+        )
         feeds[feed.path] = feed
     handle_ref: list[SimulatorHandle] = []
 

@@ -205,3 +205,134 @@ def test_record_for_a_duration_against_a_looping_simulator(tmp_path: Path) -> No
     assert summary.to_dict()["connectors"]["okx"]["parse_errors"] == 0
     with pytest.raises(ValueError, match="never stop"):
         asyncio.run(record([], tmp_path / "other"))
+
+
+# Funding feeds: (venue, market path) -> (symbol, channel, FUNDING columns the venue's message cannot carry).
+# Binance USD-M markPriceUpdate and Bybit tickers publish no predicted rate; OKX funding-rate publishes no mark or
+# index price.  Everything else (event time and next funding time at ms, rate, prices) must come back exactly.
+FUNDING_FEEDS: dict[tuple[str, str | None], tuple[str, str, tuple[str, ...]]] = {
+    ("binance", "linear"): ("BTC/USDT:USDT", "markPrice", ("predicted_rate",)),
+    ("okx", None): ("ETH/USDT:USDT", "funding-rate", ("mark_price", "index_price")),
+    ("bybit", None): ("SOL/USDT:USDT", "tickers", ("predicted_rate",)),
+}
+# Deribit option tickers carry every OPTION_QUOTES column (the option's terms are read off its name).
+OPTIONS = ("BTC/USD:BTC-301227-100000-C", "ETH/USD:ETH-301227-2500-P")
+
+
+def make_funding(n: int, seed: int) -> pl.DataFrame:
+    rng = random.Random(seed)
+    base = (time.time_ns() // 1_000_000) * 1_000_000
+    rows = []
+    for _venue_market, (symbol, _channel, _absent) in FUNDING_FEEDS.items():
+        venue = _venue_market[0]
+        mark = rng.uniform(1, 60_000)
+        for i in range(n):
+            ts = base + (i * 3 + rng.randrange(3)) * 1_000_000
+            mark = round(mark * (1 + rng.uniform(-1e-4, 1e-4)), rng.choice([1, 2, 4]))
+            index = round(mark * (1 + rng.uniform(-1e-4, 1e-4)), rng.choice([1, 2, 4]))
+            rate = round(rng.uniform(-0.003, 0.003), rng.choice([6, 8]))
+            predicted = round(rng.uniform(-0.003, 0.003), 8)
+            next_time = (base // 3_600_000_000_000 + 8) * 3_600_000_000_000 + rng.randrange(1000) * 1_000_000
+            rows.append((ts, ts, venue, symbol, rate, predicted, next_time, mark, index, 0))
+    frame = pl.DataFrame(rows, schema=list(schema.FUNDING.polars), orient="row")
+    return schema.validate(frame, schema.FUNDING)
+
+
+def iv(rng: random.Random) -> float:
+    """An implied vol as Deribit publishes it: percent with two decimals (51.23 -> 0.5123).
+
+    IVs travel in percent, so a fraction is carried exactly when it is some float divided by 100; a value at
+    full float precision (which no venue publishes) may come back 1 ulp away.
+    """
+    return round(rng.uniform(20.0, 150.0), 2) / 100.0
+
+
+def make_options(n: int, seed: int) -> pl.DataFrame:
+    from live import adapters
+
+    deribit = adapters.get("deribit")
+    rng = random.Random(seed)
+    base = (time.time_ns() // 1_000_000) * 1_000_000
+    rows = []
+    for symbol in OPTIONS:
+        underlying, expiry, strike, option_type = deribit.option_terms(symbol)
+        for i in range(n):
+            ts = base + (i * 3 + rng.randrange(3)) * 1_000_000
+            bid = round(rng.uniform(0.001, 0.2), 4) if rng.random() > 0.1 else None  # absent sides too
+            ask = round((bid or 0.001) + rng.uniform(0.0001, 0.01), 4) if rng.random() > 0.1 else None
+            rows.append(
+                (
+                    ts,
+                    ts,
+                    "deribit",
+                    symbol,
+                    underlying,
+                    expiry,
+                    strike,
+                    option_type,
+                    bid,
+                    round(rng.uniform(0.1, 50), 1) if bid is not None else None,
+                    ask,
+                    round(rng.uniform(0.1, 50), 1) if ask is not None else None,
+                    iv(rng) if bid is not None else None,
+                    iv(rng) if ask is not None else None,
+                    round(rng.uniform(0.001, 0.2), 4),
+                    iv(rng),
+                    round(rng.uniform(1_000, 90_000), 2),
+                    0,
+                )
+            )
+    frame = pl.DataFrame(rows, schema=list(schema.OPTION_QUOTES.polars), orient="row")
+    return schema.validate(frame, schema.OPTION_QUOTES)
+
+
+def test_funding_and_option_quotes_round_trip(tmp_path: Path) -> None:
+    funding = make_funding(30, seed=5)
+    options = make_options(30, seed=6)
+
+    async def main() -> RecordSummary:
+        async with await serve({"funding": funding, "option_quotes": options}, speed=0) as sim:
+            feeds = [
+                ConnectorConfig(venue, sim.url(venue, market), (symbol,), market=market, channel=channel)
+                for (venue, market), (symbol, channel, _absent) in FUNDING_FEEDS.items()
+            ]
+            feeds.append(ConnectorConfig("deribit", sim.url("deribit"), OPTIONS, channel="ticker"))
+            stop = asyncio.Event()
+
+            async def stop_when_replayed() -> None:
+                await sim.wait_done(timeout=30)
+                await asyncio.sleep(0.5)
+                stop.set()
+
+            waiter = asyncio.create_task(stop_when_replayed())
+            summary = await record(feeds, tmp_path / "store", stop_event=stop)
+            await waiter
+            return summary
+
+    summary = asyncio.run(main())
+    for name, stats in summary.connectors.items():
+        assert stats.parse_errors == 0, (name, stats.last_error)
+    assert summary.rows["funding"] == funding.height
+    assert summary.rows["option_quotes"] == options.height
+
+    store = Store(tmp_path / "store")
+    got_funding = store.scan("funding").collect()
+    columns = [c for c in schema.FUNDING.polars if c != "ts_recv"]
+    for (venue, _market), (symbol, _channel, absent) in FUNDING_FEEDS.items():
+        mine = (pl.col("exchange") == venue) & (pl.col("symbol") == symbol)
+        want = funding.filter(mine).with_columns([pl.lit(None, schema.FUNDING.polars[c]).alias(c) for c in absent])
+        have = got_funding.filter(mine)
+        assert have.select(absent).null_count().sum_horizontal().item() == have.height * len(absent)
+        assert (
+            have.select(columns)
+            .sort(columns, nulls_last=True)
+            .equals(want.select(columns).sort(columns, nulls_last=True))
+        ), venue
+
+    got_options = store.scan("option_quotes").collect()
+    columns = [c for c in schema.OPTION_QUOTES.polars if c != "ts_recv"]
+    assert (
+        got_options.select(columns)
+        .sort(columns, nulls_last=True)
+        .equals(options.select(columns).sort(columns, nulls_last=True))
+    ), "option quotes changed on the way"
