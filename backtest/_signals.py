@@ -2,8 +2,9 @@
 
 Signals: each opportunity becomes one signal at its ``ts_start`` with its legs.  Kinds that hold a position
 (``basis``, ``parity``) close it at ``ts_end``; the others (``cross_exchange``, ``triangular``) are instantaneous
-round trips.  ``theoretical_profit`` is :func:`arbkit.execution.theoretical_profit` of the legs, with every cash
-currency valued at its USD mark at ``ts_start``: what the detector saw, in the fill model's unit.
+round trips.  ``theoretical_profit`` is :func:`arbkit.execution.theoretical_profit` of the legs, with every asset
+valued at its USD mark at ``ts_start``: what the detector saw, in the fill model's unit.  Holding kinds earn at
+convergence, which the entry legs cannot show, so theirs is the detector's own profit estimate.
 
 Risk screen: every signal of a day is checked *in isolation* against the book as it stood at the start of that
 day (the balances carried from the previous day) with one vectorized :func:`arbkit.risk.check_orders` call.
@@ -95,10 +96,17 @@ def to_signals(opportunities: pl.DataFrame, registry: Registry, market: DayMarke
     for leg_list, t in zip(legs, starts, strict=True):
         usd: dict[str, float] = {}
         for leg in leg_list:
-            ccy = cash_currency(registry, leg["exchange"], leg["symbol"])
-            if ccy not in PEGGED:
-                usd[ccy] = market.mark(ccy, int(t)) if market is not None else math.nan
+            base = registry.get(leg["exchange"], leg["symbol"]).base
+            for ccy in (cash_currency(registry, leg["exchange"], leg["symbol"]), base):
+                if ccy not in PEGGED and ccy not in usd:
+                    usd[ccy] = market.mark(ccy, int(t)) if market is not None else math.nan
         theo.append(theoretical_profit(leg_list, registry, usd))
+    if "profit" in opportunities.columns:
+        # holding trades earn at convergence, not from the entry legs' value: take the detector's estimate
+        theo = [
+            float(p) if k in HOLDING_KINDS else v
+            for k, p, v in zip(opportunities["kind"], opportunities["profit"], theo, strict=True)
+        ]
     kinds = opportunities.get_column("kind")
     return pl.DataFrame(
         {

@@ -209,20 +209,32 @@ def _fee(inst: Instrument, price: float, qty: float, usd_per_premium: float) -> 
 
 
 def theoretical_profit(legs: Sequence[Mapping[str, object]], registry: Registry, usd: Mapping[str, float]) -> float:
-    """Net profit in USD of filling every leg at its stated price and size with taker fees.
+    """Net value in USD of filling every leg at its stated price and size with taker fees.
 
-    ``usd`` maps each cash currency to its USD value (pegged stablecoins need no entry).
+    Every asset a leg pays or receives is valued at its USD mark from ``usd`` (pegged stablecoins need no entry):
+    the cash currency of the price, and the base asset bought or sold (derivative legs as their base asset, as the
+    fill model values them; option positions at the leg's own premium, so only their fee remains).  A consistent
+    cross-exchange round trip nets the base asset to zero; a triangular cycle leaves its edge in the start currency.
+    This is the fill model's unit, so a zero-latency, infinite-size fill realizes exactly this value.
     """
-    total = 0.0
+
+    flows: dict[str, float] = {}  # net amount of each asset paid (-) or received (+)
     for leg in legs:
         inst = registry.get(str(leg["exchange"]), str(leg["symbol"]))
         price, size = float(leg["price"]), float(leg["size"])  # type: ignore[arg-type]
         cash_ccy = _cash_currency(inst)
-        rate = _PEGGED.get(cash_ccy, usd.get(cash_ccy, math.nan))
+        sign = 1.0 if leg["side"] == "buy" else -1.0
         fee = _fee(inst, price, size, 1.0)
-        sign = 1.0 if leg["side"] == "sell" else -1.0
-        total += (sign * price * size - fee) * rate
-    return total
+        held = sign * size * price if inst.kind is InstrumentKind.OPTION else 0.0
+        flows[cash_ccy] = flows.get(cash_ccy, 0.0) - sign * price * size - fee + held
+        if inst.kind is not InstrumentKind.OPTION:
+            flows[inst.base] = flows.get(inst.base, 0.0) + sign * size
+    # assets that net to zero need no mark (e.g. the base of a cross-exchange round trip)
+    return sum(
+        amount * _PEGGED.get(asset, usd.get(asset, math.nan))
+        for asset, amount in flows.items()
+        if abs(amount) > 1e-12 * max(1.0, *(abs(v) for v in flows.values()))
+    )
 
 
 def _cash_currency(inst: Instrument) -> str:
