@@ -22,11 +22,11 @@ State = TriangularState
 
 @dataclass(frozen=True)
 class Triangular:
-    """The strategy object: reads the ``quotes`` table of each batch."""
+    """The strategy object: reads the ``quotes`` and ``book`` tables of each batch (book depth sizes cycles)."""
 
     name: str = "triangular"
     params_type: type[TriangularParams] = TriangularParams
-    tables: tuple[str, ...] = ("quotes",)
+    tables: tuple[str, ...] = ("quotes", "book")
 
     def init(self, params: TriangularParams) -> TriangularState:
         del params
@@ -35,7 +35,7 @@ class Triangular:
     def step(
         self, batch: Batch, state: TriangularState, params: TriangularParams
     ) -> tuple[pl.DataFrame, TriangularState]:
-        return detect_triangular(batch.quotes, state, params)
+        return detect_triangular(batch.quotes, state, params, batch.book)
 
     def finish(self, state: TriangularState, params: TriangularParams) -> pl.DataFrame:
         return finish_triangular(state, params)

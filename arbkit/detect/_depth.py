@@ -42,7 +42,7 @@ import polars as pl
 
 from arbkit.schema import QuoteFlag
 
-__all__ = ["BookState", "book_as_of", "joint_walk", "ladder_fill", "update_books"]
+__all__ = ["BookState", "book_as_of", "cycle_walk", "joint_walk", "ladder_fill", "update_books"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -274,3 +274,88 @@ def joint_walk(
             better |= allowed(candidate) & (p == best_profit) & (p > 0) & (candidate < best_size)
             best_size, best_profit = np.where(better, candidate, best_size), np.where(better, p, best_profit)
     return best_size, best_profit
+
+
+def cycle_walk(
+    *,
+    sell: npt.NDArray[np.bool_],
+    price: FloatArray,
+    size: FloatArray,
+    fee: FloatArray,
+    cap: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Jointly walk the ladders of every leg of conversion cycles: the start amount that maximizes net profit.
+
+    Parameters
+    ----------
+    sell
+        ``(cycles, legs)``: the leg sells base at the bids (else buys base at the asks).
+    price, size
+        ``(cycles, legs, levels)`` best-first ladders of each leg (bids of a sell leg, asks of a buy leg); NaN
+        price / 0 size pads.  A leg with no finite price at all is a rate-1 pass-through (transfers, padding).
+    fee
+        ``(cycles, legs)`` taker fee of each leg.
+    cap
+        ``(cycles,)`` most start currency to put in.
+
+    Returns
+    -------
+    tuple
+        ``start`` (start currency put in, ``(cycles,)``), ``profit`` (start currency earned net of fees,
+        ``(cycles,)``), ``base`` and ``notional`` (``(cycles, legs)``: base units traded on each leg and their
+        value in the leg's quote currency, so ``notional / base`` is the average fill price).
+
+    Notes
+    -----
+    The marginal rate of the next unit of start currency is the product of every leg's rate at its current
+    level; the walk advances by the smallest remaining level capacity (in start units) while that product is
+    above 1, so each step is exact and there are at most ``legs x levels`` steps, all cycles at once.
+
+    Examples
+    --------
+    >>> start, profit, base, notional = cycle_walk(
+    ...     sell=np.array([[False, True]]), price=np.array([[[10.0, 10.5], [11.0, 10.2]]]),
+    ...     size=np.array([[[1.0, 1.0], [1.5, 5.0]]]), fee=np.zeros((1, 2)), cap=np.array([1e9]))
+    >>> start.tolist(), profit.tolist(), base.tolist(), notional.tolist()  # buy 1 @ 10, 0.5 @ 10.5; sell 1.5 @ 11
+    ([15.25], [1.25], [[1.5, 1.5]], [[15.25, 16.5]])
+    """
+    n, legs, levels = price.shape
+    passthrough: npt.NDArray[np.bool_] = np.asarray(~np.isfinite(price).any(axis=2), dtype=np.bool_)
+    size = np.where(np.isfinite(price), size, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(sell[:, :, None], price, 1.0 / price) * (1.0 - fee[:, :, None])
+        capacity = np.where(sell[:, :, None], size, size * price)  # per level, in the leg's input currency
+    rate = np.where(passthrough[:, :, None], 1.0, np.nan_to_num(rate, nan=0.0))
+    capacity = np.where(passthrough[:, :, None], np.inf, np.nan_to_num(capacity, nan=0.0))
+    level = np.zeros((n, legs), dtype=np.int64)
+    used = np.zeros((n, legs))  # input consumed in the current level
+    start, out = np.zeros(n), np.zeros(n)
+    base = np.zeros((n, legs))
+    notional = np.zeros((n, legs))
+    hit, leg = np.arange(n)[:, None], np.arange(legs)[None, :]
+    for _ in range(legs * levels + 1):
+        live = level < levels
+        lvl = np.minimum(level, levels - 1)
+        r = np.where(live, rate[hit, leg, lvl], 0.0)
+        before = np.cumprod(np.concatenate([np.ones((n, 1)), r[:, :-1]], axis=1), axis=1)
+        marginal = np.prod(r, axis=1)
+        room = np.where(live, capacity[hit, leg, lvl] - used, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room_start = np.where(before > 0, room / before, 0.0)
+        step = np.minimum(room_start.min(axis=1), cap - start)
+        active = (marginal > 1.0) & (step > 0)
+        if not active.any():
+            break
+        step = np.where(active, step, 0.0)
+        flow = step[:, None] * before  # input of each leg in this step
+        start += step
+        out += step * marginal
+        lvl_price = price[hit, leg, lvl]
+        bought = flow / np.where(np.isfinite(lvl_price), lvl_price, 1.0)
+        base += np.where(passthrough, 0.0, np.where(sell, flow, bought))
+        notional += np.where(passthrough, 0.0, np.where(sell, flow * np.nan_to_num(lvl_price), flow))
+        used += flow
+        done = active[:, None] & (used >= np.where(live, capacity[hit, leg, lvl], np.inf) * (1 - 1e-12))
+        level = np.where(done, level + 1, level)
+        used = np.where(done, 0.0, used)
+    return start, out - start, base, notional

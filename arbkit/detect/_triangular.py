@@ -34,8 +34,15 @@ its alphabetically first currency.  Its size is the largest start amount that ev
 units of the start currency.  **Lot sizes**: every leg trades a whole number of its instrument's lots; the start
 amount is scaled down by the worst leg's rounding so each rounded leg covers what flows through it (the
 sub-lot remainder stays in the intermediate currency and is not counted), and every leg must reach its
-instrument's ``min_notional``.  Legs, keys and names are built column-wise for the hits only (strings once per
-cycle).  Episodes are keyed by the cycle on the global timeline (every row).
+instrument's ``min_notional``.  **Book depth**: when ``book`` rows are present (carried in state like the
+cross-exchange detector's, :mod:`arbkit.detect._depth`), a leg whose usable snapshot visible at the row is at
+least as recent as its quote walks that snapshot's levels (the others their top of book), and the start amount
+is the one that maximizes net profit over all legs jointly (:func:`arbkit.detect._depth.cycle_walk`: advance
+while the product of the legs' marginal rates exceeds 1), capped by ``max_notional``, scaled to whole lots and
+walked again so profit and the legs' average prices are exact.
+
+Legs, keys and names are built column-wise for the hits only (strings once per cycle).  Episodes are keyed by
+the cycle on the global timeline (every row).
 
 Examples
 --------
@@ -67,6 +74,7 @@ import polars as pl
 from arbkit import schema
 from arbkit.align import AlignedQuotes, Clock, LastQuotes, _known, _memo, align_quotes, check_quotes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
+from arbkit.detect._depth import BookState, book_as_of, cycle_walk, update_books
 from arbkit.detect._episodes import EVENT_SCHEMA, EpisodeState, advance_timeline_codes, finish_episodes, merge_episodes
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
@@ -121,10 +129,11 @@ class TriangularState:
     quotes: LastQuotes
     episodes: EpisodeState
     counters: Mapping[str, int]
+    book: BookState = field(default_factory=BookState.empty)
 
     @classmethod
     def empty(cls) -> TriangularState:
-        return cls(LastQuotes.empty(), EpisodeState.empty(), {})
+        return cls(LastQuotes.empty(), EpisodeState.empty(), {}, BookState.empty())
 
 
 @dataclass(frozen=True)
@@ -223,7 +232,7 @@ def _leg_text(topology: Topology, edge: int) -> str:
 
 
 def detect_triangular(
-    quotes: pl.DataFrame, state: TriangularState, params: TriangularParams
+    quotes: pl.DataFrame, state: TriangularState, params: TriangularParams, book: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, TriangularState]:
     """One step of the triangular detector over a batch of quotes (see module docstring).
 
@@ -231,6 +240,7 @@ def detect_triangular(
     state; :func:`finish_triangular` gives the open ones.
     """
     registry = params.registry
+    batch_book = book if book is not None else pl.DataFrame()
     reason = check_quotes(quotes, registry)
     # Only spot instruments form the graph; other rows are still counted (by reason) but not aligned.
     symbols = quotes.get_column("symbol").unique().to_list()
@@ -275,7 +285,9 @@ def detect_triangular(
         if topology.cycles:
             # Padded and unusable legs may hold 0 or NaN prices; they are masked out, so silence their warnings.
             with np.errstate(divide="ignore", invalid="ignore"):
-                events, suppressed = _events(view, column_index, topology, seq, params, latency, max_age)
+                events, suppressed = _events(
+                    view, column_index, topology, seq, params, latency, max_age, (state.book, batch_book)
+                )
             for k, v in suppressed.items():
                 counters[k] = counters.get(k, 0) + v
     closed, episodes = merge_episodes(events, episodes)
@@ -283,7 +295,8 @@ def detect_triangular(
     for k, v in counters.items():
         if v:
             merged[k] = merged.get(k, 0) + v
-    return closed, TriangularState(last, episodes, dict(sorted(merged.items())))
+    books = update_books(state.book, batch_book, params.clock)
+    return closed, TriangularState(last, episodes, dict(sorted(merged.items())), books)
 
 
 def _is_spot(symbol: str) -> bool:
@@ -411,6 +424,7 @@ def _events(
     params: TriangularParams,
     latency: Mapping[str, float],
     max_age: Mapping[str, float],
+    books: tuple[BookState, pl.DataFrame] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     cols = np.array(column_index, dtype=np.int64)
     static = _static(topology, params.max_legs)
@@ -471,23 +485,97 @@ def _events(
     # Exact values from NumPy in leg order (the screen only selects): identical for any batch split.
     growth = np.prod(rate, axis=1)
     profit = start_amount * (growth - 1.0)
+    displayed = np.where(sell, leg_bid_size, leg_ask_size)
+    if books is not None and (books[0].frame.height or books[1].height):
+        walked = _walk_cycles(
+            view, topology, params, books, rows, col_safe, view_col, trade, sell, fee, lots,
+            (leg_bid, leg_ask, leg_bid_size, leg_ask_size),
+        )  # fmt: skip
+        if walked is not None:
+            use, w_start, w_profit, w_size, w_price, w_depth = walked
+            start_amount = np.where(use, w_start, start_amount)
+            profit = np.where(use, w_profit, profit)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                growth = np.where(use, 1.0 + w_profit / w_start, growth)  # average growth of the walked amount
+            leg_size = np.where(use[:, None], w_size, leg_size)
+            leg_price = np.where(use[:, None] & trade, w_price, leg_price)
+            displayed = np.where(use[:, None], w_depth, displayed)
+            notional_ok = np.where(trade, leg_size * leg_price >= min_notional[col_safe], True).all(axis=1)
     keep = (growth > 1.0) & (start_amount > 0) & notional_ok & (profit >= params.min_profit) & np.isfinite(profit)
     if not keep.any():
         return pl.DataFrame(schema=EVENT_SCHEMA), counters
     rows, ks, start_amount, profit, growth = rows[keep], ks[keep], start_amount[keep], profit[keep], growth[keep]
     col_safe, sell, trade, view_col = col_safe[keep], sell[keep], trade[keep], view_col[keep]
     leg_price, leg_size = leg_price[keep], leg_size[keep]
-    leg_bid_size, leg_ask_size = leg_bid_size[keep], leg_ask_size[keep]
+    displayed = displayed[keep]
     # Confidence: weakest leg's freshness and depth use.
     column_names = [view.venues[c] for c in column_index]
     lat = np.array([latency.get(c, 0.0) for c in column_names])
     mage = np.array([max_age.get(c, 0.0) for c in column_names])
     age_ms = (view.time[rows][:, None] - view.quote_time[rows[:, None], view_col]) / 1e6
     leg_fresh = np.where(trade, freshness(age_ms, lat[col_safe], mage[col_safe]), 1.0)
-    leg_depth = np.where(trade, depth_factor(leg_size, np.where(sell, leg_bid_size, leg_ask_size)), 1.0)
+    leg_depth = np.where(trade, depth_factor(leg_size, displayed), 1.0)
     confidence = row_confidence(leg_fresh.min(axis=1), leg_depth.min(axis=1))
     return _event_frame(topology, static, rows, ks, seq, view.time, trade, col_safe, sell, leg_price, leg_size,
                         start_amount, profit, growth, confidence), counters  # fmt: skip
+
+
+_F = npt.NDArray[np.float64]
+
+
+def _walk_cycles(
+    view: AlignedQuotes,
+    topology: Topology,
+    params: TriangularParams,
+    books: tuple[BookState, pl.DataFrame],
+    rows: npt.NDArray[np.int64],
+    column: npt.NDArray[np.int64],
+    view_column: npt.NDArray[np.int64],
+    trade: npt.NDArray[np.bool_],
+    sell: npt.NDArray[np.bool_],
+    fee: _F,
+    lots: _F,
+    top: tuple[_F, _F, _F, _F],
+) -> tuple[npt.NDArray[np.bool_], _F, _F, _F, _F, _F] | None:
+    """Joint depth walk of the hits where some leg has a usable book snapshot at least as recent as its quote.
+
+    Legs without one walk their top of book.  The walked start amount is then scaled so every leg trades whole
+    lots and walked again at that amount, so profit and average prices are exact for the reported start amount
+    (leg sizes are floored to lots; the sub-lot remainder is not counted).  Returns ``None`` when no hit has a
+    book, else ``(use, start, profit, leg size, leg average price, leg displayed depth)``.
+    """
+    n_hit, legs = trade.shape
+    hit_of, leg_of = np.nonzero(trade)
+    picked = column[hit_of, leg_of]
+    venues = pl.Series([v for v, _ in topology.columns], dtype=pl.String).gather(picked)
+    symbols = pl.Series([s for _, s in topology.columns], dtype=pl.String).gather(picked)
+    bid_p, bid_s, ask_p, ask_s, snapshot_time = book_as_of(
+        books[0], books[1], venues, symbols, view.time[rows][hit_of], clock=params.clock
+    )
+    fresh = snapshot_time >= view.quote_time[rows[hit_of], view_column[hit_of, leg_of]]
+    use = np.zeros(n_hit, dtype=np.bool_)
+    use[hit_of[fresh]] = True
+    if not use.any():
+        return None
+    leg_sell = sell[hit_of, leg_of]
+    leg_bid, leg_ask, leg_bid_size, leg_ask_size = (x[hit_of, leg_of] for x in top)
+    levels = bid_p.shape[1]
+    one_price, one_size = np.full((hit_of.size, levels), np.nan), np.zeros((hit_of.size, levels))
+    one_price[:, 0] = np.where(leg_sell, leg_bid, leg_ask)
+    one_size[:, 0] = np.where(leg_sell, leg_bid_size, leg_ask_size)
+    book_price = np.where(leg_sell[:, None], bid_p, ask_p)
+    book_size = np.where(leg_sell[:, None], bid_s, ask_s)
+    price, size = np.full((n_hit, legs, levels), np.nan), np.zeros((n_hit, legs, levels))
+    price[hit_of, leg_of] = np.where(fresh[:, None], book_price, one_price)
+    size[hit_of, leg_of] = np.where(fresh[:, None], book_size, one_size)
+    start, _, base, _ = cycle_walk(sell=sell, price=price, size=size, fee=fee, cap=np.full(n_hit, params.max_notional))
+    lot = np.where(trade, lots[column], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(trade & (base > 0), _floor_lot(base, lot) / base, 1.0).min(axis=1)
+    start, profit, base, notional = cycle_walk(sell=sell, price=price, size=size, fee=fee, cap=start * ratio)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = np.where(base > 0, notional / base, np.nan)
+    return use, start, profit, np.where(trade, _floor_lot(base, lot), 0.0), average, size.sum(axis=2)
 
 
 def _event_frame(

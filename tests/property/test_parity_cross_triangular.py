@@ -111,3 +111,17 @@ def test_cross_exchange_split_parity_with_book_depth(frame: pl.DataFrame, data: 
     book = _book_from(frame)
     params = CROSS.params_type(max_notional=1e9)
     check_split_parity(CROSS, frame, params, data.draw(cuts(frame.height + book.height)), book=book)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    frame=quote_frames(max_rows=50, invalid=True, symbols=TRI_SYMBOLS, dislocation=0.01),
+    data=st.data(),
+    transfers=st.sampled_from([(), ("USDT", "BTC")]),
+)
+def test_triangular_split_parity_with_book_depth(
+    frame: pl.DataFrame, data: st.DataObject, transfers: tuple[str, ...]
+) -> None:
+    book = _book_from(frame)
+    params = TRIANGULAR.params_type(max_notional=1e6, transfers=transfers)
+    check_split_parity(TRIANGULAR, frame, params, data.draw(cuts(frame.height + book.height)), book=book)

@@ -116,3 +116,54 @@ def test_snapshot_visible_strictly_before_and_whole_across_a_split() -> None:
     assert split[4][2] == 20
     assert split[2][2].tolist() == [102.0, 103.0]
     assert update_books(state, book.slice(3)).frame.equals(update_books(BookState.empty(), book).frame)
+
+
+def _convert(amount: float, sell: bool, ladder: list[tuple[float, float]], fee: float) -> float:
+    """Sequentially convert ``amount`` through one leg's ladder (NaN if the ladder runs out)."""
+    out, left = 0.0, amount
+    for price, size in ladder:
+        capacity = size if sell else size * price
+        take = min(capacity, left)
+        out += take * price if sell else take / price
+        left -= take
+    return out * (1 - fee) if left <= 1e-12 * max(amount, 1.0) else float("nan")
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), skew=st.floats(-0.01, 0.03), cap=st.floats(10.0, 5_000.0))
+def test_cycle_walk_is_optimal_against_a_grid(data: st.DataObject, skew: float, cap: float) -> None:
+    from arbkit.detect._depth import cycle_walk
+
+    # USDT -> ETH (buy ETH/USDT) -> BTC (sell ETH/BTC) -> USDT (sell BTC/USDT), consistent up to ``skew``.
+    eth, btc, fee, levels = 3_000.0, 60_000.0, 0.0005, 3
+
+    def ladder(top: float, sign: float) -> list[tuple[float, float]]:
+        steps = data.draw(st.lists(st.floats(0.0, 0.002), min_size=levels, max_size=levels))
+        sizes = data.draw(st.lists(st.floats(0.01, 0.5), min_size=levels, max_size=levels))
+        return [(top * (1 + sign * sum(steps[1 : i + 1])), s) for i, s in enumerate(sizes)]
+
+    legs = [
+        (False, ladder(eth, 1.0)),  # asks of ETH/USDT, sizes in ETH
+        (True, ladder(eth / btc * (1 + skew), -1.0)),  # bids of ETH/BTC
+        (True, [(p, s / 10) for p, s in ladder(btc, -1.0)]),  # bids of BTC/USDT, sizes in BTC
+    ]
+    start, profit, base, _ = cycle_walk(
+        sell=np.array([[s for s, _ in legs]]),
+        price=np.array([[[p for p, _ in lad] for _, lad in legs]]),
+        size=np.array([[[q for _, q in lad] for _, lad in legs]]),
+        fee=np.full((1, 3), fee),
+        cap=np.array([cap]),
+    )
+
+    def net(x: float) -> float:
+        amount = x
+        for sell, lad in legs:
+            amount = _convert(amount, sell, lad, fee)
+        return amount - x
+
+    assert start[0] <= cap * (1 + 1e-12)
+    if start[0] > 0:
+        assert np.isclose(profit[0], net(start[0]), rtol=1e-9, atol=1e-9)
+        assert np.isclose(base[0, 0], _convert(start[0], False, legs[0][1], 0.0), rtol=1e-9)
+    best = max((net(x) for x in np.linspace(0.0, cap, 400)), key=lambda v: v if np.isfinite(v) else -np.inf)
+    assert profit[0] >= (best if np.isfinite(best) else 0.0) - 1e-9

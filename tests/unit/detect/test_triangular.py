@@ -199,3 +199,45 @@ def test_leg_sizes_are_whole_lots_and_the_start_amount_is_covered() -> None:
     first = out["legs"][0][0]  # buy ETH/USDT (fee taken from the ETH received): the start amount pays for it
     assert first["side"] == "buy"
     assert out["size"][0] >= first["size"] * first["price"] * (1 - 1e-12)
+
+
+def test_book_depth_sizes_the_cycle_by_a_joint_walk() -> None:
+    # USDT -> ETH -> BTC -> USDT on binance; ETH/USDT has a 3-level ask book, the other legs are deep.
+    asks = [(3_000.1, 0.5), (3_000.4, 1.0), (3_001.5, 4.0)]
+    quotes = _frame(
+        [
+            (1, "binance", "BTC/USDT", 60_000.0, 60_001.0),
+            (2, "binance", "ETH/USDT", 3_000.0, 3_000.1),
+            (3, "binance", "ETH/BTC", 0.0515, 0.0516),
+            (4, "binance", "BTC/USDT", 60_000.0, 60_001.0),
+        ],
+        size=50.0,
+    ).with_columns(pl.when(pl.col("symbol") == "ETH/USDT").then(0.5).otherwise(pl.col("ask_size")).alias("ask_size"))
+    book = pl.DataFrame(
+        {
+            "ts_event": [2] * 3, "ts_recv": [2] * 3, "exchange": ["binance"] * 3, "symbol": ["ETH/USDT"] * 3,
+            "side": ["ask"] * 3, "level": pl.Series([0, 1, 2], dtype=pl.UInt16),
+            "price": [p for p, _ in asks], "size": [s for _, s in asks], "seq": pl.Series([None] * 3, dtype=pl.Int64),
+            "flags": pl.Series([0] * 3, dtype=pl.UInt16),
+        }
+    )  # fmt: skip
+    params = TriangularParams(max_notional=1e6)
+    out, state = detect_triangular(quotes, TriangularState.empty(), params, book)
+    opp = pl.concat([out, finish(state, params)]).filter(pl.col("symbol") == "binance:USDT>ETH>BTC>USDT")
+    top, top_state = detect_triangular(quotes, TriangularState.empty(), params)
+    top_opp = pl.concat([top, finish(top_state, params)]).filter(pl.col("symbol") == "binance:USDT>ETH>BTC>USDT")
+    assert opp.height == 1
+    assert top_opp.height == 1
+    assert opp["size"][0] > top_opp["size"][0]  # deeper than the 0.5 ETH on top of book
+    # Independent check: convert the reported start amount through the ladders by hand.
+    fee = 0.001
+    left, eth = opp["size"][0], 0.0
+    for price, size in asks:
+        take = min(size * price, left)
+        eth, left = eth + take / price, left - take
+    assert left <= 1e-9
+    usdt = eth * (1 - fee) * 0.0515 * (1 - fee) * 60_000.0 * (1 - fee)
+    assert math.isclose(opp["profit"][0], usdt - opp["size"][0], rel_tol=1e-9)
+    for leg in opp["legs"][0]:
+        lot = params.registry.get(leg["exchange"], leg["symbol"]).lot_size
+        assert math.isclose(leg["size"] / lot, round(leg["size"] / lot), abs_tol=1e-6)
