@@ -374,9 +374,9 @@ def demo(
         _emit_json(report)
         return
     table = Table(title="backtests")
-    cols = ("pipeline", "trades", "total_pnl", "capture_ratio", "fees_paid", "leg_failure_rate", "report")
+    cols = ("pipeline", "trades", "total_pnl", "capture", "fees", "leg fails")
     for col in cols:
-        table.add_column(col, justify="left" if col in ("pipeline", "report") else "right")
+        table.add_column(col, justify="left" if col == "pipeline" else "right")
     for name, m in report["backtest"].items():
         table.add_row(
             name,
@@ -385,9 +385,10 @@ def demo(
             f"{m.get('capture_ratio') or 0.0:.2f}",
             f"{m.get('fees_paid', 0.0):,.2f}",
             f"{m.get('leg_failure_rate') or 0.0:.2f}",
-            m["report"],
         )
     out.print(table)
+    for m in report["backtest"].values():
+        out.print(f"report: {m['report']}")
 
 
 # -------------------------------------------------------------------------------------------------- main
