@@ -123,6 +123,10 @@ _DATA_PREFIXES: dict[str, tuple[bytes, ...]] = {
 # Coinbase numbers every message of a connection (``sequence_num``): a jump means messages were lost.
 _COINBASE_SEQUENCE = re.compile(rb'"sequence_num":(\d+)')
 
+# Channels whose every data message is one self-contained top of book and nothing else: parsed by the adapter's
+# fast path (``parse_quote_tuple``, one tuple, no Rows object).
+_FAST_QUOTES: frozenset[tuple[str, str]] = frozenset({("binance", "bookTicker"), ("okx", "bbo-tbt")})
+
 # Binance diff depth channels: synced from a REST snapshot, never by re-subscribing.
 _BINANCE_DIFF = ("depth", "depth@100ms", "depth@1000ms")
 
@@ -304,6 +308,11 @@ class Connector:
         self._rest_sync = config.venue == "binance" and config.channel_name in _BINANCE_DIFF
         self._http: httpx.AsyncClient | None = None
         self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._fast_quotes = (config.venue, config.channel_name) in _FAST_QUOTES
+        # rows parsed since the last hand-off: the queue gets one item per table per event-loop turn, not one per
+        # message (see :meth:`_stage`)
+        self._staged: dict[str, list[Any]] = {t: [] for t in ("quotes", "trades", "book", "funding", "option_quotes")}
+        self._flush_scheduled = False
 
     @property
     def venue(self) -> str:
@@ -366,6 +375,7 @@ class Connector:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 5)
+            self._flush()
             for fetch in list(self._fetching.values()):
                 fetch.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -559,7 +569,7 @@ class Connector:
             rows = self.books.apply(update)
             link = slot.link
             if not rows.empty and link is not None and link.forwarding and not self._stop.is_set():
-                await self._emit(rows)
+                await self._deliver(rows)
         finally:
             self._fetching.pop(symbol, None)
 
@@ -590,12 +600,26 @@ class Connector:
     # -- receiving ------------------------------------------------------------------------------------------
     async def _pump(self, slot: _Slot, link: _Link) -> None:
         ws = link.ws
+        handle = self._handle
+        stage = self._stage
+        stage_quote = self._stage_quote
+        unbounded = self.queue.maxsize <= 0
+        monotonic = time.monotonic
         try:
             async for message in ws:
                 raw = message if isinstance(message, bytes) else message.encode()
-                link.last_message = time.monotonic()
+                link.last_message = monotonic()
                 try:
-                    await self._on_message(slot, link, raw)
+                    out = handle(slot, link, raw)
+                    if out is None:
+                        continue
+                    if unbounded:  # hand-off batched per event-loop turn; no coroutine per message
+                        if out.__class__ is tuple:
+                            stage_quote(out)  # type: ignore[arg-type]
+                        else:
+                            stage(out)  # type: ignore[arg-type]
+                    else:
+                        await self._emit(_as_rows(out))
                 except (ConnectionClosed, asyncio.CancelledError):
                     raise
                 except Exception as exc:  # a parser or book-keeper bug must not take the feed down
@@ -608,6 +632,13 @@ class Connector:
             self.stats.last_error = f"closed: {exc}"
 
     async def _on_message(self, slot: _Slot, link: _Link, raw: bytes) -> None:
+        """Handle one received message and hand its rows over (what :meth:`_pump` does per message)."""
+        out = self._handle(slot, link, raw)
+        if out is not None:
+            await self._deliver(_as_rows(out))
+
+    def _handle(self, slot: _Slot, link: _Link, raw: bytes) -> Rows | QuoteRow | None:
+        """Parse one message (book updates through the keeper); its rows, one quote tuple (fast path) or None."""
         stats = self.stats
         stats.messages += 1
         stats.bytes += len(raw)
@@ -615,18 +646,27 @@ class Connector:
         # a lost Coinbase message leaves the connection's level2 books incomplete: flag them until re-synced
         if self.venue == "coinbase" and self._sequence_gap(link, raw) and link is slot.link:
             self.books.messages_lost(self.venue, slot.symbols)
-        if len(raw) < 512 and not raw.startswith(self._data_prefixes) and self._control(slot, link, raw):
-            return
+        data = raw.startswith(self._data_prefixes)
+        if not data and len(raw) < 512 and self._control(slot, link, raw):
+            return None
         try:
+            if data and self._fast_quotes:
+                quote = self.adapter.parse_quote_tuple(raw, ts_recv)
+                if quote is None:
+                    return None
+                stats.data_messages += 1
+                if not link.forwarding and not self._forward_from(slot, link):
+                    return None
+                return quote
             rows = self.adapter.parse_rows(raw, ts_recv)
         except adapters.ParseError as exc:
             stats.parse_errors += 1
             if self._log_budget > 0 or stats.parse_errors % 1000 == 0:
                 self._log_budget -= 1
                 _log.warning("%s: unparseable message (%s): %r", self.venue, exc, raw[:120])
-            return
+            return None
         if rows.empty:
-            return
+            return None
         stats.data_messages += 1
         if rows.book_updates:
             # The keeper checks every book message; where the adapter already produced the top of book (or the
@@ -637,13 +677,17 @@ class Connector:
                 del rows.quotes[n_quotes:]
             if n_levels:
                 del rows.book[n_levels:]
-        if not link.forwarding:
-            if slot.pending is link:
-                self._switch(slot, link)
-            else:
-                stats.dropped_after_handover += 1
-                return
-        await self._emit(rows)
+        if not link.forwarding and not self._forward_from(slot, link):
+            return None
+        return rows
+
+    def _forward_from(self, slot: _Slot, link: _Link) -> bool:
+        """A data message on a connection not forwarding: the pending one takes over, an old one is dropped."""
+        if slot.pending is link:
+            self._switch(slot, link)
+            return True
+        self.stats.dropped_after_handover += 1
+        return False
 
     def _sequence_gap(self, link: _Link, raw: bytes) -> bool:
         """True (and counted) when a connection-wide sequence number jumped: messages were lost."""
@@ -678,6 +722,61 @@ class Connector:
             return True
         return False
 
+    def _stage_quote(self, row: QuoteRow) -> None:
+        """Queue one quote for the next hand-off (fast path of :meth:`_stage`)."""
+        self.last_quotes[row[3]] = row
+        staged = self._staged["quotes"]
+        staged.append(row)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        elif len(staged) >= 8192:
+            self._flush()
+
+    def _stage(self, rows: Rows) -> None:
+        """Queue a message's rows for the next hand-off.
+
+        The hand-off (:meth:`_flush`) runs once the receiving task yields to the event loop, i.e. after every
+        message already received has been parsed: the batcher gets one list per table per loop turn instead of
+        one queue item (and one wake-up) per message.  Order within each table is kept.
+        """
+        staged = self._staged
+        if rows.quotes:
+            last = self.last_quotes
+            for row in rows.quotes:
+                last[row[3]] = row
+            staged["quotes"].extend(rows.quotes)
+        if rows.trades:
+            staged["trades"].extend(rows.trades)
+        if rows.book:
+            staged["book"].extend(rows.book)
+        if rows.funding:
+            staged["funding"].extend(rows.funding)
+        if rows.option_quotes:
+            staged["option_quotes"].extend(rows.option_quotes)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        elif len(staged["quotes"]) >= 8192:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Put the staged rows on the queue, one ``(table, rows)`` item per table (unbounded queues only)."""
+        self._flush_scheduled = False
+        counts = self.stats.rows
+        for table, data in self._staged.items():
+            if data:
+                counts[table] = counts.get(table, 0) + len(data)
+                self.queue.put_nowait((table, data))
+                self._staged[table] = []
+
+    async def _deliver(self, rows: Rows) -> None:
+        """Hand rows over: staged when the queue is unbounded, else put in order (waiting while it is full)."""
+        if self.queue.maxsize <= 0:
+            self._stage(rows)
+        else:
+            await self._emit(rows)
+
     async def _emit(self, rows: Rows) -> None:
         counts = self.stats.rows
         unbounded = self.queue.maxsize <= 0  # put_nowait cannot fail: skip the coroutine round trip of put
@@ -704,6 +803,7 @@ class Connector:
 
     def _flag_all(self, flags: int) -> None:
         """Re-emit every last-known quote of the venue with ``flags`` set, received now."""
+        self._flush()  # rows received before the flagging go first
         if not self.last_quotes:
             return
         now = self.clock()
@@ -711,6 +811,14 @@ class Connector:
         self.stats.stale_rows += len(rows)
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(("quotes", rows))
+
+
+def _as_rows(out: Rows | QuoteRow) -> Rows:
+    if isinstance(out, Rows):
+        return out
+    rows = Rows()
+    rows.quotes.append(out)
+    return rows
 
 
 def _deribit_request(request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -285,16 +285,20 @@ def test_application_pings_are_answered_and_pongs_parse(venue: str, symbol: str)
 def test_a_bug_outside_the_parser_contract_is_contained() -> None:
     async def body(sim: SimulatorHandle, c: Connector, q: asyncio.Queue[FeedItem]) -> None:
         await until(lambda: c.stats.data_messages >= 3)
-        real = c.adapter.parse_rows
         calls = {"n": 0}
 
-        def flaky(raw: bytes, ts_recv: int) -> object:
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise RuntimeError("boom")
-            return real(raw, ts_recv)
+        def flaky(real: Callable[[bytes, int], object]) -> Callable[[bytes, int], object]:
+            def parse(raw: bytes, ts_recv: int) -> object:
+                calls["n"] += 1
+                if calls["n"] == 1:
+                    raise RuntimeError("boom")
+                return real(raw, ts_recv)
 
-        c.adapter.parse_rows = flaky  # type: ignore[method-assign,assignment]
+            return parse
+
+        # bbo-tbt goes through the fast path (parse_quote_tuple), other channels through parse_rows
+        c.adapter.parse_rows = flaky(c.adapter.parse_rows)  # type: ignore[method-assign,assignment]
+        c.adapter.parse_quote_tuple = flaky(c.adapter.parse_quote_tuple)  # type: ignore[method-assign,assignment]
         await until(lambda: c.stats.internal_errors == 1)
         before = c.stats.data_messages
         await until(lambda: c.stats.data_messages > before)

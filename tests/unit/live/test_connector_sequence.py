@@ -44,6 +44,7 @@ def test_sequence_jump_flags_the_connections_books_until_a_snapshot() -> None:
         slot.link = link
         for msg in (snapshot, update, later):
             await c._on_message(slot, link, orjson.dumps(msg))
+        await asyncio.sleep(0)  # rows are handed over once per event-loop turn
         items = []
         while not queue.empty():
             items.append(queue.get_nowait())
