@@ -336,7 +336,31 @@ class Store:
     def append_files(self, table: str, frame: pl.DataFrame) -> list[Path]:
         """:meth:`append`, returning the files it published so a caller (an importer) can roll them back."""
         spec = _table(table)
-        valid = schema.validate(frame, spec)
+        return self._publish_all(spec, schema.validate(frame, spec))
+
+    def append_valid(
+        self, table: str, frame: pl.DataFrame, *, group: pl.Series | None = None
+    ) -> tuple[list[Path], int, pl.DataFrame]:
+        """Validate ``frame`` once and append only its valid rows (the importers' ``skip_bad`` path).
+
+        Returns ``(files published, rows written, rejects)``; ``rejects`` has the columns ``row`` (index into
+        ``frame``), ``column`` and ``reason``, the first violation of each invalid row.  ``group`` (one key per
+        row) makes groups all-or-nothing: a row whose group holds an invalid row is not written either, and has no
+        reject of its own (a book snapshot's levels).  Missing or extra columns and types that do not fit the
+        table still raise :class:`arbkit.schema.SchemaError` with nothing written.
+        """
+        spec = _table(table)
+        valid, rejects = schema.split_valid(frame, spec)
+        if group is not None and rejects.height:
+            if group.len() != frame.height:
+                raise ValueError(f"group has {group.len()} keys for {frame.height} rows")
+            bad_rows = rejects.get_column("row")
+            bad_groups = group.gather(bad_rows).implode()
+            kept = group.filter(~pl.int_range(group.len(), dtype=pl.UInt32, eager=True).is_in(bad_rows.implode()))
+            valid = valid.filter(~kept.is_in(bad_groups))
+        return self._publish_all(spec, valid), valid.height, rejects
+
+    def _publish_all(self, spec: schema.Table, valid: pl.DataFrame) -> list[Path]:
         if valid.height == 0:
             return []
         return [

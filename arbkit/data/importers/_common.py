@@ -1,6 +1,11 @@
 """Shared machinery of the importers: opening (plain, gzip, zip), streaming CSV chunks with physical line
 numbers, parsing text fields with per-field rejects, mapping symbols, and staging writes so a failed strict import
-leaves the store as it was."""
+leaves the store as it was.
+
+Row rules common to every importer: an empty line carries no data and is skipped (counted in
+``ImportReport.rows_skipped``, never an error); a timestamp that would overflow int64 nanoseconds once converted is
+a reject naming its field (it would otherwise wrap around to a plausible date); value rules (NaN, sign, crossed
+quotes) are checked once, by :meth:`arbkit.data.store.Store.append_valid` as the rows are written."""
 
 from __future__ import annotations
 
@@ -261,19 +266,68 @@ def _no_rejects() -> pl.DataFrame:
     return pl.DataFrame(schema={"row": pl.UInt32, "field": pl.String, "reason": pl.String})
 
 
+_UNITS = ((10**11, 1_000_000_000, "s"), (10**14, 1_000_000, "ms"), (10**17, 1_000, "us"))
+_I64_MAX = 2**63 - 1
+
+
+def _unit_expr(values: pl.Expr) -> pl.Expr:
+    """Factor to nanoseconds of each epoch timestamp, from its own magnitude."""
+    size = values.abs()
+    out: pl.Expr = pl.lit(1)
+    for bound, factor, _ in reversed(_UNITS):
+        out = pl.when(size < bound).then(factor).otherwise(out)
+    return out
+
+
 def ns_multiplier(values: pl.Series) -> int:
-    """Factor to nanoseconds for epoch timestamps, by magnitude: s, ms, us or ns (Binance spot moved to us in 2025)."""
-    top = values.drop_nulls().abs().max()
-    if top is None:
+    """Factor to nanoseconds for epoch timestamps, by magnitude: s, ms, us or ns (Binance spot moved to us in 2025).
+
+    The unit is that of the median magnitude, so one corrupt value cannot change the unit of a whole file;
+    :func:`timestamp_rejects` then rejects the values in another unit.
+    """
+    size = values.drop_nulls().abs().median()
+    if size is None:
         return 1
-    top = int(top)  # type: ignore[arg-type]
-    if top < 10**11:
-        return 1_000_000_000
-    if top < 10**14:
-        return 1_000_000
-    if top < 10**17:
-        return 1_000
+    top = int(size)  # type: ignore[arg-type]
+    for bound, factor, _ in _UNITS:
+        if top < bound:
+            return factor
     return 1
+
+
+def timestamp_rejects(
+    typed: pl.DataFrame, columns: Sequence[str], multiplier: int, *, same_unit: bool = False
+) -> pl.DataFrame:
+    """Rejects ``(row, field, reason)`` for epoch timestamps that overflow int64 nanoseconds once multiplied by
+    ``multiplier`` (they would wrap around silently) or, with ``same_unit``, whose magnitude says another unit than
+    the file's.  ``row`` is the ``__row`` column of ``typed``."""
+    unit = {factor: name for _, factor, name in _UNITS}.get(multiplier, "ns")
+    limit = _I64_MAX // multiplier
+    parts = []
+    for name in columns:
+        col = pl.col(name)
+        overflow = (col > limit) | (col < -limit)
+        bad = overflow | (_unit_expr(col) != multiplier) if same_unit else overflow
+        hit = typed.filter(bad.fill_null(False))
+        if hit.height:
+            reason = (
+                pl.when(overflow)
+                .then(pl.format("timestamp {} overflows int64 nanoseconds", col))
+                .otherwise(pl.format("timestamp {} is not in the file's unit ({})", col, pl.lit(unit)))
+            )
+            parts.append(
+                hit.select(
+                    pl.col("__row").cast(pl.UInt32).alias("row"), pl.lit(name).alias("field"), reason.alias("reason")
+                )
+            )
+    return merge_rejects(*parts).sort("row") if parts else _no_rejects()
+
+
+def blank_rows(raw: pl.DataFrame) -> pl.Series:
+    """Row indexes of empty lines (every field empty): they carry no data, so they are skipped, not rejected."""
+    names = [c for c in raw.columns if c != "__row"]
+    blank = pl.all_horizontal([pl.col(c).str.len_bytes() == 0 for c in names])
+    return raw.select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(blank).alias("row")).get_column("row")
 
 
 class SymbolMapper:
@@ -371,21 +425,94 @@ class Sink:
             stream.reported += 1
             self.reject(file, line if line > 0 else None, None, f"malformed CSV row: {reason}")
 
-    def write(self, table: schema.Table, frame: pl.DataFrame) -> None:
-        if frame.height:
-            self.written.extend(self.store.append_files(table.name, frame))
-            self.report.rows_written[table.name] = self.report.rows_written.get(table.name, 0) + frame.height
+    def write_rows(
+        self,
+        file: str,
+        stream: CsvStream,
+        chunk: Chunk,
+        table: schema.Table,
+        rows: pl.DataFrame,
+        earlier: pl.DataFrame,
+        field_of: Callable[[pl.DataFrame, pl.DataFrame], list[str]],
+        *,
+        all_or_nothing: bool = False,
+    ) -> None:
+        """Write the mapped ``rows`` (with their chunk row in ``__row``), validated once by the store, and report
+        ``earlier`` (parse and symbol rejects) together with the store's value rejects, in line order.
+
+        ``field_of(rows, rejects)`` names the CSV field of each value reject (``rejects`` rows index ``rows``).
+        ``all_or_nothing``: the output rows of one input row (a book snapshot's levels) are written together or
+        not at all.
+        """
+        origin = rows.get_column("__row")
+        files, count, bad = self.store.append_valid(
+            table.name, rows.drop("__row"), group=origin if all_or_nothing else None
+        )
+        self.written.extend(files)
+        value_bad = pl.DataFrame(
+            {
+                "row": origin.gather(bad.get_column("row")).cast(pl.UInt32),
+                "field": field_of(rows, bad),
+                "reason": bad.get_column("reason"),
+            },
+            schema={"row": pl.UInt32, "field": pl.String, "reason": pl.String},
+        )
+        self.reject_rows(file, stream, chunk, merge_rejects(earlier, value_bad))
+        if count:
+            self.report.rows_written[table.name] = self.report.rows_written.get(table.name, 0) + count
+
+    def finish_chunk(self, file: str, stream: CsvStream, chunk: Chunk) -> None:
+        self.malformed(file, stream)
+        if self.progress is not None:
+            self.progress(chunk.frame.height)
 
     def rollback(self) -> None:
         self.store.remove_files(self.written)
         self.written.clear()
 
 
-def drop_rows(frame: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
-    if rows.height == 0:
-        return frame
-    keep = ~pl.int_range(pl.len(), dtype=pl.UInt32).is_in(rows.get_column("row").implode())
-    return frame.filter(keep)
+def run_import(
+    paths: Sequence[Path | str],
+    store: Store,
+    import_file: Callable[[Path, Sink], None],
+    *,
+    skip_bad: bool,
+    progress: Callable[[int], None] | None,
+    compact: bool,
+) -> ImportReport:
+    """The driver both importers share: import each file through ``import_file``, roll every file written back on
+    any failure, then compact the tables written."""
+    report = ImportReport()
+    sink = Sink(store, report, skip_bad=skip_bad, progress=progress)
+    try:
+        for raw_path in paths:
+            path = Path(raw_path)
+            report.files.append(str(path))
+            import_file(path, sink)
+    except BaseException:
+        sink.rollback()
+        raise
+    if compact:
+        for table in report.rows_written:
+            store.compact(table)
+    return report
+
+
+def fields_of(fields: Mapping[str, str]) -> Callable[[pl.DataFrame, pl.DataFrame], list[str]]:
+    """A ``field_of`` for :meth:`Sink.write_rows` naming CSV fields through a table-column -> field map."""
+
+    def name(_rows: pl.DataFrame, bad: pl.DataFrame) -> list[str]:
+        return [fields.get(c, c) for c in bad.get_column("column")]
+
+    return name
+
+
+def without_rows(frame: pl.DataFrame, *rejects: pl.DataFrame | pl.Series) -> pl.DataFrame:
+    """``frame`` (with its chunk row in ``__row``) less the rows named by ``rejects`` (frames with a ``row``
+    column, or series of rows)."""
+    rows = [r if isinstance(r, pl.Series) else r.get_column("row") for r in rejects]
+    drop = pl.concat(rows) if rows else pl.Series("row", [], dtype=pl.UInt32)
+    return frame.filter(~pl.col("__row").is_in(drop.implode()))
 
 
 def merge_rejects(*parts: pl.DataFrame) -> pl.DataFrame:

@@ -16,8 +16,9 @@ The files carry no symbol column: the symbol and data type come from the convent
 (``.../spot/...``, ``.../futures/um/...``, ``.../futures/cm/...``), else from the layout (a headerless 8-column
 aggTrades file is spot; ``BTCUSD_PERP``-style symbols are COIN-M), else the ``market`` override.  Timestamps are
 converted to nanoseconds with the unit detected per file by magnitude: Binance spot files switched from
-milliseconds to microseconds for data from 2025-01-01.  A ``.zip`` with a ``.CHECKSUM`` sidecar is verified
-(SHA-256) before it is read.
+milliseconds to microseconds for data from 2025-01-01.  The unit is that of the file's first timestamps (their
+median), and a timestamp in another unit is a reject, so one corrupt value cannot rescale a whole file.  A
+``.zip`` with a ``.CHECKSUM`` sidecar is verified (SHA-256) before it is read.
 """
 
 from __future__ import annotations
@@ -36,12 +37,17 @@ from arbkit.data.importers._common import (
     Sink,
     SymbolMapper,
     base_name,
+    blank_rows,
+    fields_of,
     merge_rejects,
     ns_multiplier,
     open_text_bytes,
     parse_fields,
     peek_first_line,
+    run_import,
+    timestamp_rejects,
     verify_checksum,
+    without_rows,
 )
 from arbkit.data.importers._symbols import unify
 from arbkit.data.store import Store
@@ -117,20 +123,14 @@ def import_binance(
     """
     if market is not None and market not in _MARKETS:
         raise ValueError(f"unknown Binance market {market!r} (use one of {', '.join(_MARKETS)})")
-    report = ImportReport()
-    sink = Sink(store, report, skip_bad=skip_bad, progress=progress)
-    try:
-        for raw_path in paths:
-            path = Path(raw_path)
-            report.files.append(str(path))
-            _import_file(path, sink, registry, exchange or "binance", market, symbol, chunk_rows)
-    except BaseException:
-        sink.rollback()
-        raise
-    if compact:
-        for table in report.rows_written:
-            store.compact(table)
-    return report
+    return run_import(
+        paths,
+        store,
+        lambda path, sink: _import_file(path, sink, registry, exchange or "binance", market, symbol, chunk_rows),
+        skip_bad=skip_bad,
+        progress=progress,
+        compact=compact,
+    )
 
 
 def _import_file(
@@ -195,15 +195,20 @@ def _import_file(
         for chunk in csv:
             sink.malformed(file, csv)
             raw = chunk.frame.with_row_index("__row")
+            blank = blank_rows(raw)
+            sink.report.rows_skipped += blank.len()
             typed, parse_bad = parse_fields(raw, types)
-            if multiplier is None:
-                multiplier = ns_multiplier(typed.get_column(clock))
-            good = typed.filter(~pl.col("__row").is_in(parse_bad.get_column("row").implode()))
+            if multiplier is None and typed.get_column(clock).is_not_null().any():
+                multiplier = ns_multiplier(typed.get_column(clock))  # the file's unit, from its first timestamps
+            unit = multiplier if multiplier is not None else 1
+            time_bad = timestamp_rejects(typed, [c for c in columns if c.endswith("_time")], unit, same_unit=True)
+            pre_bad = merge_rejects(parse_bad, time_bad).filter(~pl.col("row").is_in(blank.implode()))
+            good = without_rows(typed, pre_bad, blank)
             base = [pl.lit(exchange).alias("exchange"), pl.lit(unified).alias("symbol")]
             if kind == "bookTicker":
                 rows = good.select(
-                    (pl.col("transaction_time") * multiplier).alias("ts_event"),
-                    (pl.col("event_time") * multiplier).alias("ts_recv"),
+                    (pl.col("transaction_time") * unit).alias("ts_event"),
+                    (pl.col("event_time") * unit).alias("ts_recv"),
                     *base,
                     pl.col("best_bid_price").alias("bid"),
                     pl.col("best_bid_qty").alias("bid_size"),
@@ -217,7 +222,7 @@ def _import_file(
                             "bid_size": "best_bid_qty", "ask": "best_ask_price", "ask_size": "best_ask_qty",
                             "seq": "update_id"}  # fmt: skip
             else:
-                ts = pl.col("transact_time") * multiplier
+                ts = pl.col("transact_time") * unit
                 rows = good.select(
                     ts.alias("ts_event"),
                     ts.alias("ts_recv"),
@@ -235,18 +240,5 @@ def _import_file(
                 )
                 field_of = {"ts_event": "transact_time", "ts_recv": "transact_time", "trade_id": "agg_trade_id",
                             "size": "quantity", "side": "is_buyer_maker"}  # fmt: skip
-            origin = rows.get_column("__row")
-            valid, bad = schema.split_valid(rows.drop("__row"), table)
-            value_bad = pl.DataFrame(
-                {
-                    "row": origin.gather(bad.get_column("row")).cast(pl.UInt32),
-                    "field": [field_of.get(c, c) for c in bad.get_column("column")],
-                    "reason": bad.get_column("reason"),
-                },
-                schema={"row": pl.UInt32, "field": pl.String, "reason": pl.String},
-            )
-            sink.reject_rows(file, csv, chunk, merge_rejects(parse_bad, value_bad))
-            sink.write(table, valid)
-            sink.malformed(file, csv)
-            if sink.progress is not None:
-                sink.progress(chunk.frame.height)
+            sink.write_rows(file, csv, chunk, table, rows, pre_bad, fields_of(field_of))
+            sink.finish_chunk(file, csv, chunk)

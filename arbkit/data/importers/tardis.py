@@ -36,10 +36,15 @@ from arbkit.data.importers._common import (
     Sink,
     SymbolMapper,
     base_name,
+    blank_rows,
+    fields_of,
     merge_rejects,
     open_text_bytes,
     parse_fields,
     peek_first_line,
+    run_import,
+    timestamp_rejects,
+    without_rows,
 )
 from arbkit.data.importers._symbols import TARDIS_EXCHANGES, tardis_venue, unify
 from arbkit.data.store import Store
@@ -245,6 +250,7 @@ _FIELD = {
                       "ask": "ask_price", "ask_size": "ask_amount"},
 }  # fmt: skip
 
+_TIMESTAMPS = ("timestamp", "local_timestamp", "funding_timestamp", "expiration")
 _TEXT_FIELDS = {"exchange", "symbol", "id", "side", "type", "underlying_index"}
 
 
@@ -253,8 +259,7 @@ def _types(header: list[str]) -> dict[str, type[pl.DataType]]:
     for name in header:
         if name in _TEXT_FIELDS:
             continue
-        ts = name in ("timestamp", "local_timestamp", "funding_timestamp", "expiration")
-        out[name] = pl.Int64 if ts else pl.Float64
+        out[name] = pl.Int64 if name in _TIMESTAMPS else pl.Float64
     return out
 
 
@@ -309,21 +314,15 @@ def import_tardis(
     >>> Store(d / "store").scan("quotes").select("exchange", "symbol", "ts_recv").collect().row(0)
     ('binance', 'BTC/USDT:USDT', 1598918403810979000)
     """
-    report = ImportReport()
-    sink = Sink(store, report, skip_bad=skip_bad, progress=progress)
     mapper = SymbolMapper(registry, _resolver(exchange, market, symbol))
-    try:
-        for raw_path in paths:
-            path = Path(raw_path)
-            report.files.append(str(path))
-            _import_file(path, sink, mapper, chunk_rows)
-    except BaseException:
-        sink.rollback()
-        raise
-    if compact:
-        for table in report.rows_written:
-            store.compact(table)
-    return report
+    return run_import(
+        paths,
+        store,
+        lambda path, sink: _import_file(path, sink, mapper, chunk_rows),
+        skip_bad=skip_bad,
+        progress=progress,
+        compact=compact,
+    )
 
 
 def _import_file(path: Path, sink: Sink, mapper: SymbolMapper, chunk_rows: int) -> None:
@@ -339,10 +338,13 @@ def _import_file(path: Path, sink: Sink, mapper: SymbolMapper, chunk_rows: int) 
         for chunk in csv:
             sink.malformed(file, csv)
             raw = chunk.frame.with_row_index("__row")
+            blank = blank_rows(raw)
+            sink.report.rows_skipped += blank.len()
             typed, parse_bad = parse_fields(raw, types)
             typed, map_bad = mapper.map_frame(typed, "exchange", "symbol")
-            pre_bad = merge_rejects(parse_bad, map_bad)
-            good = typed.filter(~pl.col("__row").is_in(pre_bad.get_column("row").implode()))
+            time_bad = timestamp_rejects(typed, [c for c in _TIMESTAMPS if c in types], _US)
+            pre_bad = merge_rejects(parse_bad, map_bad, time_bad).filter(~pl.col("row").is_in(blank.implode()))
+            good = without_rows(typed, pre_bad, blank)
             if kind == "quotes":
                 rows = _quotes(good)
             elif kind == "trades":
@@ -354,37 +356,18 @@ def _import_file(path: Path, sink: Sink, mapper: SymbolMapper, chunk_rows: int) 
                 sink.report.rows_skipped += good.height - rows.height
             else:
                 rows = _options(good)
-            origin = rows.get_column("__row")
-            valid, bad = schema.split_valid(rows.drop("__row"), table)
-            value_bad = pl.DataFrame(
-                {
-                    "row": origin.gather(bad.get_column("row")).cast(pl.UInt32),
-                    "field": [fields.get(c, c) for c in bad.get_column("column")],
-                    "reason": bad.get_column("reason"),
-                },
-                schema={"row": pl.UInt32, "field": pl.String, "reason": pl.String},
-            )
-            if kind == "book_snapshot" and value_bad.height:
-                value_bad = _book_fields(value_bad, rows, bad)
-            all_bad = merge_rejects(pre_bad, value_bad).sort("row")
-            sink.reject_rows(file, csv, chunk, all_bad)
-            if all_bad.height and kind == "book_snapshot":
-                # a snapshot is all-or-nothing: drop every level of a rejected row
-                keep = ~origin.is_in(all_bad.get_column("row").implode())
-                valid = rows.filter(keep).drop("__row")
-            sink.write(table, valid)
-            sink.malformed(file, csv)
-            if sink.progress is not None:
-                sink.progress(chunk.frame.height)
+            field_of = _book_fields if kind == "book_snapshot" else fields_of(fields)
+            sink.write_rows(file, csv, chunk, table, rows, pre_bad, field_of, all_or_nothing=kind == "book_snapshot")
+            sink.finish_chunk(file, csv, chunk)
 
 
-def _book_fields(value_bad: pl.DataFrame, rows: pl.DataFrame, bad: pl.DataFrame) -> pl.DataFrame:
+def _book_fields(rows: pl.DataFrame, bad: pl.DataFrame) -> list[str]:
     """Name the CSV field (``bids[3].price``) of a bad book level."""
     sides = rows.get_column("side").gather(bad.get_column("row"))
     levels = rows.get_column("level").gather(bad.get_column("row"))
-    names = [
+    fields = _FIELD["book_snapshot"]
+    return [
         f"{'asks' if s == 'ask' else 'bids'}[{lv}].{'price' if c == 'price' else 'amount'}" if c in ("price", "size")
-        else c
+        else fields.get(c, c)
         for s, lv, c in zip(sides, levels, bad.get_column("column"), strict=True)
     ]  # fmt: skip
-    return value_bad.with_columns(pl.Series("field", names, dtype=pl.String))

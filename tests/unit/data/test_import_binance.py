@@ -119,6 +119,9 @@ def test_name_and_layout_must_agree(tmp_path: Path) -> None:
         ("3012345678906,27251.0,1.0,27250.0,1.0,1684195200300,1684195200301", "best_bid_price", "crossed"),
         ("3012345678906,27250.0,1.0,27250.3,abc,1684195200300,1684195200301", "best_ask_qty", "cannot parse"),
         ("3012345678906,27250.0,1.0", None, "malformed"),
+        # a microsecond value in a millisecond file: not 52 years later, a reject
+        ("3012345678906,27250.0,1.0,27250.3,1.0,1684195200300000,1684195200301", "transaction_time", "overflows int64"),
+        ("3012345678906,27250.0,1.0,27250.3,1.0,1684195200300,1684195200", "event_time", "unit \\(ms\\)"),
     ],
 )
 def test_bad_book_ticker_rows(tmp_path: Path, row: str, field: str | None, reason: str) -> None:
@@ -133,3 +136,25 @@ def test_bad_book_ticker_rows(tmp_path: Path, row: str, field: str | None, reaso
     report = import_binance([path], store, skip_bad=True)
     assert (report.rows_written, report.rows_rejected) == ({"quotes": 3}, 1)
     assert report.to_dict()["rejects"][0][1:3] == [4, field]
+
+
+def test_one_corrupt_timestamp_cannot_change_the_files_unit(tmp_path: Path) -> None:
+    # the corrupt row comes first: the unit is the file's (ms), not that of its largest value
+    lines = (RES / "BTCUSDT-bookTicker-2023-05-16.csv").read_text().splitlines()
+    corrupt = "3012345678900,27250.0,1.0,27250.3,1.0,1684195200000000000000,1684195200001"
+    path = tmp_path / "BTCUSDT-bookTicker-2023-05-16.csv"
+    path.write_text("\n".join([lines[0], corrupt, *lines[1:]]) + "\n")
+    store = Store(tmp_path / "s")
+    report = import_binance([path], store, skip_bad=True)
+    assert (report.rows_written, report.rows_rejected) == ({"quotes": 3}, 1)
+    assert (report.rejects[0].line, report.rejects[0].field) == (2, "transaction_time")
+    ts = store.scan("quotes").collect().get_column("ts_event").to_list()
+    assert ts == [1684195200012_000_000, 1684195200120_000_000, 1684195200250_000_000]
+
+
+def test_blank_lines_are_skipped_and_counted_not_rejected(tmp_path: Path) -> None:
+    lines = (RES / "BTCUSDT-bookTicker-2023-05-16.csv").read_text().splitlines()
+    path = tmp_path / "BTCUSDT-bookTicker-2023-05-16.csv"
+    path.write_text("\n".join([lines[0], lines[1], "", lines[2], "", lines[3]]) + "\n")
+    report = import_binance([path], Store(tmp_path / "s"))  # strict: a blank line is not an error
+    assert (report.rows_written, report.rows_rejected, report.rows_skipped) == ({"quotes": 3}, 0, 2)

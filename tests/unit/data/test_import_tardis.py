@@ -154,6 +154,11 @@ BAD_ROWS = [
     ("binance,NOTAPAIR,1700000000000000,1700000000000100,1,101.0,100.0,1\n", "symbol", "unknown symbol"),
     ("nasdaq,BTCUSDT,1700000000000000,1700000000000100,1,101.0,100.0,1\n", "symbol", "unknown Tardis exchange"),
     ("binance,BTCUSDT,1700000000000000,1700000000000100,1,101.0\n", None, "malformed CSV row"),
+    # 1e17 us does not fit int64 ns: it must not wrap around to a plausible date
+    ("binance,BTCUSDT,99999999999999999,1700000000000100,1,101.0,100.0,1\n", "timestamp", "overflows int64"),
+    ("binance,BTCUSDT,1700000000000000,-99999999999999999,1,101.0,100.0,1\n", "local_timestamp", "overflows int64"),
+    ("binance,BTCUSDT,1700000000000000,1700000000000100,1,inf,100.0,1\n", "ask_price", "infinite"),
+    ("binance,BTCUSDT,1700000000000000,1700000000000100,-1,101.0,100.0,1\n", "ask_amount", ">= 0"),
 ]
 GOOD_ROW = "binance,BTCUSDT,1700000000000000,1700000000000100,1,101.0,100.0,1\n"
 
@@ -172,6 +177,34 @@ def test_bad_row_names_file_line_and_field(tmp_path: Path, bad: str, field: str 
     assert report.rows_rejected == 1
     assert (report.rejects[0].line, report.rejects[0].field) == (4, field)
     assert store.scan("quotes").collect().height == 3
+
+
+def test_blank_lines_are_skipped_and_line_numbers_stay_physical(tmp_path: Path) -> None:
+    bad = BAD_ROWS[0][0]
+    path = _write(tmp_path / "q.csv", GOOD_ROW + "\n" + GOOD_ROW + bad + "\n")
+    report = import_tardis([path], Store(tmp_path / "s"), skip_bad=True)
+    assert (report.rows_written, report.rows_rejected, report.rows_skipped) == ({"quotes": 2}, 1, 2)
+    assert (report.rejects[0].line, report.rejects[0].field) == (5, "ask_price")
+
+
+def test_book_snapshot_is_all_or_nothing(tmp_path: Path) -> None:
+    header = "exchange,symbol,timestamp,local_timestamp," + ",".join(
+        f"asks[{i}].price,asks[{i}].amount,bids[{i}].price,bids[{i}].amount" for i in range(2)
+    )
+    rows = [
+        "binance,BTCUSDT,1700000000000000,1700000000000100,101,1,100,1,102,2,99,2",
+        "binance,BTCUSDT,1700000000001000,1700000000001100,101,1,100,1,102,2,99,-2",  # bids[1].amount < 0
+        "binance,BTCUSDT,1700000000002000,1700000000002100,101,1,100,1,,,,",  # one level only
+    ]
+    path = tmp_path / "binance_book_snapshot_2_2023-11-14_BTCUSDT.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    store = Store(tmp_path / "s")
+    report = import_tardis([path], store, skip_bad=True)
+    assert (report.rows_rejected, report.rejects[0].line, report.rejects[0].field) == (1, 3, "bids[1].amount")
+    got = store.scan("book").collect()
+    # 4 levels of the first snapshot, none of the second, 2 of the third
+    assert sorted(got.get_column("ts_event").unique().to_list()) == [1700000000000000000, 1700000000002000000]
+    assert got.height == 6
 
 
 def test_skip_bad_across_chunks_keeps_every_good_row(tmp_path: Path) -> None:

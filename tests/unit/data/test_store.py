@@ -312,3 +312,20 @@ def test_filtered_scan_equals_filter_in_memory(
             store.append("quotes", quotes(rows[a:b]))
         got = store.scan("quotes", exchange=exchanges, symbol=symbols, start=lo, end=hi, clock=clock).collect()
     assert_frame_equal(got, whole.filter(mask))
+
+
+def test_append_valid_writes_good_rows_once_and_reports_the_bad(tmp_path: Path) -> None:
+    frame = quotes([(T0 + 1, "okx", "BTC/USDT", 100.0), (T0 + 2, "okx", "BTC/USDT", float("nan")),
+                    (T0 + 3, "okx", "ETH/USDT", 10.0)])  # fmt: skip
+    store = Store(tmp_path / "a")
+    files, written, rejects = store.append_valid("quotes", frame)
+    assert (len(files), written) == (1, 2)
+    assert rejects.rows() == [(1, "bid", "NaN or infinite value")]
+    assert sorted(store.scan("quotes").collect().get_column("ts_recv").to_list()) == [T0 + 1, T0 + 3]
+    # groups are all-or-nothing: row 0 shares row 1's group and goes with it, without a reject of its own
+    grouped = Store(tmp_path / "b")
+    files, written, rejects = grouped.append_valid("quotes", frame, group=pl.Series([7, 7, 8]))
+    assert (written, rejects.get_column("row").to_list()) == (1, [1])
+    assert grouped.scan("quotes").collect().get_column("ts_recv").to_list() == [T0 + 3]
+    with pytest.raises(schema.SchemaError, match="column is not part of the table"):
+        store.append_valid("quotes", frame.with_columns(pl.lit(1).alias("bogus")))
