@@ -393,6 +393,75 @@ def _align(
     clock: Clock = "ts_recv",
     max_age_ms: float | Mapping[str, float] | None = None,
 ) -> tuple[AlignedQuotes, LastQuotes]:
+    lazy, last = _align_lazy(quotes, state, checked, registry=registry, clock=clock, max_age_ms=max_age_ms)
+    return lazy.view(), last
+
+
+@dataclass(frozen=True)
+class _LazyView:
+    """The as-of view before its ``(rows, venues)`` value arrays are gathered: detectors that screen rows gather
+    the few columns they screen on for every row (:meth:`values`) and everything else only for the rows that pass
+    (:meth:`view` with ``rows``)."""
+
+    venues: tuple[str, ...]
+    symbols: tuple[str, ...]
+    source: npt.NDArray[np.int64]
+    symbol: npt.NDArray[np.int32]
+    exchange: npt.NDArray[np.int32]
+    time: npt.NDArray[np.int64]
+    reason: npt.NDArray[np.uint8]
+    src: npt.NDArray[np.int64]  # (rows, venues) index into the extended value arrays
+    ext: Mapping[str, npt.NDArray[np.float64]]
+    ext_time: npt.NDArray[np.int64]
+    ext_ok: npt.NDArray[np.bool_]
+    limits: npt.NDArray[np.int64]
+
+    @property
+    def height(self) -> int:
+        return int(self.source.shape[0])
+
+    def values(self, name: str) -> npt.NDArray[np.float64]:
+        """``(rows, venues)`` as-of values of ``bid``, ``ask``, ``bid_size`` or ``ask_size`` for every row."""
+        return np.take(self.ext[name], self.src)
+
+    def view(self, rows: npt.NDArray[np.int64] | None = None) -> AlignedQuotes:
+        """The :class:`AlignedQuotes` of every row, or of the timeline rows ``rows`` only."""
+        src = self.src if rows is None else self.src[rows]
+
+        def pick(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return values if rows is None else values[rows]
+
+        time = pick(self.time)
+        quote_time = np.take(self.ext_time, src)
+        present_ok = np.take(self.ext_ok, src)
+        fresh = (time[:, None] - quote_time) <= self.limits[None, :]
+        return AlignedQuotes(
+            venues=self.venues,
+            symbols=self.symbols,
+            source=pick(self.source),
+            symbol=pick(self.symbol),
+            exchange=pick(self.exchange),
+            time=time,
+            reason=pick(self.reason),
+            bid=np.take(self.ext["bid"], src),
+            ask=np.take(self.ext["ask"], src),
+            bid_size=np.take(self.ext["bid_size"], src),
+            ask_size=np.take(self.ext["ask_size"], src),
+            quote_time=quote_time,
+            usable=present_ok & fresh,
+            stale=present_ok & ~fresh,
+        )
+
+
+def _align_lazy(
+    quotes: pl.DataFrame,
+    state: LastQuotes,
+    checked: _Checked,
+    *,
+    registry: Registry,
+    clock: Clock = "ts_recv",
+    max_age_ms: float | Mapping[str, float] | None = None,
+) -> tuple[_LazyView, LastQuotes]:
     n = quotes.height
     reason = checked.reason
     clock_all = quotes.get_column(clock).to_numpy().astype(np.int64, copy=False)
@@ -469,11 +538,7 @@ def _align(
     src_t = np.take(src_g, back, axis=1).T  # (rows, venues) in timeline order (a transposed view)
 
     time_t = clock_all[order]
-    limits = max_age_ns(venues, registry, max_age_ms)
-    quote_time = np.take(ext_time, src_t)
-    present_ok = np.take(ext_reason == 0, src_t)
-    fresh = (time_t[:, None] - quote_time) <= limits[None, :]
-    view = AlignedQuotes(
+    lazy = _LazyView(
         venues=venues,
         symbols=symbols,
         source=order,
@@ -481,13 +546,11 @@ def _align(
         exchange=ven_code_in[order],
         time=time_t,
         reason=reason[order],
-        bid=np.take(ext["bid"], src_t),
-        ask=np.take(ext["ask"], src_t),
-        bid_size=np.take(ext["bid_size"], src_t),
-        ask_size=np.take(ext["ask_size"], src_t),
-        quote_time=quote_time,
-        usable=present_ok & fresh,
-        stale=present_ok & ~fresh,
+        src=src_t,
+        ext=ext,
+        ext_time=ext_time,
+        ext_ok=ext_reason == 0,
+        limits=max_age_ns(venues, registry, max_age_ms),
     )
 
     # New state: the last row per (symbol, venue) cell of this batch, plus untouched carried rows.
@@ -515,4 +578,4 @@ def _align(
         frame = pl.concat([kept, updated]).sort("exchange", "symbol")
     else:
         frame = prior
-    return view, LastQuotes(frame)
+    return lazy, LastQuotes(frame)

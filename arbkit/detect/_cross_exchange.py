@@ -65,8 +65,9 @@ from arbkit.align import (
     AlignedQuotes,
     Clock,
     LastQuotes,
-    _align,
+    _align_lazy,
     _check,
+    _LazyView,
     _memo,
     count_reasons,
     max_age_ns,
@@ -141,7 +142,7 @@ def _add(counters: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]
 
 
 def _instrument_table(
-    view: AlignedQuotes, params: CrossExchangeParams
+    view: AlignedQuotes | _LazyView, params: CrossExchangeParams
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(taker fee, lot size, min notional) per (symbol, venue); NaN where the registry does not list it."""
     memo = _memo(params.registry)
@@ -169,6 +170,20 @@ def _floor_lot(size: npt.NDArray[np.float64], lot: npt.NDArray[np.float64]) -> n
     return np.floor(size / lot * (1.0 + 1e-12)) * lot
 
 
+def _screen(
+    bid: npt.NDArray[np.float64], ask: npt.NDArray[np.float64], fee: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """Rows that can hold a profitable pair: the best fee-adjusted bid beats the best fee-adjusted ask over the
+    row's present quotes.  Loose (relative 1e-9): the exact per-pair test decides, so no row is lost to rounding;
+    in real data only a tiny fraction of rows pass."""
+    with np.errstate(invalid="ignore"):
+        bid_net, ask_net = bid * (1.0 - fee), ask * (1.0 + fee)
+        net_bid, net_ask = bid_net[:, 0], ask_net[:, 0]
+        for v in range(1, bid.shape[1]):  # column by column: faster than a reduce over a short axis
+            net_bid, net_ask = np.fmax(net_bid, bid_net[:, v]), np.fmin(net_ask, ask_net[:, v])
+        return np.flatnonzero(net_bid > net_ask * (1.0 - 1e-9))
+
+
 def _events(
     view: AlignedQuotes,
     seq: npt.NDArray[np.int64],
@@ -181,16 +196,7 @@ def _events(
     if view.height == 0 or n_ven < 2:
         return pl.DataFrame(schema=EVENT_SCHEMA), counters
     sym = view.symbol.astype(np.int64)
-    # Screen: a row can hold a profitable pair only if the best fee-adjusted bid beats the best fee-adjusted ask
-    # over its present quotes.  The screen is loose (relative 1e-9) and the exact per-pair test below decides,
-    # so rows are never lost to rounding; in real data only a tiny fraction of rows pass.
-    with np.errstate(invalid="ignore"):
-        fee = np.take(fee_t, sym, axis=0)
-        bid_net, ask_net = view.bid * (1.0 - fee), view.ask * (1.0 + fee)
-        net_bid, net_ask = bid_net[:, 0], ask_net[:, 0]
-        for v in range(1, n_ven):  # column by column: faster than a reduce over a short axis
-            net_bid, net_ask = np.fmax(net_bid, bid_net[:, v]), np.fmin(net_ask, ask_net[:, v])
-        rows = np.flatnonzero(net_bid > net_ask * (1.0 - 1e-9))
+    rows = _screen(view.bid, view.ask, np.take(fee_t, sym, axis=0))
     if rows.size == 0:
         return pl.DataFrame(schema=EVENT_SCHEMA), counters
     sym_r = sym[rows]
@@ -387,15 +393,22 @@ def _event_frame(
         }
     )
 
-    def leg(side: str, venue: str, price: str) -> pl.Expr:
-        return pl.struct(
-            pl.col(venue).alias("exchange"),
-            pl.col("timeline").alias("symbol"),
-            pl.lit(side, dtype=pl.String).alias("side"),
-            pl.col(price).alias("price"),
-            pl.col("size"),
-        )
-
+    # Legs: one long frame with the buy and sell leg of each event interleaved, reshaped to (events, 2) (much
+    # faster than concatenating struct columns into lists).
+    n = row.size
+    pair = np.arange(2 * n) // 2
+    is_sell = np.arange(2 * n) % 2 == 1
+    fills = np.where(is_sell, np.asarray(values["sell_fill"])[pair], np.asarray(values["buy_fill"])[pair])
+    long = pl.DataFrame(
+        {
+            "exchange": venues.gather(np.where(is_sell, sell[pair], buy[pair])),
+            "symbol": symbols.gather(sym[pair]),
+            "side": pl.Series(np.where(is_sell, "sell", "buy"), dtype=pl.String),
+            "price": fills,
+            "size": np.asarray(values["size"])[pair],
+        }
+    )
+    legs = long.select(pl.struct(pl.all()).alias("legs")).to_series().reshape((n, 2)).arr.to_list()
     return base.select(
         "kind",
         "key",
@@ -403,7 +416,7 @@ def _event_frame(
         "seq",
         "ts",
         pl.col("timeline").alias("symbol"),
-        pl.concat_list(leg("buy", "buy_exchange", "buy_fill"), leg("sell", "sell_exchange", "sell_fill")).alias("legs"),
+        legs,
         "buy_exchange",
         "sell_exchange",
         "buy_price",
@@ -441,12 +454,18 @@ def detect_cross_exchange(
     """
     checked = _check(quotes, params.registry)
     reason = checked.reason
-    view, last = _align(
+    lazy, last = _align_lazy(
         quotes, state.quotes, checked, registry=params.registry, clock=params.clock, max_age_ms=params.max_age_ms
     )
-    seq, episodes = advance_timeline_codes(state.episodes, view.symbols, view.symbol)
+    seq, episodes = advance_timeline_codes(state.episodes, lazy.symbols, lazy.symbol)
     batch_book = book if book is not None else pl.DataFrame()
-    events, suppressed = _events(view, seq, params, (state.book, batch_book))
+    # Only the bid and ask of every row are gathered, to screen; the full view is built for passing rows only.
+    if lazy.height and len(lazy.venues) > 1:
+        fee_table = _instrument_table(lazy, params)[0]
+        rows = _screen(lazy.values("bid"), lazy.values("ask"), np.take(fee_table, lazy.symbol.astype(np.int64), 0))
+    else:
+        rows = np.zeros(0, dtype=np.int64)
+    events, suppressed = _events(lazy.view(rows), seq[rows], params, (state.book, batch_book))
     closed, episodes = merge_episodes(events, episodes)
     counters = _add(_add(state.counters, count_reasons(reason)), suppressed)
     return closed, CrossExchangeState(last, episodes, counters, update_books(state.book, batch_book, params.clock))
