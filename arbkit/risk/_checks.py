@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from arbkit.risk._errors import RiskInputError
 
-__all__ = ["as_confidences", "as_finite_1d", "as_finite_2d", "tail_count"]
+__all__ = ["as_confidences", "as_covariance", "as_finite_1d", "as_finite_2d", "sample_covariance", "tail_count"]
 
 
 def as_finite_1d(values: ArrayLike, field: str, *, allow_empty: bool = False) -> NDArray[np.float64]:
@@ -42,6 +42,40 @@ def as_finite_2d(values: ArrayLike, field: str) -> NDArray[np.float64]:
         row, col = np.argwhere(~np.isfinite(array))[0]
         raise RiskInputError(field, f"contains NaN or inf (first at row {row}, column {col})")
     return array
+
+
+def as_covariance(
+    covariance: ArrayLike, size: int | None, *, tolerance: float = 1e-10
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Check a covariance matrix and return it with its eigen-decomposition ``(matrix, eigenvalues, eigenvectors)``.
+
+    The matrix must be finite, square (``size`` x ``size`` when given), symmetric and positive *semi*-definite:
+    eigenvalues down to ``-tolerance * max_eigenvalue`` are rounding noise (a singular matrix is fine), anything
+    more negative raises, since it would give some book a negative variance that a ``sqrt(max(v, 0))`` turns
+    into a VaR of 0 that passes every limit.
+    """
+    matrix = as_finite_2d(covariance, "covariance")
+    if matrix.shape[0] != matrix.shape[1]:
+        raise RiskInputError("covariance", f"must be square, got shape {matrix.shape}")
+    if size is not None and matrix.shape != (size, size):
+        raise RiskInputError("covariance", f"expected shape {(size, size)}, got {matrix.shape}")
+    if not np.allclose(matrix, matrix.T, rtol=1e-10, atol=1e-14):
+        raise RiskInputError("covariance", "must be symmetric")
+    eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
+    largest = max(float(eigenvalues.max()), 0.0)
+    if float(eigenvalues.min()) < -tolerance * max(largest, 1e-300):
+        raise RiskInputError(
+            "covariance", f"not positive semidefinite (smallest eigenvalue {float(eigenvalues.min()):.3g})"
+        )
+    return matrix, eigenvalues, eigenvectors
+
+
+def sample_covariance(returns: NDArray[np.float64], field: str) -> NDArray[np.float64]:
+    """Sample covariance (``ddof=1``) of the columns of ``returns``, shape (N, N); at least 2 rows are needed."""
+    if returns.shape[0] < 2:
+        raise RiskInputError(field, f"a sample covariance needs at least 2 periods, got {returns.shape[0]}")
+    n = returns.shape[1]
+    return np.asarray(np.cov(returns, rowvar=False, ddof=1), dtype=np.float64).reshape(n, n)
 
 
 def as_confidences(confidence: float | Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:

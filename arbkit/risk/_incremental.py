@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri
 
-from arbkit.risk._checks import as_confidences, as_finite_1d, as_finite_2d
+from arbkit.risk._checks import as_confidences, as_covariance, as_finite_1d, as_finite_2d, sample_covariance
 from arbkit.risk._errors import RiskInputError
 from arbkit.risk._metrics import DEFAULT_CONFIDENCES, expected_shortfall, value_at_risk
 from arbkit.risk._var import RiskFigures
@@ -52,13 +52,12 @@ def init_incremental(
     if returns.shape[1] != weights.size:
         raise RiskInputError("scenario_returns", f"has {returns.shape[1]} columns, expected {weights.size}")
     if covariance is None:
-        cov = np.cov(returns, rowvar=False, ddof=1).reshape(weights.size, weights.size)
+        cov = sample_covariance(returns, "scenario_returns")
     else:
-        cov = as_finite_2d(covariance, "covariance")
-        if cov.shape != (weights.size, weights.size):
-            raise RiskInputError("covariance", f"expected shape {(weights.size, weights.size)}")
+        cov, _, _ = as_covariance(covariance, weights.size)
     cov_e = cov @ weights
-    return IncrementalRisk(weights, returns, returns @ weights, cov, cov_e, float(weights @ cov_e))
+    variance = max(float(weights @ cov_e), 0.0)  # >= -rounding for a semidefinite matrix
+    return IncrementalRisk(weights, returns, returns @ weights, cov, cov_e, variance)
 
 
 def apply_fill(state: IncrementalRisk, factor: ArrayLike, notional_delta: ArrayLike) -> IncrementalRisk:

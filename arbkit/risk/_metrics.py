@@ -347,7 +347,8 @@ def sharpe_ratio(returns: ArrayLike, periods_per_year: float, *, risk_free_rate:
     Raises
     ------
     RiskInputError
-        On fewer than two returns, NaN, or zero variance (the ratio is undefined, not infinite).
+        On fewer than two returns, NaN (in the returns or the risk-free rate), or zero variance (the ratio is
+        undefined, not infinite).
 
     Examples
     --------
@@ -359,6 +360,8 @@ def sharpe_ratio(returns: ArrayLike, periods_per_year: float, *, risk_free_rate:
         raise RiskInputError("returns", "needs at least 2 observations")
     if not (math.isfinite(periods_per_year) and periods_per_year > 0.0):
         raise RiskInputError("periods_per_year", f"must be positive, got {periods_per_year}")
+    if not math.isfinite(risk_free_rate):
+        raise RiskInputError("risk_free_rate", f"must be finite, got {risk_free_rate}")
     excess = sample - risk_free_rate
     std = float(np.std(excess, ddof=1))
     if std == 0.0:

@@ -34,6 +34,8 @@ def _as_labels(values: ArrayLike, field: str, size: int) -> NDArray[np.str_]:
     labels = np.asarray(values)
     if labels.ndim != 1 or labels.size != size:
         raise RiskInputError(field, f"expected {size} labels, got shape {labels.shape}")
+    if labels.size == 0:
+        return labels.astype(np.str_)  # an empty book: np.asarray([]) is float64, not a type error
     if labels.dtype.kind not in "UO":
         raise RiskInputError(field, "expected strings")
     labels = labels.astype(np.str_)
@@ -81,6 +83,8 @@ class Book:
         multiplier: ArrayLike | None = None,
     ) -> Book:
         """Validate and build a book; every error names its column.
+
+        An empty book (no legs) is valid and defined: zero notional and zero net exposure on every factor.
 
         Examples
         --------

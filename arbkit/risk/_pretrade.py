@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri
 
-from arbkit.risk._checks import as_finite_1d, as_finite_2d
+from arbkit.risk._checks import as_covariance, as_finite_1d
 from arbkit.risk._errors import RiskInputError
 from arbkit.risk.limits import RiskLimits
 
@@ -149,9 +149,7 @@ def snapshot(
     if not (math.isfinite(equity) and equity > 0.0):
         raise RiskInputError("equity", f"must be positive, got {equity}")
     weights = as_finite_1d(exposure, "exposure")
-    cov = as_finite_2d(covariance, "covariance")
-    if cov.shape != (weights.size, weights.size):
-        raise RiskInputError("covariance", f"expected shape {(weights.size, weights.size)}, got {cov.shape}")
+    cov, _, _ = as_covariance(covariance, weights.size)  # an indefinite matrix would pass the VaR check as 0
     if factor_asset is None:
         assets = np.arange(weights.size, dtype=np.int64)
     else:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from arbkit.risk._checks import as_confidences, as_finite_1d, as_finite_2d
+from arbkit.risk._checks import as_confidences, as_covariance, as_finite_1d, as_finite_2d, sample_covariance
 from arbkit.risk._errors import RiskInputError
 from arbkit.risk._kernels import monte_carlo_factor_returns, monte_carlo_portfolio_pnl
 from arbkit.risk._metrics import DEFAULT_CONFIDENCES, Method, expected_shortfall, value_at_risk
@@ -53,17 +53,7 @@ def covariance_square_root(covariance: ArrayLike, *, tolerance: float = 1e-10) -
     >>> bool(np.allclose(root @ root.T, cov))
     True
     """
-    matrix = as_finite_2d(covariance, "covariance")
-    if matrix.shape[0] != matrix.shape[1]:
-        raise RiskInputError("covariance", f"must be square, got shape {matrix.shape}")
-    if not np.allclose(matrix, matrix.T, rtol=1e-10, atol=1e-14):
-        raise RiskInputError("covariance", "must be symmetric")
-    eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
-    largest = max(float(eigenvalues.max()), 0.0)
-    if float(eigenvalues.min()) < -tolerance * max(largest, 1e-300):
-        raise RiskInputError(
-            "covariance", f"not positive semidefinite (smallest eigenvalue {float(eigenvalues.min()):.3g})"
-        )
+    _, eigenvalues, eigenvectors = as_covariance(covariance, None, tolerance=tolerance)
     root: NDArray[np.float64] = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
     return root
 
@@ -189,8 +179,9 @@ def portfolio_var(
             raise RiskInputError("n_scenarios", f"must be at least 2, got {n_scenarios}")
         if not (math.isfinite(horizon) and horizon > 0.0):
             raise RiskInputError("horizon", f"must be a positive number of periods, got {horizon}")
-        cov = np.cov(history, rowvar=False, ddof=1).reshape(weights.size, weights.size)
-        if covariance is not None:
+        if covariance is None:
+            cov = sample_covariance(history, "returns")
+        else:
             cov = as_finite_2d(covariance, "covariance")
             if cov.shape != (weights.size, weights.size):
                 raise RiskInputError("covariance", f"expected shape {(weights.size, weights.size)}")

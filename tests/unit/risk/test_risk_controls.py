@@ -168,3 +168,29 @@ def test_kill_switch_data_health() -> None:
     missing = decide_kill_switch(_status(), limits, {"okx": VenueHealth(False, True)})
     assert missing.cancel_open == {"binance"}
     assert missing.reasons == ("no_data_health:binance",)
+
+
+def test_pretrade_refuses_an_indefinite_covariance() -> None:
+    # [[1, 2], [2, 1]] has eigenvalues 3 and -1: a long/short book would get variance 1 + 1 - 4 = -2, which the
+    # kernel's sqrt(max(v, 0)) would turn into a VaR of 0 that passes any max_var
+    with pytest.raises(RiskInputError, match="not positive semidefinite") as info:
+        _state(RiskLimits.parse(BASE), cov=np.array([[1.0, 2.0], [2.0, 1.0]]))
+    assert info.value.field == "covariance"
+    with pytest.raises(RiskInputError, match="symmetric"):
+        _state(RiskLimits.parse(BASE), cov=np.array([[1.0, 0.5], [0.0, 1.0]]))
+    with pytest.raises(RiskInputError, match="NaN"):
+        _state(RiskLimits.parse(BASE), cov=np.array([[1.0, 0.0], [0.0, float("nan")]]))
+
+
+def test_incremental_never_yields_a_silent_nan() -> None:
+    one_period = np.array([[0.01, -0.02]])
+    with pytest.raises(RiskInputError, match="at least 2 periods") as info:
+        init_incremental([1.0, 1.0], one_period)  # sample covariance of one row: NaN without the check
+    assert info.value.field == "scenario_returns"
+    returns = np.array([[0.01, 0.0], [0.0, 0.01], [-0.01, 0.0]])
+    with pytest.raises(RiskInputError, match="not positive semidefinite"):
+        init_incremental([1.0, -1.0], returns, covariance=[[1.0, 2.0], [2.0, 1.0]])
+    # a singular (perfectly hedged) covariance is defined: zero variance, VaR = -mean P&L
+    state = init_incremental([1.0, -1.0], returns, covariance=[[1.0, 1.0], [1.0, 1.0]])
+    figures = incremental_figures(state, 0.99, "parametric")
+    assert figures.var.tolist() == [-float(np.mean(returns @ np.array([1.0, -1.0])))]

@@ -141,3 +141,17 @@ def test_bad_input_names_the_field(kwargs: dict[str, object], field: str) -> Non
     with pytest.raises(RiskInputError) as info:
         value_at_risk(**kwargs)  # type: ignore[call-overload]
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "field"),
+    [
+        (([0.01, 0.02, 0.0], 252), {"risk_free_rate": float("nan")}, "risk_free_rate"),
+        (([0.01, 0.02, 0.0], float("nan")), {}, "periods_per_year"),
+        (([0.01, float("nan"), 0.0], 252), {}, "returns"),
+    ],
+)
+def test_sharpe_never_returns_nan(args: tuple[object, ...], kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(RiskInputError) as info:
+        sharpe_ratio(*args, **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field

@@ -143,3 +143,20 @@ def test_singular_covariance_and_non_psd() -> None:
 def test_portfolio_var_shape_mismatch() -> None:
     with pytest.raises(RiskInputError, match="exposures"):
         portfolio_var([1.0, 2.0], np.zeros((10, 3)), 0.99)
+
+
+def test_empty_book_is_defined_not_an_error() -> None:
+    empty = Book.from_arrays(venue=[], instrument=[], asset=[], factor=[], quantity=[], price=[])
+    assert empty.gross_notional == 0.0
+    assert empty.net_exposures(3).tolist() == [0.0, 0.0, 0.0]
+    assert concentration([]) == concentration([0.0, 0.0])  # no holdings: (0, None, 0), never NaN
+    assert concentration([]).largest_key is None
+    # an empty exposure vector has no risk factor to price: a clear error, not a VaR of NaN
+    with pytest.raises(RiskInputError, match="is empty"):
+        portfolio_var([], np.zeros((10, 0)), 0.99)
+
+
+def test_monte_carlo_needs_two_periods_for_its_sample_covariance() -> None:
+    with pytest.raises(RiskInputError, match="at least 2 periods") as info:
+        portfolio_var([1.0], np.array([[0.01]]), 0.99, "monte_carlo", n_scenarios=1_000)
+    assert info.value.field == "returns"
