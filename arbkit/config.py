@@ -143,6 +143,7 @@ class ExchangeSettings(_Model):
     markets: tuple[Literal["spot", "swap", "future", "option"], ...] = ("spot",)
     symbols: tuple[str, ...] = ()
     ws_url: str | None = None
+    rest_url: str | None = None
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     maker_fee: float | None = Field(None, ge=-0.01, le=0.05)

@@ -86,7 +86,13 @@ def _feeds_from_settings(config: Path | None) -> list[ConnectorConfig]:
         for symbols, market in ((spot, "spot"), (derivs, "linear")):
             if symbols:
                 feeds.append(
-                    ConnectorConfig(venue, ex.ws_url, symbols, market=market if venue in ("binance", "bybit") else None)
+                    ConnectorConfig(
+                        venue,
+                        ex.ws_url,
+                        symbols,
+                        market=market if venue in ("binance", "bybit") else None,
+                        rest_url=ex.rest_url,
+                    )
                 )
     if not feeds:
         raise CliError("no feed to record: give exchanges.<venue>.symbols and ws_url in --config, or --from-simulator")
@@ -102,7 +108,8 @@ def _feeds_from_simulator(handle: SimulatorHandle) -> list[ConnectorConfig]:
         venue, market = parts[0], (parts[1] if len(parts) > 1 else None)
         symbols = tuple(sorted(handle.symbols(path)))
         if symbols:
-            feeds.append(ConnectorConfig(venue, handle.base_url + path, symbols, market=market))
+            rest = handle.rest_url(venue, market) if venue == "binance" else None
+            feeds.append(ConnectorConfig(venue, handle.base_url + path, symbols, market=market, rest_url=rest))
     return feeds
 
 

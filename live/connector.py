@@ -164,8 +164,9 @@ class ConnectorConfig:
     max_connection_age_s
         Hand over to a fresh connection before this age (Binance drops connections at 24 hours).
     rest_url
-        REST base URL for Binance diff-depth snapshots (``None``: ``https://api.binance.com`` spot,
-        ``https://fapi.binance.com`` USD-M; the simulator's is ``SimulatorHandle.rest_url(venue, market)``).
+        REST base URL for Binance diff-depth snapshots, required on those channels (the venue's host from
+        configuration, or the simulator's ``SimulatorHandle.rest_url(venue, market)``); never defaulted, so no code
+        path reaches a venue by accident.
     emit_book_levels
         Also emit the kept books' top ``book_depth`` levels as ``BOOK`` rows after each book update (partial-depth
         channels whose messages are self-contained books emit their levels through the adapter either way).
@@ -193,6 +194,10 @@ class ConnectorConfig:
     rest_url: str | None = None
     snapshot_limit: int = 1000
     snapshot_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.venue == "binance" and self.channel_name in _BINANCE_DIFF and not self.rest_url:
+            raise ValueError(f"binance {self.channel_name}: diff-depth channels need rest_url for the REST snapshot")
 
     @property
     def channel_name(self) -> str:
@@ -550,7 +555,7 @@ class Connector:
         cfg = self.config
         try:
             venue_symbol = self._venue_symbols.get(symbol) or self.adapter.venue_symbol(symbol)
-            url = self.adapter.snapshot_url(venue_symbol, cfg.snapshot_limit, cfg.rest_url)  # type: ignore[attr-defined]
+            url = self.adapter.snapshot_url(venue_symbol, cfg.snapshot_limit, base=cfg.rest_url)  # type: ignore[attr-defined]
             if self._http is None:
                 self._http = httpx.AsyncClient(timeout=cfg.snapshot_timeout_s)
             try:

@@ -178,11 +178,11 @@ class BinanceAdapter(Adapter):
         params = [f"{s.lower()}@{channel}" for s in venue_symbols]
         return orjson.dumps({"method": "SUBSCRIBE", "params": params, "id": request_id})
 
-    def snapshot_url(self, venue_symbol: str, limit: int = 1000, base: str | None = None) -> str:
+    def snapshot_url(self, venue_symbol: str, limit: int = 1000, *, base: str) -> str:
         """REST depth snapshot URL the connector fetches to sync a diff stream (spot or USD-M).
 
-        ``base`` replaces the venue's REST host (``https://api.binance.com`` spot, ``https://fapi.binance.com``
-        USD-M), e.g. with the simulator's ``SimulatorHandle.rest_url``.
+        ``base`` is the REST host, always explicit (the venue's own from configuration, or the simulator's
+        ``SimulatorHandle.rest_url``): no code path reaches a venue's host by default.
 
         Examples
         --------
@@ -190,8 +190,6 @@ class BinanceAdapter(Adapter):
         >>> get("binance", "linear").snapshot_url("BTCUSDT", base="http://127.0.0.1:9/binance/linear")
         'http://127.0.0.1:9/binance/linear/fapi/v1/depth?symbol=BTCUSDT&limit=1000'
         """
-        if base is None:
-            base = "https://api.binance.com" if self.market == "spot" else "https://fapi.binance.com"
         path = "/api/v3/depth" if self.market == "spot" else "/fapi/v1/depth"
         return f"{base.rstrip('/')}{path}?symbol={venue_symbol}&limit={limit}"
 
