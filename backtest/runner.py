@@ -293,12 +293,33 @@ def _pipeline_params(strategy: Any, config: BacktestConfig) -> Any:
         raise BacktestError(
             f"pipeline_params: unknown field(s) {unknown} for pipeline {strategy.name!r}; known: {sorted(names)}"
         )
+    if names:
+        _check_param_types(strategy.name, params_type, values)
     if "registry" in names:
         values.setdefault("registry", config.registry)
     try:
         return params_type(**values)
     except (TypeError, ValueError) as exc:
         raise BacktestError(f"pipeline_params for {strategy.name!r}: {exc}") from None
+
+
+def _check_param_types(pipeline: str, params_type: Any, values: Mapping[str, Any]) -> None:
+    """Overrides of numeric fields must be finite numbers, of text and flag fields text and flags: the pipelines'
+    parameter classes do not check, and ``min_profit="abc"`` or ``nan`` would silently detect nothing."""
+    defaults = {f.name: f.default for f in dataclasses.fields(params_type) if f.default is not dataclasses.MISSING}
+    for name, value in values.items():
+        default = defaults.get(name)
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            ok, want = number and math.isfinite(value), "a finite number"
+        elif isinstance(default, str):
+            ok, want = isinstance(value, str), "text"
+        else:
+            continue
+        if not ok:
+            raise BacktestError(f"pipeline_params: {name} for pipeline {pipeline!r} must be {want}, got {value!r}")
 
 
 def _clock(params: Any) -> str:

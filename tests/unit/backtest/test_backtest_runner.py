@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -171,12 +172,44 @@ def test_a_failed_day_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
         ({"start": 10, "end": 10}, "empty time range"),
         ({"start": 0, "end": 1_000}, r"no \S+ data for pipeline 'cross_exchange'"),
         ({"config": BacktestConfig(pipeline_params={"min_proft": 1.0})}, r"unknown field\(s\) \['min_proft'\]"),
+        # values the pipelines' parameter classes would take without a word and then detect nothing with
+        ({"config": BacktestConfig(pipeline_params={"min_profit": "1"})}, "min_profit .* must be a finite number"),
+        ({"config": BacktestConfig(pipeline_params={"min_profit": math.nan})}, "min_profit .* must be a finite number"),
+        ({"config": BacktestConfig(pipeline_params={"max_notional": True})}, "max_notional .* must be a finite"),
+        ({"config": BacktestConfig(pipeline_params={"clock": 1})}, "clock .* must be text"),
     ],
 )
 def test_bad_input_names_the_problem(store: Path, kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
     args = {"pipeline": "cross_exchange", **kwargs}
     with pytest.raises(BacktestError, match=message):
         run_backtest(store, **args)
+
+
+def test_a_day_failing_in_execution_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    write_sample_store(root, DAYS, rows=300)
+
+    def break_day_two(stage: str, done: int, total: int) -> None:
+        # after detection, the second day's quotes become unreadable: only its execution can fail
+        if stage == "detect" and done == total:
+            for part in root.glob("kind=quotes/**/date=2024-01-03/*.parquet"):
+                part.write_bytes(b"not parquet")
+
+    result = run_backtest(root, "cross_exchange", progress=break_day_two)
+    detect = result.days.filter(pl.col("stage") == "detect")
+    assert detect["status"].to_list() == ["ok", "ok"]
+    failed = result.failed_days
+    assert (failed["day"].to_list(), failed["stage"].to_list()) == ([dt.date(2024, 1, 3)], ["execute"])
+    assert failed["error"][0]
+    assert result.metrics["failed_days"] == 1
+    # the first day still trades, on its own data: its next-day neighbour (read for late exits) is unreadable
+    executed = result.days.filter(pl.col("stage") == "execute", pl.col("day") == dt.date(2024, 1, 2))
+    assert executed["status"].to_list() == ["partial"]
+    assert "neighbouring data unreadable" in executed["error"][0]
+
+    write_sample_store(root, DAYS, rows=300)  # repaired, then broken again under fail_fast
+    with pytest.raises(BacktestError, match="execution failed on 2024-01-03"):
+        run_backtest(root, "cross_exchange", config=BacktestConfig(fail_fast=True), progress=break_day_two)
 
 
 def test_bad_config_values_are_rejected() -> None:
