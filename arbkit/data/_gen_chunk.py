@@ -137,7 +137,7 @@ def plan_chunk(u: Universe, t0: int, t1: int, rng: np.random.Generator, k: Knobs
     b = _Budgets(u)
     plans: list[Plan] = []
     rate = (k.episodes_per_hour + k.outages_per_hour) / 3600.0
-    if rate <= 0:
+    if rate <= 0 or not u.vis:  # nothing listed (e.g. deribit without BTC/ETH): nothing to plan
         return plans
     p_outage = k.outages_per_hour / (k.episodes_per_hour + k.outages_per_hour)
     t = t0 + 3 * NS
@@ -388,6 +388,17 @@ class Rows:
         return int(self.recv[key][i])
 
 
+def _instrument_rows(
+    n: int, starts: Any, ends: Any, recv: IntArray, t_ev: IntArray, columns: dict[str, FloatArray]
+) -> tuple[Rows, dict[int, IntArray]]:
+    """Per-instrument views (``starts[i]:ends[i]``) of a chunk's columns and event times, for labelling."""
+    rows = Rows(
+        recv={i: recv[starts[i] : ends[i]] for i in range(n)},
+        cols={i: {name: col[starts[i] : ends[i]] for name, col in columns.items()} for i in range(n)},
+    )
+    return rows, {i: t_ev[starts[i] : ends[i]] for i in range(n)}
+
+
 def build_chunk(
     u: Universe, state: LatentState, t0: int, t1: int, k: Knobs, chunk_index: int
 ) -> dict[str, pl.DataFrame]:
@@ -537,20 +548,8 @@ def _quote_rows(
             "flags": np.zeros(t_ev.size, dtype=np.uint16),
         }
     )
-    rows = Rows(
-        recv={i: recv[starts[i] : ends[i]] for i in range(len(vis))},
-        cols={
-            i: {
-                "bid": bid[starts[i] : ends[i]],
-                "ask": ask[starts[i] : ends[i]],
-                "bid_size": bid_size[starts[i] : ends[i]],
-                "ask_size": ask_size[starts[i] : ends[i]],
-            }
-            for i in range(len(vis))
-        },
-    )
-    events = {i: t_ev[starts[i] : ends[i]] for i in range(len(vis))}
-    return frame, (rows, events)
+    columns = {"bid": bid, "ask": ask, "bid_size": bid_size, "ask_size": ask_size}
+    return frame, _instrument_rows(len(vis), starts, ends, recv, t_ev, columns)
 
 
 def _option_rows(
@@ -615,20 +614,8 @@ def _option_rows(
             "flags": np.zeros(t_ev.size, dtype=np.uint16),
         }
     )
-    rows = Rows(
-        recv={i: recv[starts[i] : ends[i]] for i in range(len(opts))},
-        cols={
-            i: {
-                "bid": bid[starts[i] : ends[i]],
-                "ask": ask[starts[i] : ends[i]],
-                "bid_size": bid_size[starts[i] : ends[i]],
-                "ask_size": ask_size[starts[i] : ends[i]],
-                "underlying_price": index[starts[i] : ends[i]],
-            }
-            for i in range(len(opts))
-        },
-    )
-    return frame, (rows, {i: t_ev[starts[i] : ends[i]] for i in range(len(opts))})
+    columns = {"bid": bid, "ask": ask, "bid_size": bid_size, "ask_size": ask_size, "underlying_price": index}
+    return frame, _instrument_rows(len(opts), starts, ends, recv, t_ev, columns)
 
 
 def _funding_rows(

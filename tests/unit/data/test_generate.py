@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from arbkit.data.generate import MarketSpec, generate, generate_to_store
@@ -509,6 +509,7 @@ def test_trades_print_at_the_best_quote_and_book_level_zero_is_the_quote(market:
     assets=st.sets(st.sampled_from(["BTC", "ETH", "SOL", "XRP", "NEWCOIN"]), min_size=1),
     rate=st.sampled_from([0.5, 2.0, 10.0]),
 )
+@example(seed=0, venues={"deribit"}, assets={"SOL"}, rate=0.5)  # lists nothing: used to crash planning an outage
 def test_any_small_spec_gives_valid_consistent_tables(
     seed: int, venues: set[str], assets: set[str], rate: float
 ) -> None:
