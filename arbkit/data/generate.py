@@ -228,7 +228,7 @@ def generate(spec: MarketSpec, registry: Registry | None = None) -> Iterator[tup
 
     Table names are ``quotes``, ``book``, ``trades``, ``option_quotes``, ``funding`` and ``labels``; each chunk is
     validated against :mod:`arbkit.schema` and sorted by ``ts_recv`` (labels by ``ts_start``).  Empty chunks are
-    skipped.  Memory is bounded by one chunk.
+    skipped; a spec whose venues list none of its assets yields nothing.  Memory is bounded by one chunk.
 
     Examples
     --------
@@ -243,6 +243,8 @@ def generate(spec: MarketSpec, registry: Registry | None = None) -> Iterator[tup
     universe = build_universe(
         reg, spec.venues, spec.assets, spec.rate, spec.start, spec.days, spec.options, spec.rate_r
     )
+    if not universe.vis and not universe.options:
+        return  # nothing listed (e.g. deribit alone, which lists only BTC and ETH): no rows, not an error
     state = initial_state(universe, len(universe.options))
     knobs = Knobs(
         seed=spec.seed,
