@@ -336,6 +336,22 @@ def _data_days(store: Store, tables: tuple[str, ...], start: int | None, end: in
     return days
 
 
+def open_days(root: Path, strategy: Any, start: int | None, end: int | None) -> tuple[Store, list[dt.date]]:
+    """The store at ``root`` and the days in ``[start, end)`` holding the strategy's tables; a
+    :class:`BacktestError` for an empty range, a missing store or no data."""
+    if start is not None and end is not None and start >= end:
+        raise BacktestError(f"empty time range: start {start} >= end {end}")
+    if not root.is_dir():
+        raise BacktestError(f"store {root} is not a directory")
+    store = Store(root)
+    days = _data_days(store, strategy.tables, start, end)
+    if not days:
+        where = "" if start is None and end is None else f" in [{start}, {end})"
+        tables = "/".join(strategy.tables)
+        raise BacktestError(f"no {tables} data for pipeline {strategy.name!r} in store {root}{where}")
+    return store, days
+
+
 def _calendar(start: int, end: int) -> list[dt.date]:
     first, last = day_of(start), day_of(end - 1)
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
@@ -632,16 +648,8 @@ def run_backtest(
     config = config if config is not None else BacktestConfig()
     strategy = _strategy(pipeline)
     params = _pipeline_params(strategy, config)
-    if start is not None and end is not None and start >= end:
-        raise BacktestError(f"empty time range: start {start} >= end {end}")
     root = Path(store_root)
-    if not root.is_dir():
-        raise BacktestError(f"store {root} is not a directory")
-    store = Store(root)
-    days = _data_days(store, strategy.tables, start, end)
-    if not days:
-        where = "" if start is None and end is None else f" in [{start}, {end})"
-        raise BacktestError(f"no {'/'.join(strategy.tables)} data for pipeline {pipeline!r} in store {root}{where}")
+    store, days = open_days(root, strategy, start, end)
     run_start = start if start is not None else day_bounds(days[0])[0]
     run_end = end if end is not None else day_bounds(days[-1])[1]
     have = set(days)

@@ -53,7 +53,6 @@ from backtest.runner import (
     BacktestError,
     Progress,
     _clock,
-    _data_days,
     _day_symbols,
     _pipeline_params,
     _repriced,
@@ -62,6 +61,7 @@ from backtest.runner import (
     detect_days,
     group_by_day,
     initial_ledger,
+    open_days,
     signal_windows,
 )
 
@@ -387,15 +387,8 @@ def run_sweep(
     if "max_notional" in names and math.isfinite(widest):
         overrides["max_notional"] = max(widest, float(overrides.get("max_notional", 0.0)))
     params = _pipeline_params(strategy, dataclasses.replace(config, pipeline_params=overrides))
-    if start is not None and end is not None and start >= end:
-        raise BacktestError(f"empty time range: start {start} >= end {end}")
     root = Path(store_root)
-    if not root.is_dir():
-        raise BacktestError(f"store {root} is not a directory")
-    store = Store(root)
-    days = _data_days(store, strategy.tables, start, end)
-    if not days:
-        raise BacktestError(f"no {'/'.join(strategy.tables)} data for pipeline {pipeline!r} in store {root}")
+    store, days = open_days(root, strategy, start, end)
     t0 = time.perf_counter()
     opportunities, _records = detect_days(
         store, strategy, params, days, start, end, fail_fast=config.fail_fast, progress=progress
