@@ -327,8 +327,9 @@ def _walk_books(
     time = view.time[row]
     buy_book = book_as_of(state, batch_book, venues.gather(buy), symbols, time, clock=params.clock)
     sell_book = book_as_of(state, batch_book, venues.gather(sell), symbols, time, clock=params.clock)
-    buy_ok = buy_book[4] >= view.quote_time[row, buy]
-    sell_ok = sell_book[4] >= view.quote_time[row, sell]
+    # A snapshot counts for a leg only if it is as recent as the leg's quote and has a level on the side walked.
+    buy_ok = (buy_book[4] >= view.quote_time[row, buy]) & np.isfinite(buy_book[2][:, 0])
+    sell_ok = (sell_book[4] >= view.quote_time[row, sell]) & np.isfinite(sell_book[0][:, 0])
     use = buy_ok | sell_ok
     if not use.any():
         return None

@@ -552,19 +552,22 @@ def _walk_cycles(
     bid_p, bid_s, ask_p, ask_s, snapshot_time = book_as_of(
         books[0], books[1], venues, symbols, view.time[rows][hit_of], clock=params.clock
     )
-    fresh = snapshot_time >= view.quote_time[rows[hit_of], view_column[hit_of, leg_of]]
+    leg_sell = sell[hit_of, leg_of]
+    book_price = np.where(leg_sell[:, None], bid_p, ask_p)
+    book_size = np.where(leg_sell[:, None], bid_s, ask_s)
+    # A snapshot counts for a leg only if it is as recent as the leg's quote and has a level on the side walked.
+    fresh = (snapshot_time >= view.quote_time[rows[hit_of], view_column[hit_of, leg_of]]) & np.isfinite(
+        book_price[:, 0]
+    )
     use = np.zeros(n_hit, dtype=np.bool_)
     use[hit_of[fresh]] = True
     if not use.any():
         return None
-    leg_sell = sell[hit_of, leg_of]
     leg_bid, leg_ask, leg_bid_size, leg_ask_size = (x[hit_of, leg_of] for x in top)
     levels = bid_p.shape[1]
     one_price, one_size = np.full((hit_of.size, levels), np.nan), np.zeros((hit_of.size, levels))
     one_price[:, 0] = np.where(leg_sell, leg_bid, leg_ask)
     one_size[:, 0] = np.where(leg_sell, leg_bid_size, leg_ask_size)
-    book_price = np.where(leg_sell[:, None], bid_p, ask_p)
-    book_size = np.where(leg_sell[:, None], bid_s, ask_s)
     price, size = np.full((n_hit, legs, levels), np.nan), np.zeros((n_hit, legs, levels))
     price[hit_of, leg_of] = np.where(fresh[:, None], book_price, one_price)
     size[hit_of, leg_of] = np.where(fresh[:, None], book_size, one_size)

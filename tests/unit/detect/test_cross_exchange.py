@@ -204,3 +204,28 @@ def test_book_depth_sizes_the_trade_by_a_joint_walk() -> None:
     # Without the book the same quotes give the top-of-book size.
     top, top_state = detect_cross_exchange(quotes, CrossExchangeState.empty(), params)
     assert pl.concat([top, finish(top_state, params)])["size"][0] == 1.0
+
+
+def test_a_book_without_the_walked_side_falls_back_to_top_of_book() -> None:
+    quotes = pl.DataFrame(
+        {
+            "ts_event": [1, 2, 3],
+            "ts_recv": [1, 2, 3],
+            "exchange": ["binance", "okx", "bybit"],
+            "symbol": ["BTC/USDT"] * 3,
+            "bid": [99.9, 101.0, 90.0],
+            "bid_size": [1.0, 1.0, 1.0],
+            "ask": [100.0, 101.1, 110.0],
+            "ask_size": [1.0, 1.0, 1.0],
+        }
+    )
+    bids_only = pl.DataFrame(
+        _book_rows(1, "binance", "bid", [(99.9, 1.0), (99.5, 3.0)]),
+        schema={"ts_event": pl.Int64, "ts_recv": pl.Int64, "exchange": pl.String, "symbol": pl.String,
+                "side": pl.String, "level": pl.UInt16, "price": pl.Float64, "size": pl.Float64, "seq": pl.Int64,
+                "flags": pl.UInt16},
+    )  # fmt: skip
+    params = CrossExchangeParams(max_notional=1e6)
+    out, state = detect_cross_exchange(quotes, CrossExchangeState.empty(), params, bids_only)
+    opp = pl.concat([out, finish(state, params)])
+    assert opp["size"].to_list() == [1.0]
