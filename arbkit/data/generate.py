@@ -81,7 +81,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,12 @@ class MarketSpec:
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"MarketSpec.{name}: {why} (got {getattr(self, name)!r})")
 
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float", "int") and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise bad(f.name, "must be a number")
+            if f.type == "bool" and not isinstance(value, bool):
+                raise bad(f.name, "must be true or false")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise bad("seed", "must be a non-negative integer")
         if not isinstance(self.start, dt.date):
@@ -194,6 +200,38 @@ class MarketSpec:
         for name in ("stale_fraction", "below_fee_fraction"):
             if not (0 <= getattr(self, name) <= 1):
                 raise bad(name, "must be in [0, 1]")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MarketSpec:
+        """The inverse of :meth:`to_dict` (a configuration section, a store's ``meta``): lists become tuples, an
+        ISO date string becomes ``start``, and an unknown key is a ``ValueError`` naming it (a typo never silently
+        falls back to a default).
+
+        Examples
+        --------
+        >>> MarketSpec.from_dict({"days": 0.5, "venues": ["okx"]}).venues
+        ('okx',)
+        >>> MarketSpec.from_dict({"dayz": 0.5})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: MarketSpec: unknown key(s) ['dayz'] (known: seed, start, days, venues, ...)
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"MarketSpec: unknown key(s) {unknown} (known: {', '.join(names)})")
+        values = dict(data)
+        if isinstance(values.get("start"), str):
+            try:
+                values["start"] = dt.date.fromisoformat(values["start"])
+            except ValueError:
+                raise ValueError(f"MarketSpec.start: not an ISO date (got {values['start']!r})") from None
+        for name in ("venues", "assets"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        if isinstance(values.get("book"), list):
+            values["book"] = tuple(tuple(b) if isinstance(b, list) else b for b in values["book"])
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

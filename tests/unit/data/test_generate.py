@@ -540,3 +540,18 @@ def test_any_small_spec_gives_valid_consistent_tables(
     labels = tables.get("labels", pl.DataFrame(schema=TABLES["labels"].polars))
     assert (labels["above_fees"] == (labels["expected_profit"] > 0)).all()
     assert (labels["ts_end"] > labels["ts_start"]).all()
+
+
+def test_spec_from_dict_names_unknown_keys_and_wrong_types() -> None:
+    spec = MarketSpec(days=0.01, venues=("okx", "bybit"), book=(("okx", "BTC/USDT"),))
+    assert MarketSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec  # through JSON and back
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['episodes_per_hr'\]"):
+        MarketSpec.from_dict({"episodes_per_hr": 10.0})
+    with pytest.raises(ValueError, match=r"MarketSpec\.days: must be a number \(got '1'\)"):
+        MarketSpec.from_dict({"days": "1"})
+    with pytest.raises(ValueError, match=r"MarketSpec\.seed: must be a number"):
+        MarketSpec(seed=True)
+    with pytest.raises(ValueError, match=r"MarketSpec\.options: must be true or false"):
+        MarketSpec.from_dict({"options": "no"})
+    with pytest.raises(ValueError, match=r"MarketSpec\.start: not an ISO date"):
+        MarketSpec.from_dict({"start": "June 2nd"})
