@@ -5,8 +5,12 @@ reference (binance, okx, bybit; 10 assets with spot and linear perpetual each, p
 tick allows), options off, at 4 quote updates per second; ``--rows`` sets the length of the market.  The baseline
 writes the same number of rows, in the same chunk sizes, as a plain numpy random frame with the QUOTES schema
 through ``pyarrow.parquet.write_table`` (no market model, no validation, no partitioning), measured in the same
-run.  Peak RSS is the process high-water mark; the 50M-row figures are linear extrapolations of the time (memory
-is bounded by one chunk, so it does not grow with the row count).
+run.  Peak RSS is the process high-water mark (``resource.getrusage``) taken right after the generator, before
+the baseline runs.  Below 50M rows the 50M figures are linear extrapolations of the time; ``--rows 50000000``
+measures them (about 3 minutes for the generator here).
+
+Measured (2 vCPU, 2026-11-25, other jobs on the machine): 50,021,469 quote rows in 178.1 s = 280,795 rows/s,
+peak RSS 403 MiB (the issue's bound: 4 GiB); baseline 1.67M rows/s.
 """
 
 from __future__ import annotations
@@ -87,15 +91,16 @@ def main() -> None:
         base_dir.mkdir()
         base_s = run_baseline(chunks, base_dir)
     gen_rate, base_rate = written / gen_s, written / base_s
-    print(
-        f"generator : {written:,} quote rows (+ trades, book, funding, labels) in {gen_s:.1f} s = {gen_rate:,.0f} rows/s"
-    )
+    what = "quote rows (+ trades, book, funding, labels)"
+    print(f"generator : {written:,} {what} in {gen_s:.1f} s = {gen_rate:,.0f} rows/s")
     print(f"baseline  : {written:,} random rows -> pq.write_table in {base_s:.1f} s = {base_rate:,.0f} rows/s")
     print(f"ratio     : generator / baseline throughput = {gen_rate / base_rate:.2f}")
     print(f"peak RSS  : {peak:,.0f} MiB (chunks of {max(chunks):,} rows at most)")
-    print(
-        f"50M rows  : ~{50e6 / gen_rate:,.0f} s generator, ~{50e6 / base_rate:,.0f} s baseline (linear extrapolation)"
-    )
+    if written >= 50_000_000:
+        print(f"50M rows  : measured, {gen_s:,.0f} s generator with a peak RSS of {peak / 1024:.2f} GiB (bound: 4 GiB)")
+    else:
+        estimate = f"~{50e6 / gen_rate:,.0f} s generator, ~{50e6 / base_rate:,.0f} s baseline"
+        print(f"50M rows  : {estimate} (linear extrapolation)")
 
 
 if __name__ == "__main__":
