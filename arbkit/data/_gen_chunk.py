@@ -144,12 +144,17 @@ def plan_chunk(u: Universe, t0: int, t1: int, rng: np.random.Generator, k: Knobs
     while True:
         t += int(max(rng.exponential(1.0 / rate), 2.0) * NS)
         roll = rng.uniform()
+        plan: Plan | None
         if roll < p_outage:
             plan = _plan_outage(u, t, rng)
         elif rng.uniform() < k.stale_fraction:
             plan = _plan_stale(u, b, t, rng, k)
         else:
             plan = _plan_live(u, b, t, rng, k)
+        if plan is None:  # no episode fits this universe and outages are off: try again later
+            if t > t1 - 5 * NS:
+                break
+            continue
         last = max(plan.end, plan.freeze[2] if plan.freeze else 0)
         if last > t1 - 5 * NS:
             break
@@ -169,7 +174,7 @@ def _cross_candidates(u: Universe) -> list[int]:
     return [v.index for v in u.vis if v.kind in ("spot", "perp")]
 
 
-def _plan_stale(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: Knobs) -> Plan:
+def _plan_stale(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: Knobs) -> Plan | None:
     cands = [i for i in _cross_candidates(u) if b.others(i)]
     if not cands:
         return _plan_live(u, b, t, rng, k)
@@ -197,7 +202,7 @@ def _plan_stale(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: K
     return plan
 
 
-def _plan_live(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: Knobs) -> Plan:
+def _plan_live(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: Knobs) -> Plan | None:
     kinds = ["cross_exchange", "triangular", "basis"] + (["parity"] if u.options else [])
     order = list(rng.permutation(len(kinds)))
     dur = int(_log_uniform(rng, 0.05, 30.0) * NS)
@@ -208,7 +213,8 @@ def _plan_live(u: Universe, b: _Budgets, t: int, rng: np.random.Generator, k: Kn
             plan = planners[kinds[idx]](u, b, t, t + dur, rng, above)
             if plan is not None:
                 return plan
-    return _plan_outage(u, t, rng)
+    # nothing fits (e.g. one instrument alone): an outage stands in, unless the spec asked for none
+    return _plan_outage(u, t, rng) if k.outages_per_hour > 0 else None
 
 
 def _target(

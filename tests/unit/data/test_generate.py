@@ -510,6 +510,7 @@ def test_trades_print_at_the_best_quote_and_book_level_zero_is_the_quote(market:
     rate=st.sampled_from([0.5, 2.0, 10.0]),
 )
 @example(seed=0, venues={"deribit"}, assets={"SOL"}, rate=0.5)  # lists nothing: used to crash planning an outage
+@example(seed=0, venues={"kraken"}, assets={"BTC"}, rate=0.5)  # one instrument: no episode fits, no outage allowed
 def test_any_small_spec_gives_valid_consistent_tables(
     seed: int, venues: set[str], assets: set[str], rate: float
 ) -> None:
