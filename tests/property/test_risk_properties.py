@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from arbkit.risk import expected_shortfall, portfolio_var, value_at_risk
+from arbkit.risk import Book, expected_shortfall, portfolio_var, value_at_risk
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 samples = arrays(np.float64, st.integers(20, 300), elements=finite)
@@ -56,7 +56,21 @@ def test_scaling_positions_scales_var_and_es(seed: int, k: float, sign: float, a
 def test_offsetting_position_leaves_zero_market_risk(seed: int, method: str) -> None:
     rng = np.random.default_rng(seed)
     returns = rng.normal(0, 0.02, size=(200, 3))
-    e = rng.normal(0, 1e5, size=3)
-    figures = portfolio_var(e + (-e), returns, (0.95, 0.99), method, n_scenarios=1000)  # type: ignore[arg-type]
+    base = rng.normal(0, 1e5, size=3)
+    # long on one venue, short the same quantity of the same factor on another: the Book must net it away
+    factor = int(rng.integers(3))
+    qty, price = float(rng.uniform(0.1, 50.0)), float(rng.uniform(10.0, 70_000.0))
+    hedge = Book.from_arrays(
+        venue=["binance", "okx"], instrument=["X/USDT", "X/USDT:USDT"], asset=["X", "X"],
+        factor=[factor, factor], quantity=[qty, -qty], price=[price, price],
+    )  # fmt: skip
+    net = hedge.net_exposures(3)
+    assert hedge.gross_notional == 2 * qty * price > 0.0  # the legs are there, only their market risk cancels
+    figures = portfolio_var(net, returns, (0.95, 0.99), method, n_scenarios=1000)  # type: ignore[arg-type]
     np.testing.assert_array_equal(figures.var, 0.0)
     np.testing.assert_array_equal(figures.es, 0.0)
+    # and added to any book it changes nothing
+    alone = portfolio_var(base, returns, (0.95, 0.99), method, n_scenarios=1000)  # type: ignore[arg-type]
+    hedged = portfolio_var(base + net, returns, (0.95, 0.99), method, n_scenarios=1000)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(hedged.var, alone.var)
+    np.testing.assert_array_equal(hedged.es, alone.es)
