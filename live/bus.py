@@ -299,7 +299,7 @@ class Deduplicator:
     """Remembers the last ``capacity`` handled keys (message ids or record ids) to drop redeliveries.
 
     >>> seen = Deduplicator(capacity=2)
-    >>> [seen.add(k) for k in ("a", "b", "a", "c", "a")]
+    >>> [seen.add(k) for k in ("a", "b", "a", "c", "b")]  # "c" evicts "b", the least recently seen
     [True, True, False, True, True]
     >>> "c" in seen
     True
