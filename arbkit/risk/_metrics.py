@@ -78,10 +78,11 @@ def _moments(pnl: NDArray[np.float64], field: str) -> tuple[float, float, float,
     centred = pnl - mean
     std = float(math.sqrt(centred @ centred / (pnl.size - 1)))
     m2 = float(centred @ centred) / pnl.size
-    if m2 <= 0.0:
+    if m2 <= 0.0 or m2 <= (1e-12 * abs(mean)) ** 2:  # constant up to rounding: no shape to measure
         return mean, std, 0.0, 0.0
-    skew = float(np.mean(centred**3)) / m2**1.5
-    excess_kurtosis = float(np.mean(centred**4)) / m2**2 - 3.0
+    z = centred / math.sqrt(m2)  # standardised first: m2**1.5 underflows to 0 for tiny P&L (1e-125)
+    skew = float(np.mean(z**3))
+    excess_kurtosis = float(np.mean(z**4)) - 3.0
     return mean, std, skew, excess_kurtosis
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -17,6 +17,7 @@ methods = st.sampled_from(["historical", "parametric"])
 
 @settings(max_examples=60, deadline=None)
 @given(pnl=samples, a=levels, b=levels, method=methods)
+@example(pnl=np.full(20, 2.09686799e-125), a=0.5, b=0.5, method="parametric")  # was a ZeroDivisionError
 def test_var_monotone_in_confidence(pnl: np.ndarray, a: float, b: float, method: str) -> None:
     low, high = sorted((a, b))
     assert value_at_risk(pnl, low, method) <= value_at_risk(pnl, high, method) + 1e-9 * (1 + np.abs(pnl).max())  # type: ignore[call-overload]
