@@ -177,7 +177,10 @@ if __name__ == "__main__":
     parser.add_argument("--keys", type=int, default=2_000)
     parser.add_argument("--messages", type=int, default=2_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.keys, args.messages = 1_000, 500, 500
     result = asyncio.run(main(args.rows, args.keys, args.messages))
     if args.json:
         print(json.dumps(result))
