@@ -83,7 +83,10 @@ def run_baseline(chunks: list[int], root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=4_000_000, help="quote rows to generate (default 4M, ~1 min)")
+    parser.add_argument("--quick", action="store_true", help="500k quote rows: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.rows = 500_000
     with tempfile.TemporaryDirectory() as tmp:
         written, gen_s, chunks = run_generator(args.rows, Path(tmp) / "store")
         peak = _peak_rss_mib()

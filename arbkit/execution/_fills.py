@@ -176,6 +176,8 @@ class FillParams:
             raise ValueError(f"unwind_delay_ms must be >= 0, got {self.unwind_delay_ms}")
         if self.exit_delay_ms < 0:
             raise ValueError(f"exit_delay_ms must be >= 0, got {self.exit_delay_ms}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if not 0 <= self.rebalance_low < 1:
             raise ValueError(f"rebalance_low must be in [0, 1), got {self.rebalance_low}")
 
