@@ -48,7 +48,8 @@ from __future__ import annotations
 import enum
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -104,6 +105,7 @@ _STATE_SCHEMA = pl.Schema(
         "reason": pl.UInt8,
     }
 )
+_EMPTY_STATE = pl.DataFrame(schema=_STATE_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,40 @@ class LastQuotes:
     """
 
     frame: pl.DataFrame
+    _cells: _StateCells | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def empty(cls) -> LastQuotes:
         """The state before any quote was seen."""
-        return cls(pl.DataFrame(schema=_STATE_SCHEMA))
+        return cls(_EMPTY_STATE.clear())
+
+    def _state_cells(self) -> _StateCells:
+        """``frame`` as Python names and NumPy columns (made once per state, or handed over by the step that made
+        the state): the next step reads the carried cells without Polars calls."""
+        if self._cells is None:
+            object.__setattr__(self, "_cells", _StateCells.of(self.frame))
+        assert self._cells is not None
+        return self._cells
+
+
+_STATE_VALUES = ("bid", "bid_size", "ask", "ask_size", "time", "flags", "reason")
+
+
+@dataclass(frozen=True)
+class _StateCells:
+    """The rows of a :class:`LastQuotes` frame (same order): names as lists, values as NumPy arrays."""
+
+    exchange: list[str]
+    symbol: list[str]
+    values: Mapping[str, npt.NDArray[Any]]
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> _StateCells:
+        return cls(
+            frame.get_column("exchange").to_list(),
+            frame.get_column("symbol").to_list(),
+            {name: frame.get_column(name).to_numpy() for name in _STATE_VALUES},
+        )
 
 
 @dataclass(frozen=True)
@@ -400,8 +431,13 @@ def _align(
 @dataclass(frozen=True)
 class _LazyView:
     """The as-of view before its ``(rows, venues)`` value arrays are gathered: detectors that screen rows gather
-    the few columns they screen on for every row (:meth:`values`) and everything else only for the rows that pass
-    (:meth:`view` with ``rows``)."""
+    the few columns they screen on for every row (:meth:`values`, or per venue in symbol-grouped order with
+    ``src_g``) and everything else only for the rows that pass (:meth:`view` with ``rows``).
+
+    ``src_g[v, g]`` is the index into the extended value arrays ``ext`` (the batch rows in input order, then the
+    carried state cells, then one missing sentinel) of venue ``v``'s latest quote as of the ``g``-th row of the
+    symbol-grouped order; ``grouped[g]`` is that row's timeline position and ``back`` the inverse permutation.
+    """
 
     venues: tuple[str, ...]
     symbols: tuple[str, ...]
@@ -410,7 +446,10 @@ class _LazyView:
     exchange: npt.NDArray[np.int32]
     time: npt.NDArray[np.int64]
     reason: npt.NDArray[np.uint8]
-    src: npt.NDArray[np.int64]  # (rows, venues) index into the extended value arrays
+    src_g: npt.NDArray[np.int64]  # (venues, rows) in symbol-grouped order
+    grouped: npt.NDArray[np.int64]  # timeline position of each grouped row
+    back: npt.NDArray[np.int64]  # grouped position of each timeline row
+    group_counts: npt.NDArray[np.int64]  # rows per symbol (the grouped order's runs)
     ext: Mapping[str, npt.NDArray[np.float64]]
     ext_time: npt.NDArray[np.int64]
     ext_ok: npt.NDArray[np.bool_]
@@ -420,13 +459,18 @@ class _LazyView:
     def height(self) -> int:
         return int(self.source.shape[0])
 
+    @cached_property
+    def src(self) -> npt.NDArray[np.int64]:
+        """``(rows, venues)`` index into the extended value arrays, in timeline order."""
+        return np.take(self.src_g, self.back, axis=1).T
+
     def values(self, name: str) -> npt.NDArray[np.float64]:
         """``(rows, venues)`` as-of values of ``bid``, ``ask``, ``bid_size`` or ``ask_size`` for every row."""
         return np.take(self.ext[name], self.src)
 
     def view(self, rows: npt.NDArray[np.int64] | None = None) -> AlignedQuotes:
         """The :class:`AlignedQuotes` of every row, or of the timeline rows ``rows`` only."""
-        src = self.src if rows is None else self.src[rows]
+        src = self.src if rows is None else self.src_g[:, self.back[rows]].T
 
         def pick(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
             return values if rows is None else values[rows]
@@ -453,6 +497,13 @@ class _LazyView:
         )
 
 
+def _extended(values: npt.NDArray[Any], tail: int, fill: Any, dtype: Any) -> npt.NDArray[Any]:
+    out = np.empty(values.shape[0] + tail, dtype=dtype)
+    out[: values.shape[0]] = values
+    out[values.shape[0] :] = fill
+    return out
+
+
 def _align_lazy(
     quotes: pl.DataFrame,
     state: LastQuotes,
@@ -465,117 +516,130 @@ def _align_lazy(
     n = quotes.height
     reason = checked.reason
     clock_all = quotes.get_column(clock).to_numpy().astype(np.int64, copy=False)
-    order = canonical_order(clock_all)
+    # Already in clock order (store files, the replay): the canonical order is the identity, no sort or gather.
+    in_order = n < 2 or bool((clock_all[1:] >= clock_all[:-1]).all())
+    order = np.arange(n, dtype=np.int64) if in_order else canonical_order(clock_all)
 
-    prior = state.frame
+    prior = state._state_cells()
     symbols, sym_code_in = checked.symbols, checked.symbol
-    if symbols:
-        prior_here = prior.filter(pl.col("symbol").is_in(list(symbols)))
-    else:
-        prior_here = prior.clear()
-    venues = tuple(sorted(set(checked.exchanges) | set(prior_here["exchange"])))
+    wanted = set(symbols)
+    here = [i for i, s in enumerate(prior.symbol) if s in wanted]
+    venues = tuple(sorted(set(checked.exchanges) | {prior.exchange[i] for i in here}))
     n_sym, n_ven = len(symbols), len(venues)
-    venue_of_exchange = np.searchsorted(np.array(venues, dtype=object), np.array(checked.exchanges, dtype=object))
-    ven_code_in = venue_of_exchange.astype(np.int32)[checked.exchange] if n else np.zeros(0, dtype=np.int32)
+    venue_index = {v: i for i, v in enumerate(venues)}
+    venue_of_exchange = np.array([venue_index[e] for e in checked.exchanges], dtype=np.int32)
+    ven_code_in = venue_of_exchange[checked.exchange] if n else np.zeros(0, dtype=np.int32)
 
-    # Columns in timeline order, then grouped by symbol (stable: timeline order kept inside each group).  Small
-    # integer codes make NumPy's stable sort a radix sort.
-    sym_t = sym_code_in[order]
+    # Rows grouped by symbol (stable: timeline order kept inside each group).  Small integer codes make NumPy's
+    # stable sort a radix sort.
+    sym_t = sym_code_in if in_order else sym_code_in[order]
     small = np.uint8 if n_sym <= 256 else np.uint16 if n_sym <= 65_536 else np.int64
     by_symbol = np.argsort(sym_t.astype(small), kind="stable")
-    rows = order[by_symbol]  # input positions, grouped by symbol, in timeline order within a group
-    sym_g = sym_code_in[rows]
+    rows = by_symbol if in_order else order[by_symbol]  # input positions, grouped by symbol
     ven_g = ven_code_in[rows]
-    time_g = clock_all[rows]
 
-    def column(name: str) -> npt.NDArray[np.float64]:
-        values = checked.prices[name] if checked.prices is not None else _float(quotes, name)
-        return values[rows]
-
-    # Extended value arrays: the batch rows (grouped), then the carried state per (symbol, venue) cell, then
+    # Extended value arrays: the batch rows (input order), then the carried state per (symbol, venue) cell, then
     # one "missing" sentinel at the very end.
     n_cells = n_sym * n_ven
+    tail = n_cells + 1
     seed_index = np.full(n_cells, n + n_cells, dtype=np.int64)  # default: the sentinel
     ext = {
-        "bid": np.full(n + n_cells + 1, np.nan),
-        "ask": np.full(n + n_cells + 1, np.nan),
-        "bid_size": np.full(n + n_cells + 1, np.nan),
-        "ask_size": np.full(n + n_cells + 1, np.nan),
-    }
-    ext_time = np.full(n + n_cells + 1, -1, dtype=np.int64)
-    ext_reason = np.full(n + n_cells + 1, 255, dtype=np.uint8)
-    ext_flags = np.zeros(n + n_cells + 1, dtype=np.uint16)
-    for name, values in ext.items():
-        values[:n] = column(name)
-    ext_time[:n] = time_g
-    ext_reason[:n] = reason[rows]
-    if "flags" in quotes.columns:
-        ext_flags[:n] = quotes.get_column("flags").cast(pl.UInt16).fill_null(0).to_numpy()[rows]
-    if prior_here.height:
-        p_sym = np.searchsorted(np.array(symbols, dtype=object), prior_here["symbol"].to_numpy())
-        p_ven = np.searchsorted(np.array(venues, dtype=object), prior_here["exchange"].to_numpy())
-        cell = p_sym.astype(np.int64) * n_ven + p_ven
+        name: _extended(checked.prices[name] if checked.prices is not None else _float(quotes, name), tail, np.nan,
+                        np.float64)
+        for name in ("bid", "ask", "bid_size", "ask_size")
+    }  # fmt: skip
+    ext_time = _extended(clock_all, tail, -1, np.int64)
+    ext_reason = _extended(reason, tail, 255, np.uint8)
+    flags_in = (
+        quotes.get_column("flags").cast(pl.UInt16).fill_null(0).to_numpy()
+        if "flags" in quotes.columns
+        else np.zeros(n, dtype=np.uint16)
+    )
+    ext_flags = _extended(flags_in, tail, 0, np.uint16)
+    if here:
+        symbol_index = {s: i for i, s in enumerate(symbols)}
+        take = np.array(here, dtype=np.int64)
+        cell = np.array(
+            [symbol_index[prior.symbol[i]] * n_ven + venue_index[prior.exchange[i]] for i in here], dtype=np.int64
+        )
         slot = n + cell
         seed_index[cell] = slot
         for name, values in ext.items():
-            values[slot] = prior_here[name].to_numpy()
-        ext_time[slot] = prior_here["time"].to_numpy()
-        ext_reason[slot] = prior_here["reason"].to_numpy()
-        ext_flags[slot] = prior_here["flags"].to_numpy()
+            values[slot] = prior.values[name][take]
+        ext_time[slot] = prior.values["time"][take]
+        ext_reason[slot] = prior.values["reason"][take]
+        ext_flags[slot] = prior.values["flags"][take]
 
-    # Index of the latest row per venue, as of each row; scattered straight back to timeline order.
-    counts = np.bincount(sym_g, minlength=n_sym) if n else np.zeros(n_sym, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    group_start = starts[sym_g] if n else np.zeros(0, dtype=np.int64)
+    # Index of the latest row per venue, as of each row, in grouped order (input positions into ``ext``).
+    counts = np.bincount(sym_code_in, minlength=n_sym).astype(np.int64) if n else np.zeros(n_sym, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    group_start = np.repeat(starts, counts)
     positions = np.arange(n, dtype=np.int64)
     src_g = np.empty((n_ven, n), dtype=np.int64)  # per venue, contiguous, grouped order
-    seed_of_row = sym_g.astype(np.int64) * n_ven
+    ends = starts + counts - 1
+    has_rows = counts > 0
+    last_cell = np.full(n_cells, -1, dtype=np.int64)  # input position of each cell's last row in this batch
     for v in range(n_ven):
-        last = np.maximum.accumulate(np.where(ven_g == v, positions, -1)) if n else np.zeros(0, dtype=np.int64)
-        src_g[v] = np.where(last >= group_start, last, seed_index[seed_of_row + v])
+        if n == 0:
+            break
+        last = np.maximum.accumulate(np.where(ven_g == v, positions, -1))
+        seed = np.repeat(seed_index[np.arange(n_sym) * n_ven + v], counts)
+        src_g[v] = np.where(last >= group_start, rows[last], seed)
+        end_last = last[ends[has_rows]]
+        seen = end_last >= starts[has_rows]
+        last_cell[np.flatnonzero(has_rows)[seen] * n_ven + v] = rows[end_last[seen]]
     back = np.empty(n, dtype=np.int64)
     back[by_symbol] = positions
-    src_t = np.take(src_g, back, axis=1).T  # (rows, venues) in timeline order (a transposed view)
 
-    time_t = clock_all[order]
     lazy = _LazyView(
         venues=venues,
         symbols=symbols,
         source=order,
         symbol=sym_t.astype(np.int32, copy=False),
-        exchange=ven_code_in[order],
-        time=time_t,
-        reason=reason[order],
-        src=src_t,
+        exchange=ven_code_in if in_order else ven_code_in[order],
+        time=clock_all if in_order else clock_all[order],
+        reason=reason if in_order else reason[order],
+        src_g=src_g,
+        grouped=by_symbol.astype(np.int64, copy=False),
+        back=back,
+        group_counts=counts,
         ext=ext,
         ext_time=ext_time,
         ext_ok=ext_reason == 0,
         limits=max_age_ns(venues, registry, max_age_ms),
     )
 
-    # New state: the last row per (symbol, venue) cell of this batch, plus untouched carried rows.
-    if n:
-        cell_g = sym_g.astype(np.int64) * n_ven + ven_g
-        last_of_cell = np.full(n_cells, -1, dtype=np.int64)
-        np.maximum.at(last_of_cell, cell_g, positions)
-        cells = np.flatnonzero(last_of_cell >= 0)
-        idx = last_of_cell[cells]
-        updated = pl.DataFrame(
-            {
-                "exchange": [venues[int(c) % n_ven] for c in cells],
-                "symbol": [symbols[int(c) // n_ven] for c in cells],
-                "bid": ext["bid"][idx],
-                "bid_size": ext["bid_size"][idx],
-                "ask": ext["ask"][idx],
-                "ask_size": ext["ask_size"][idx],
-                "time": ext_time[idx],
-                "flags": ext_flags[idx],
-                "reason": ext_reason[idx],
-            },
-            schema=_STATE_SCHEMA,
-        )
-        kept = prior.join(updated.select("exchange", "symbol"), on=["exchange", "symbol"], how="anti")
-        frame = pl.concat([kept, updated]).sort("exchange", "symbol")
-    else:
-        frame = prior
-    return lazy, LastQuotes(frame)
+    # New state: the last row per (symbol, venue) cell of this batch, plus untouched carried rows; sorted by
+    # exchange then symbol.
+    if not n:
+        return lazy, state
+    cells = np.flatnonzero(last_cell >= 0)
+    idx = last_cell[cells]
+    names = [(venues[int(c) % n_ven], symbols[int(c) // n_ven]) for c in cells]
+    updated = set(names)
+    kept = [i for i, cell_name in enumerate(zip(prior.exchange, prior.symbol, strict=True)) if cell_name not in updated]
+    # Entries: (exchange, symbol, carried position or -1, batch position or -1).
+    entries = sorted(
+        [(prior.exchange[i], prior.symbol[i], i, -1) for i in kept]
+        + [(e, s, -1, int(j)) for (e, s), j in zip(names, idx, strict=True)]
+    )
+    from_prior = np.array([e[2] for e in entries], dtype=np.int64)
+    from_batch = np.array([e[3] for e in entries], dtype=np.int64)
+    is_batch = from_batch >= 0
+    batch_at = np.maximum(from_batch, 0)
+    prior_at = np.maximum(from_prior, 0)
+    batch_values = {
+        "bid": ext["bid"], "bid_size": ext["bid_size"], "ask": ext["ask"], "ask_size": ext["ask_size"],
+        "time": ext_time, "flags": ext_flags, "reason": ext_reason,
+    }  # fmt: skip
+    new_values: dict[str, npt.NDArray[Any]] = {}
+    for name in _STATE_VALUES:
+        fresh = batch_values[name][batch_at]
+        if len(prior.exchange):
+            new_values[name] = np.where(is_batch, fresh, prior.values[name][prior_at].astype(fresh.dtype))
+        else:
+            new_values[name] = fresh
+    exchange_names = [e[0] for e in entries]
+    symbol_names = [e[1] for e in entries]
+    frame = pl.DataFrame({"exchange": exchange_names, "symbol": symbol_names, **new_values}, schema=_STATE_SCHEMA)
+    return lazy, LastQuotes(frame, _StateCells(exchange_names, symbol_names, new_values))

@@ -133,6 +133,10 @@ class CrossExchangeState:
         return cls(LastQuotes.empty(), EpisodeState.empty(), {}, BookState.empty())
 
 
+_EMPTY_EVENTS = pl.DataFrame(schema=EVENT_SCHEMA)
+_EMPTY_OPPORTUNITIES = schema.empty(schema.OPPORTUNITIES)
+
+
 def _add(counters: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
     out = dict(counters)
     for k, v in more.items():
@@ -184,6 +188,23 @@ def _screen(
         return np.flatnonzero(net_bid > net_ask * (1.0 - 1e-9))
 
 
+def _screen_grouped(lazy: _LazyView, fee_table: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """:func:`_screen` over every row, evaluated per venue in the view's symbol-grouped order (contiguous index
+    arrays, the fee a run per symbol), without gathering the ``(rows, venues)`` arrays; returns timeline rows."""
+    bid, ask, counts = lazy.ext["bid"], lazy.ext["ask"], lazy.group_counts
+    with np.errstate(invalid="ignore"):
+        for v in range(len(lazy.venues)):
+            fee = np.repeat(fee_table[:, v], counts)
+            src = lazy.src_g[v]
+            bid_net, ask_net = np.take(bid, src) * (1.0 - fee), np.take(ask, src) * (1.0 + fee)
+            if v == 0:
+                net_bid, net_ask = bid_net, ask_net
+            else:
+                net_bid, net_ask = np.fmax(net_bid, bid_net), np.fmin(net_ask, ask_net)
+        passing = np.flatnonzero(net_bid > net_ask * (1.0 - 1e-9))
+    return np.sort(lazy.grouped[passing])
+
+
 def _events(
     view: AlignedQuotes,
     seq: npt.NDArray[np.int64],
@@ -194,11 +215,11 @@ def _events(
     n_ven = len(view.venues)
     counters = {"suppressed_stale": 0, "suppressed_flagged": 0}
     if view.height == 0 or n_ven < 2:
-        return pl.DataFrame(schema=EVENT_SCHEMA), counters
+        return _EMPTY_EVENTS.clear(), counters
     sym = view.symbol.astype(np.int64)
     rows = _screen(view.bid, view.ask, np.take(fee_t, sym, axis=0))
     if rows.size == 0:
-        return pl.DataFrame(schema=EVENT_SCHEMA), counters
+        return _EMPTY_EVENTS.clear(), counters
     sym_r = sym[rows]
     fee, lot, min_notional = fee_t[sym_r], lot_t[sym_r], min_t[sym_r]
     bid_r, ask_r = view.bid[rows], view.ask[rows]
@@ -231,7 +252,7 @@ def _events(
                     per_unit_all[hit, a, b] = per_unit[hit]
                     size_all[hit, a, b] = size[hit]
     if not parts:
-        return pl.DataFrame(schema=EVENT_SCHEMA), counters
+        return _EMPTY_EVENTS.clear(), counters
     hit = np.concatenate([p[0] for p in parts])  # positions in ``rows``
     a_idx = np.concatenate([np.full(p[0].size, p[1], dtype=np.int64) for p in parts])
     b_idx = np.concatenate([np.full(p[0].size, p[2], dtype=np.int64) for p in parts])
@@ -273,7 +294,7 @@ def _events(
                 buy_fill, sell_fill, percentage = buy_fill[keep], sell_fill[keep], percentage[keep]
                 displayed_buy, displayed_sell = displayed_buy[keep], displayed_sell[keep]
             if row.size == 0:
-                return pl.DataFrame(schema=EVENT_SCHEMA), counters
+                return _EMPTY_EVENTS.clear(), counters
     latency = np.array(
         [params.registry.profile(v).latency_ms if v in params.registry.profiles else 0.0 for v in view.venues]
     )
@@ -374,6 +395,8 @@ def _event_frame(
     """Events from integer (row, buy venue, sell venue) hits: strings are made once per candidate, not per row."""
     n_ven = len(view.venues)
     sym = view.symbol[row].astype(np.int64)
+    if row.size <= _FEW_EVENTS:
+        return _few_events_frame(view, row=row, sym=sym, buy=buy, sell=sell, **values)
     candidate = (sym * n_ven + buy) * n_ven + sell
     unique, inverse = np.unique(candidate, return_inverse=True)
     names = [divmod(int(c), n_ven * n_ven) for c in unique]
@@ -384,7 +407,6 @@ def _event_frame(
     venues = pl.Series(view.venues, dtype=pl.String)
     base = pl.DataFrame(
         {
-            "kind": pl.repeat(KIND, row.size, dtype=pl.String, eager=True),
             "key": keys.gather(inverse.ravel()),
             "timeline": symbols.gather(sym),
             "ts": view.time[row],
@@ -411,7 +433,7 @@ def _event_frame(
     )
     legs = long.select(pl.struct(pl.all()).alias("legs")).to_series().reshape((n, 2)).arr.to_list()
     return base.select(
-        "kind",
+        pl.lit(KIND, dtype=pl.String).alias("kind"),
         "key",
         "timeline",
         "seq",
@@ -427,6 +449,50 @@ def _event_frame(
         "profit_percentage",
         "confidence",
     ).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
+
+
+#: Up to this many events, the event frame is built from Python lists in one Polars call (a live micro-batch has
+#: a handful): the column-wise build below costs a dozen Polars calls whatever the count.
+_FEW_EVENTS = 256
+
+
+def _few_events_frame(
+    view: AlignedQuotes,
+    *,
+    row: npt.NDArray[np.int64],
+    sym: npt.NDArray[np.int64],
+    buy: npt.NDArray[np.int64],
+    sell: npt.NDArray[np.int64],
+    **values: npt.NDArray[np.generic],
+) -> pl.DataFrame:
+    """:func:`_event_frame` for a few events: same values (floats go through Python floats exactly)."""
+    col = {name: np.asarray(v).tolist() for name, v in values.items()}
+    symbol = [view.symbols[s] for s in sym.tolist()]
+    buy_ex = [view.venues[b] for b in buy.tolist()]
+    sell_ex = [view.venues[b] for b in sell.tolist()]
+    size = col["size"]
+    legs = [
+        [
+            {"exchange": b, "symbol": s, "side": "buy", "price": bf, "size": q},
+            {"exchange": a, "symbol": s, "side": "sell", "price": sf, "size": q},
+        ]
+        for s, b, a, bf, sf, q in zip(symbol, buy_ex, sell_ex, col["buy_fill"], col["sell_fill"], size, strict=True)
+    ]
+    data = {
+        "kind": [KIND] * row.size,
+        "key": [f"{s}|{b}|{a}" for s, b, a in zip(symbol, buy_ex, sell_ex, strict=True)],
+        "timeline": symbol,
+        "seq": col["seq"],
+        "ts": view.time[row].tolist(),
+        "symbol": symbol,
+        "legs": legs,
+        "buy_exchange": buy_ex,
+        "sell_exchange": sell_ex,
+        **{
+            name: col[name] for name in ("buy_price", "sell_price", "size", "profit", "profit_percentage", "confidence")
+        },
+    }
+    return pl.DataFrame(data, schema=EVENT_SCHEMA)
 
 
 def detect_cross_exchange(
@@ -462,8 +528,7 @@ def detect_cross_exchange(
     batch_book = book if book is not None else pl.DataFrame()
     # Only the bid and ask of every row are gathered, to screen; the full view is built for passing rows only.
     if lazy.height and len(lazy.venues) > 1:
-        fee_table = _instrument_table(lazy, params)[0]
-        rows = _screen(lazy.values("bid"), lazy.values("ask"), np.take(fee_table, lazy.symbol.astype(np.int64), 0))
+        rows = _screen_grouped(lazy, _instrument_table(lazy, params)[0])
     else:
         rows = np.zeros(0, dtype=np.int64)
     events, suppressed = _events(lazy.view(rows), seq[rows], params, (state.book, batch_book))
@@ -476,4 +541,4 @@ def finish_cross_exchange(state: CrossExchangeState, params: CrossExchangeParams
     """Episodes still open at the end of a run (status ``"active"``)."""
     del params
     out = finish_episodes(state.episodes)
-    return out if out.height else schema.empty(schema.OPPORTUNITIES)
+    return out if out.height else _EMPTY_OPPORTUNITIES.clear()
