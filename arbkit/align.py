@@ -268,6 +268,11 @@ def _known(registry: Registry, exchange: str, symbol: str) -> bool:
 
 
 def _codes(series: pl.Series) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
+    if series.len() <= _FEW_ROWS and series.null_count() == 0:  # live micro-batches: no Polars query
+        values = series.to_list()
+        names = tuple(sorted(set(values)))
+        index = {name: i for i, name in enumerate(names)}
+        return names, np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values))
     names = tuple(sorted(str(x) for x in series.unique().to_list()))
     if not names:
         return names, np.zeros(0, dtype=np.int32)
@@ -285,6 +290,18 @@ class _Checked:
     symbols: tuple[str, ...]
     symbol: npt.NDArray[np.int32]
     prices: Mapping[str, npt.NDArray[np.float64]] | None = None  # bid, ask, bid_size, ask_size (input order)
+
+
+#: Batches up to this many rows code their string columns in Python (cheaper than two Polars queries).
+_FEW_ROWS = 8192
+
+
+def _int_column(quotes: pl.DataFrame, name: str, dtype: type[pl.DataType]) -> npt.NDArray[Any]:
+    """``cast(dtype).fill_null(0)`` of a column, skipping the fill (a Polars query) when there is no null."""
+    series = quotes.get_column(name).cast(dtype)
+    if series.null_count():
+        series = series.fill_null(0)
+    return series.to_numpy()
 
 
 def _float(quotes: pl.DataFrame, name: str) -> npt.NDArray[np.float64]:
@@ -322,7 +339,7 @@ def _check(quotes: pl.DataFrame, registry: Registry) -> _Checked:
         return _Checked(reason, (), empty, (), empty)
     bid, ask = _float(quotes, "bid"), _float(quotes, "ask")
     bid_size, ask_size = _float(quotes, "bid_size"), _float(quotes, "ask_size")
-    flags = quotes.get_column("flags").cast(pl.Int64).fill_null(0).to_numpy() if "flags" in quotes.columns else None
+    flags = _int_column(quotes, "flags", pl.Int64) if "flags" in quotes.columns else None
 
     def mark(bad: npt.NDArray[np.bool_], code: Reason) -> None:
         reason[(reason == 0) & bad] = code
@@ -550,11 +567,7 @@ def _align_lazy(
     }  # fmt: skip
     ext_time = _extended(clock_all, tail, -1, np.int64)
     ext_reason = _extended(reason, tail, 255, np.uint8)
-    flags_in = (
-        quotes.get_column("flags").cast(pl.UInt16).fill_null(0).to_numpy()
-        if "flags" in quotes.columns
-        else np.zeros(n, dtype=np.uint16)
-    )
+    flags_in = _int_column(quotes, "flags", pl.UInt16) if "flags" in quotes.columns else np.zeros(n, dtype=np.uint16)
     ext_flags = _extended(flags_in, tail, 0, np.uint16)
     if here:
         symbol_index = {s: i for i, s in enumerate(symbols)}

@@ -465,34 +465,43 @@ def _few_events_frame(
     sell: npt.NDArray[np.int64],
     **values: npt.NDArray[np.generic],
 ) -> pl.DataFrame:
-    """:func:`_event_frame` for a few events: same values (floats go through Python floats exactly)."""
-    col = {name: np.asarray(v).tolist() for name, v in values.items()}
+    """:func:`_event_frame` for a few events, from Series made directly (names as Python lists, numbers as
+    NumPy arrays) and the legs through one struct frame: same values, a tenth of the Polars calls."""
+    n = row.size
     symbol = [view.symbols[s] for s in sym.tolist()]
     buy_ex = [view.venues[b] for b in buy.tolist()]
     sell_ex = [view.venues[b] for b in sell.tolist()]
-    size = col["size"]
-    legs = [
+    size = np.asarray(values["size"], dtype=np.float64)
+    pair = np.arange(2 * n) // 2
+    is_sell = np.arange(2 * n) % 2 == 1
+    fills = np.where(is_sell, np.asarray(values["sell_fill"])[pair], np.asarray(values["buy_fill"])[pair])
+    long = pl.DataFrame(
         [
-            {"exchange": b, "symbol": s, "side": "buy", "price": bf, "size": q},
-            {"exchange": a, "symbol": s, "side": "sell", "price": sf, "size": q},
+            pl.Series("exchange", [x for b, a in zip(buy_ex, sell_ex, strict=True) for x in (b, a)], dtype=pl.String),
+            pl.Series("symbol", [s for s in symbol for _ in range(2)], dtype=pl.String),
+            pl.Series("side", ["buy", "sell"] * n, dtype=pl.String),
+            pl.Series("price", fills, dtype=pl.Float64),
+            pl.Series("size", size[pair], dtype=pl.Float64),
         ]
-        for s, b, a, bf, sf, q in zip(symbol, buy_ex, sell_ex, col["buy_fill"], col["sell_fill"], size, strict=True)
+    )
+    legs = long.to_struct("legs").reshape((n, 2)).cast(EVENT_SCHEMA["legs"])
+    names = pl.Series("timeline", symbol, dtype=pl.String)
+    columns = [
+        pl.Series("kind", [KIND] * n, dtype=pl.String),
+        pl.Series("key", [f"{s}|{b}|{a}" for s, b, a in zip(symbol, buy_ex, sell_ex, strict=True)], dtype=pl.String),
+        names,
+        pl.Series("seq", np.asarray(values["seq"]), dtype=pl.Int64),
+        pl.Series("ts", view.time[row], dtype=pl.Int64),
+        names.alias("symbol"),
+        legs,
+        pl.Series("buy_exchange", buy_ex, dtype=pl.String),
+        pl.Series("sell_exchange", sell_ex, dtype=pl.String),
+        *[
+            pl.Series(name, np.asarray(values[name]), dtype=pl.Float64)
+            for name in ("buy_price", "sell_price", "size", "profit", "profit_percentage", "confidence")
+        ],
     ]
-    data = {
-        "kind": [KIND] * row.size,
-        "key": [f"{s}|{b}|{a}" for s, b, a in zip(symbol, buy_ex, sell_ex, strict=True)],
-        "timeline": symbol,
-        "seq": col["seq"],
-        "ts": view.time[row].tolist(),
-        "symbol": symbol,
-        "legs": legs,
-        "buy_exchange": buy_ex,
-        "sell_exchange": sell_ex,
-        **{
-            name: col[name] for name in ("buy_price", "sell_price", "size", "profit", "profit_percentage", "confidence")
-        },
-    }
-    return pl.DataFrame(data, schema=EVENT_SCHEMA)
+    return pl.DataFrame(columns)
 
 
 def detect_cross_exchange(

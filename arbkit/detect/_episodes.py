@@ -202,9 +202,13 @@ def advance_timeline_codes(
     touched = np.flatnonzero(counts)
     updated = {names[int(i)]: int(base[i] + counts[i]) for i in touched}
     merged = {**known, **updated}
+    names_sorted = sorted(merged)  # code point order, as Polars sorts strings (by UTF-8 bytes); names are unique
     timelines = pl.DataFrame(
-        {"timeline": list(merged), "next_seq": list(merged.values())}, schema=_TIMELINE_SCHEMA
-    ).sort("timeline")
+        [
+            pl.Series("timeline", names_sorted, dtype=pl.String),
+            pl.Series("next_seq", [merged[name] for name in names_sorted], dtype=pl.Int64),
+        ]
+    )
     return seq, EpisodeState(state.open, timelines)
 
 
