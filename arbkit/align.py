@@ -23,7 +23,9 @@ Rules (DESIGN.md section 4)
 Implementation: rows are grouped by symbol (stable, so the timeline order is kept inside a group) and, for
 each venue, the index of its latest row is a running maximum of ``where(venue == v, position, -1)``; an index
 that points before the group's start means "no row of this venue yet in this batch" and falls back to the
-carried state.  That is ``O(rows x venues)`` NumPy work with one gather per column, no Python loop per row.
+carried state.  That is ``O(rows x venues)`` NumPy work, no Python loop per row: the value arrays stay in input
+order (extended with the carried cells), and only the index arrays are permuted.  A batch already in clock order
+(store files, replays) is not sorted; the carried state keeps NumPy copies of its cells for the next step.
 
 Examples
 --------

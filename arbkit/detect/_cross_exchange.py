@@ -22,9 +22,11 @@ level * (1 + fee_A)`` while positive, ``max_notional`` on the buy notional, the 
 ``min_notional``) and ``profit`` its exact net profit; ``buy_price``/``sell_price`` stay the quoted top of book
 and the legs carry the average fill prices.
 
-Speed: rows are first screened with one pass over the ``(rows, venues)`` arrays (best fee-adjusted bid against
-best fee-adjusted ask, loose by 1e-9 relative); only passing rows are evaluated pair by pair, and events are
-built column-wise with integer candidate ids whose key strings are made once per candidate.
+Speed: rows are first screened venue by venue in the as-of view's symbol-grouped order (contiguous index arrays,
+one fee run per symbol; best fee-adjusted bid against best fee-adjusted ask, loose by 1e-9 relative); only
+passing rows get their ``(rows, venues)`` view and are evaluated pair by pair, and events are built column-wise
+with integer candidate ids whose key strings are made once per candidate (a few events, as in a live
+micro-batch: straight from Series, without lazy Polars queries).
 
 Events merge into episodes keyed by ``(symbol, buy venue, sell venue)`` on the instrument's timeline
 (:mod:`arbkit.detect._episodes`).

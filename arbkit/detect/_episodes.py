@@ -256,13 +256,17 @@ def merge_episodes(events: pl.DataFrame, state: EpisodeState) -> tuple[pl.DataFr
     )
     if fragments.dtypes != _OPEN_DTYPES:
         fragments = fragments.cast(_OPEN_SCHEMA)  # type: ignore[arg-type]
-    parts = pl.concat([state.open, fragments])
+    parts = pl.concat([state.open, fragments]) if state.open.height else fragments
     # Runs of fragments that continue each other, in NumPy and Python over the fragments ordered by key then
     # seq_start (a stable sort; Python orders strings by code point, as Polars does by UTF-8 bytes).
     keys = parts.get_column("key").to_list()
     seq_start_in = parts.get_column("seq_start").to_numpy()
     starts_in = seq_start_in.tolist()
-    order = np.array(sorted(range(parts.height), key=lambda i: (keys[i], starts_in[i])), dtype=np.int64)
+    if parts.height <= _FEW:
+        order = np.array(sorted(range(parts.height), key=lambda i: (keys[i], starts_in[i])), dtype=np.int64)
+    else:
+        by = pl.arg_sort_by("key", "seq_start", maintain_order=True)
+        order = parts.select(by).to_series().to_numpy().astype(np.int64, copy=False)
     sorted_keys = [keys[i] for i in order.tolist()]
     seq_start = seq_start_in[order]
     seq_last = parts.get_column("seq_last").to_numpy()[order]
@@ -290,6 +294,9 @@ def merge_episodes(events: pl.DataFrame, state: EpisodeState) -> tuple[pl.DataFr
     closed = merged.slice(n_open)
     return to_opportunities(closed, "expired"), EpisodeState(still_open, state.timelines)
 
+
+#: Up to this many fragments or episodes, sorts run in Python (a micro-batch); above, in Polars.
+_FEW = 2048
 
 _FRAGMENT_PAYLOAD = (
     "symbol",
@@ -357,6 +364,8 @@ def to_opportunities(episodes: pl.DataFrame, status: str) -> pl.DataFrame:
     )
     if out.dtypes != _OPPORTUNITY_DTYPES:
         out = out.cast(schema.OPPORTUNITIES.polars)
+    if out.height > _FEW:
+        return out.sort("ts_start", "id")
     # Sorted by (ts_start, id) in Python (an eager Polars sort is a lazy query: ~0.1 ms per micro-batch).
     ts_start = out.get_column("ts_start").to_list()
     order = sorted(range(out.height), key=lambda i: (ts_start[i], ids[i]))
