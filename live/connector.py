@@ -54,11 +54,11 @@ from typing import Any
 
 import httpx
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
 from arbkit.schema import QuoteFlag
 from live import adapters
+from live._ws import FeedConnection, open_feed
 from live.adapters import Adapter, QuoteRow, Rows
 from live.batcher import FeedItem
 from live.book import Books
@@ -126,6 +126,12 @@ _COINBASE_SEQUENCE = re.compile(rb'"sequence_num":(\d+)')
 # Channels whose every data message is one self-contained top of book and nothing else: parsed by the adapter's
 # fast path (``parse_quote_tuple``, one tuple, no Rows object).
 _FAST_QUOTES: frozenset[tuple[str, str]] = frozenset({("binance", "bookTicker"), ("okx", "bbo-tbt")})
+
+# Channels whose messages a socket read's worth at a time go through the adapter's batch entry point
+# (``parse_quote_batch``): top-of-book only, one quote per message, no book keeper involved.
+_BATCH_QUOTES: frozenset[tuple[str, str]] = frozenset(
+    {("binance", "bookTicker"), ("okx", "bbo-tbt"), ("coinbase", "ticker"), ("kraken", "ticker")}
+)
 
 # Binance diff depth channels: synced from a REST snapshot, never by re-subscribing.
 _BINANCE_DIFF = ("depth", "depth@100ms", "depth@1000ms")
@@ -251,7 +257,7 @@ class _Link:
 
     __slots__ = ("forwarding", "last_message", "last_sequence", "opened", "pump", "ws")
 
-    def __init__(self, ws: ClientConnection, forwarding: bool) -> None:
+    def __init__(self, ws: FeedConnection, forwarding: bool) -> None:
         self.ws = ws
         self.forwarding = forwarding
         self.opened = time.monotonic()
@@ -314,6 +320,7 @@ class Connector:
         self._http: httpx.AsyncClient | None = None
         self._fetching: dict[str, asyncio.Task[None]] = {}
         self._fast_quotes = (config.venue, config.channel_name) in _FAST_QUOTES
+        self._batch_quotes = (config.venue, config.channel_name) in _BATCH_QUOTES
         # rows parsed since the last hand-off: the queue gets one item per table per event-loop turn, not one per
         # message (see :meth:`_stage`)
         self._staged: dict[str, list[Any]] = {t: [] for t in ("quotes", "trades", "book", "funding", "option_quotes")}
@@ -434,13 +441,12 @@ class Connector:
     async def _open(self, slot: _Slot, *, forwarding: bool) -> _Link | None:
         cfg = self.config
         try:
-            ws = await connect(
+            ws = await open_feed(
                 cfg.url,
                 max_size=cfg.max_frame_bytes,
                 ping_interval=cfg.ping_interval_s,
+                ping_timeout=cfg.ping_interval_s,
                 open_timeout=cfg.open_timeout_s,
-                compression=None,
-                max_queue=4096,
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             self.stats.connect_failures += 1
@@ -457,7 +463,7 @@ class Connector:
         link.pump = asyncio.create_task(self._pump(slot, link), name=f"{self.venue}-pump")
         return link
 
-    async def _subscribe(self, ws: ClientConnection, symbols: Sequence[str], *, unsubscribe: bool = False) -> None:
+    async def _subscribe(self, ws: FeedConnection, symbols: Sequence[str], *, unsubscribe: bool = False) -> None:
         limits = self.config.limits()
         venue_symbols = [self._venue_symbols.get(s) or self.adapter.venue_symbol(s) for s in symbols]
         step = max(1, limits.symbols_per_request)
@@ -611,30 +617,78 @@ class Connector:
         unbounded = self.queue.maxsize <= 0
         monotonic = time.monotonic
         try:
-            async for message in ws:
-                raw = message if isinstance(message, bytes) else message.encode()
+            while True:
+                batch = await ws.recv_batch()
                 link.last_message = monotonic()
-                try:
-                    out = handle(slot, link, raw)
-                    if out is None:
-                        continue
-                    if unbounded:  # hand-off batched per event-loop turn; no coroutine per message
-                        if out.__class__ is tuple:
-                            stage_quote(out)  # type: ignore[arg-type]
+                if unbounded and self._batch_quotes and self._handle_quote_batch(slot, link, batch):
+                    continue
+                for raw in batch:
+                    try:
+                        out = handle(slot, link, raw)
+                        if out is None:
+                            continue
+                        if unbounded:  # hand-off batched per event-loop turn; no coroutine per message
+                            if out.__class__ is tuple:
+                                stage_quote(out)  # type: ignore[arg-type]
+                            else:
+                                stage(out)  # type: ignore[arg-type]
                         else:
-                            stage(out)  # type: ignore[arg-type]
-                    else:
-                        await self._emit(_as_rows(out))
-                except (ConnectionClosed, asyncio.CancelledError):
-                    raise
-                except Exception as exc:  # a parser or book-keeper bug must not take the feed down
-                    self.stats.internal_errors += 1
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                    _log.exception("%s: error handling message %r", self.venue, raw[:120])
+                            await self._emit(_as_rows(out))
+                    except (ConnectionClosed, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:  # a parser or book-keeper bug must not take the feed down
+                        self.stats.internal_errors += 1
+                        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                        _log.exception("%s: error handling message %r", self.venue, raw[:120])
+        except ConnectionClosedOK:
+            pass  # a clean close (1000/1001 both ways) is no error
         except ConnectionClosed as exc:
             if (exc.rcvd is not None and exc.rcvd.code == 1009) or (exc.sent is not None and exc.sent.code == 1009):
                 self.stats.oversize += 1
             self.stats.last_error = f"closed: {exc}"
+
+    def _handle_quote_batch(self, slot: _Slot, link: _Link, batch: list[bytes]) -> bool:
+        """Every message of ``batch`` as a top of book in one adapter call; False to go message by message.
+
+        The adapter declines (``None``) unless every message is a plain two-sided top of book, so acks, errors,
+        one-sided books and malformed input take the per-message path, where they are counted and logged one by
+        one.  All messages of one socket read share one ``ts_recv``.  A Coinbase batch whose ``sequence_num``
+        values do not continue the connection's goes message by message too, so the jump is found and flagged.
+        """
+        ts_recv = self.clock()
+        try:
+            quotes = self.adapter.parse_quote_batch(batch, ts_recv)
+        except Exception as exc:  # a bug (the adapter declines bad input instead): counted, then one by one
+            self.stats.internal_errors += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            _log.exception("%s: error parsing a batch of %d messages", self.venue, len(batch))
+            return False
+        if quotes is None or len(quotes) != len(batch):
+            return False
+        if self.venue == "coinbase":
+            first, last = quotes[0][8], quotes[-1][8]
+            if first is None or last is None or link.last_sequence is None or first != link.last_sequence + 1:
+                return False
+            if last - first != len(quotes) - 1 or any(q[8] != first + i for i, q in enumerate(quotes)):
+                return False
+            link.last_sequence = last
+        stats = self.stats
+        stats.messages += len(batch)
+        stats.bytes += sum(map(len, batch))
+        stats.data_messages += len(batch)
+        if not link.forwarding and not self._forward_from(slot, link):
+            return True
+        last_quotes = self.last_quotes
+        for row in quotes:
+            last_quotes[row[3]] = row
+        staged = self._staged["quotes"]
+        staged.extend(quotes)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        elif len(staged) >= 8192:
+            self._flush()
+        return True
 
     async def _on_message(self, slot: _Slot, link: _Link, raw: bytes) -> None:
         """Handle one received message and hand its rows over (what :meth:`_pump` does per message)."""
@@ -830,7 +884,7 @@ def _deribit_request(request_id: int, method: str, params: dict[str, Any]) -> di
     return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
 
 
-async def _send_quietly(ws: ClientConnection, msg: str) -> None:
+async def _send_quietly(ws: FeedConnection, msg: str) -> None:
     with contextlib.suppress(ConnectionClosed):
         await ws.send(msg)
 

@@ -12,6 +12,10 @@ Two output shapes, one parse:
 * :meth:`Adapter.parse` wraps the same rows into Polars frames with the tables' exact schemas (:class:`Parsed`).
 * :meth:`Adapter.parse_quote_tuple` is the fast path for top-of-book messages: one ``QUOTES`` row tuple or
   ``None`` when the message carries no self-contained top of book.
+* :meth:`Adapter.parse_quote_batch` reads many top-of-book messages of one channel at once (what a connector
+  received in one socket read): their ``QUOTES`` rows, exactly what :meth:`parse_rows` gives message by message,
+  or ``None`` when any message is not a plain two-sided top of book (an ack, a one-sided book, a malformed
+  message), and the caller then parses message by message so each error is counted with its own snippet.
 
 Every malformed input raises the adapter's :class:`ParseError` subclass, never a bare ``KeyError`` or
 ``ValueError`` from deep inside, so a connector can count and skip bad frames without swallowing real bugs.
@@ -316,6 +320,14 @@ class Adapter:
         """
         rows = self.parse_rows(raw, ts_recv)
         return rows.quotes[-1] if rows.quotes else None
+
+    def parse_quote_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[QuoteRow] | None:
+        """``QUOTES`` rows of many top-of-book messages, or ``None`` to have the caller parse one by one.
+
+        Where not ``None``, equal to ``[q for raw in raws for q in self.parse_rows(raw, ts_recv).quotes]`` (one
+        row per message; no other table).  The base class never batches; venues with a top-of-book channel do.
+        """
+        return None
 
     # -- symbols --------------------------------------------------------------------------------------------
     def unified_symbol(self, venue_symbol: str) -> str:

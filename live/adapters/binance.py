@@ -16,7 +16,7 @@ Event time is the futures transaction time ``T`` when present (when the match en
 # ruff: noqa: N815  (wire structs keep the venue's field names so msgspec maps them without renames)
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import orjson
@@ -228,6 +228,54 @@ class BinanceAdapter(Adapter):
         # another message type, an absent side ("0" / ""), or garbage: the full path decides (or raises)
         rows = self.parse_rows(raw, ts_recv)
         return rows.quotes[-1] if rows.quotes else None
+
+    def parse_quote_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[QuoteRow] | None:
+        """Raw-endpoint ``bookTicker`` messages in one pass (see :meth:`Adapter.parse_quote_batch`).
+
+        Examples
+        --------
+        >>> from live.adapters import get
+        >>> ad = get("binance")
+        >>> raw = b'{"u":7,"s":"BTCUSDT","b":"100","B":"1","a":"101","A":"2"}'
+        >>> ad.parse_quote_batch([raw, raw], ts_recv=5) is None  # a symbol is mapped on the full path first
+        True
+        >>> _ = ad.parse_quote_tuple(raw, ts_recv=5)
+        >>> [row[3:9] for row in ad.parse_quote_batch([raw, raw], ts_recv=5)]
+        [('BTC/USDT', 100.0, 1.0, 101.0, 2.0, 7), ('BTC/USDT', 100.0, 1.0, 101.0, 2.0, 7)]
+        """
+        try:
+            ms = list(map(_decode_bt, raws))
+        except DECODE_ERRORS:
+            return None
+        unified = self._unified
+        out: list[QuoteRow] = []
+        append = out.append
+        for m in ms:
+            bid, bid_size, ask, ask_size = m.b, m.B, m.a, m.A
+            ts = m.T or m.E
+            symbol = unified.get(m.s)
+            if (
+                symbol is None
+                or not (0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF)
+                or not (ts is None or 0 < ts < 10**14)
+            ):
+                return None  # an unseen symbol (mapped once on the full path), an absent side, a bad time
+            flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+            append(
+                (
+                    ts_recv if ts is None else ts * 1_000_000,
+                    ts_recv,
+                    "binance",
+                    symbol,
+                    bid,
+                    bid_size,
+                    ask,
+                    ask_size,
+                    m.u,
+                    flags,
+                )
+            )
+        return out
 
     def _quote(
         self, symbol: str, ts: int | None, ts_recv: int, b: str, bs: str, a: str, as_: str, seq: int | None

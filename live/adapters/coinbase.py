@@ -12,7 +12,7 @@ taker's or the maker's side, so detectors must not rely on it as the aggressor s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import orjson
@@ -150,6 +150,31 @@ class CoinbaseAdapter(Adapter):
                     return (ts_event, ts_recv, "coinbase", symbol, bid, bid_size, ask, ask_size, m.sequence_num, flags)
         rows = self.parse_rows(raw, ts_recv)
         return rows.quotes[-1] if rows.quotes else None
+
+    def parse_quote_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[QuoteRow] | None:
+        """``ticker`` messages of one ticker each in one pass (see :meth:`Adapter.parse_quote_batch`)."""
+        try:
+            ms = list(map(_decode_fast, raws))
+            stamps = [iso_to_ns(m.timestamp) for m in ms]
+        except DECODE_ERRORS:
+            return None
+        unified = self._unified
+        out: list[QuoteRow] = []
+        append = out.append
+        for m, ts_event in zip(ms, stamps, strict=True):
+            events = m.events
+            if m.channel != "ticker" or len(events) != 1 or len(events[0].tickers) != 1:
+                return None
+            t = events[0].tickers[0]
+            symbol = unified.get(t.product_id)
+            bid, bid_size, ask, ask_size = t.best_bid, t.best_bid_quantity, t.best_ask, t.best_ask_quantity
+            if symbol is None or not (
+                0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF
+            ):
+                return None
+            flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+            append((ts_event, ts_recv, "coinbase", symbol, bid, bid_size, ask, ask_size, m.sequence_num, flags))
+        return out
 
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
         try:

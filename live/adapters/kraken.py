@@ -14,13 +14,23 @@ event time before 2024; ``ts_event`` is then the receive time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
-from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, Rows, iso_to_ns
+from live.adapters._base import (
+    _INF,
+    DECODE_ERRORS,
+    Adapter,
+    BookUpdate,
+    Level,
+    ParseError,
+    QuoteRow,
+    Rows,
+    iso_to_ns,
+)
 
 __all__ = ["PRECISION", "KrakenAdapter", "KrakenParseError"]
 
@@ -69,6 +79,22 @@ class _Data(msgspec.Struct):
     trade_id: int | None = None
 
 
+class _TickerData(msgspec.Struct):
+    symbol: str
+    bid: float
+    bid_qty: float
+    ask: float
+    ask_qty: float
+    timestamp: str
+
+
+class _TickerMsg(msgspec.Struct):
+    """v2 ``ticker`` push for the batch path: every top-of-book field required."""
+
+    channel: str
+    data: list[_TickerData]
+
+
 class _Msg(msgspec.Struct):
     channel: str | None = None
     type: str | None = None
@@ -88,6 +114,7 @@ class _V1Book(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Msg).decode
+_decode_ticker = msgspec.json.Decoder(_TickerMsg).decode
 _decode_any = msgspec.json.Decoder().decode
 
 
@@ -145,6 +172,32 @@ class KrakenAdapter(Adapter):
         if channel == "book":
             params["depth"] = self.depth
         return orjson.dumps({"method": "subscribe", "params": params})
+
+    def parse_quote_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[QuoteRow] | None:
+        """v2 ``ticker`` pushes of one pair each in one pass (see :meth:`Adapter.parse_quote_batch`)."""
+        try:
+            ms = list(map(_decode_ticker, raws))
+            stamps = [iso_to_ns(m.data[0].timestamp) for m in ms if len(m.data) == 1]
+        except DECODE_ERRORS:
+            return None
+        if len(stamps) != len(ms):
+            return None
+        unified = self._unified
+        out: list[QuoteRow] = []
+        append = out.append
+        for m, ts_event in zip(ms, stamps, strict=True):
+            d = m.data[0]
+            symbol = unified.get(d.symbol)
+            bid, bid_size, ask, ask_size = d.bid, d.bid_qty, d.ask, d.ask_qty
+            if (
+                m.channel != "ticker"
+                or symbol is None
+                or not (0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF)
+            ):
+                return None
+            flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+            append((ts_event, ts_recv, "kraken", symbol, bid, bid_size, ask, ask_size, None, flags))
+        return out
 
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
         try:

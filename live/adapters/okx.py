@@ -15,7 +15,7 @@ Sizes are what OKX sends: contracts for derivatives, base coin for spot.
 # ruff: noqa: N815  (wire structs keep the venue's field names so msgspec maps them without renames)
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import orjson
@@ -200,6 +200,33 @@ class OkxAdapter(Adapter):
         return rows.quotes[-1] if rows.quotes else None
 
     # -- full path ------------------------------------------------------------------------------------------
+    def parse_quote_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[QuoteRow] | None:
+        """``bbo-tbt`` pushes in one pass (see :meth:`Adapter.parse_quote_batch`); options and others: ``None``."""
+        try:
+            ms = list(map(_decode_bbo, raws))
+        except DECODE_ERRORS:
+            return None
+        unified = self._unified
+        out: list[QuoteRow] = []
+        append = out.append
+        for m in ms:
+            data = m.data
+            if len(data) != 1 or m.arg.channel != "bbo-tbt":
+                return None
+            d = data[0]
+            symbol = unified.get(m.arg.instId)
+            if symbol is None or symbol[-2] == "-" or not d.bids or not d.asks or not 0 < d.ts < 10**14:
+                return None  # unseen symbol, option, one-sided book, bad time: the full path decides
+            top_bid, top_ask = d.bids[0], d.asks[0]
+            if len(top_bid) < 2 or len(top_ask) < 2:
+                return None
+            bid, bid_size, ask, ask_size = top_bid[0], top_bid[1], top_ask[0], top_ask[1]
+            if not (0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_size < _INF and 0.0 <= ask_size < _INF):
+                return None
+            flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
+            append((d.ts * 1_000_000, ts_recv, "okx", symbol, bid, bid_size, ask, ask_size, d.seqId, flags))
+        return out
+
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
         try:
             return self._parse_rows(raw, ts_recv)

@@ -296,9 +296,11 @@ def test_a_bug_outside_the_parser_contract_is_contained() -> None:
 
             return parse
 
-        # bbo-tbt goes through the fast path (parse_quote_tuple), other channels through parse_rows
+        # bbo-tbt goes through the batch path (parse_quote_batch) or the fast path (parse_quote_tuple), other
+        # channels through parse_rows; the first call of any of them fails
         c.adapter.parse_rows = flaky(c.adapter.parse_rows)  # type: ignore[method-assign,assignment]
         c.adapter.parse_quote_tuple = flaky(c.adapter.parse_quote_tuple)  # type: ignore[method-assign,assignment]
+        c.adapter.parse_quote_batch = flaky(c.adapter.parse_quote_batch)  # type: ignore[method-assign,assignment]
         await until(lambda: c.stats.internal_errors == 1)
         before = c.stats.data_messages
         await until(lambda: c.stats.data_messages > before)

@@ -1,0 +1,70 @@
+"""``parse_quote_batch`` equals message-by-message ``parse_rows``, and declines whatever is not a plain top of book."""
+
+from __future__ import annotations
+
+import pytest
+
+from live import adapters
+from live.simulator import ENCODERS, SessionState, Tick
+
+CASES = [
+    ("binance", None, "bookTicker", "BTC/USDT"),
+    ("binance", "linear", "bookTicker", "ETH/USDT:USDT"),
+    ("okx", None, "bbo-tbt", "BTC/USDT:USDT"),
+    ("coinbase", None, "ticker", "BTC/USD"),
+    ("kraken", None, "ticker", "ETH/USD"),
+]
+TS_RECV = 1_700_000_000_123_456_789
+
+
+def _messages(venue: str, market: str | None, channel: str, symbol: str, n: int = 6) -> list[bytes]:
+    adapter = adapters.get(venue, market)
+    encoder = ENCODERS[venue](adapter.market)
+    state = SessionState(sequence=1)
+    out = []
+    for i in range(n):
+        bid = 100.0 + i * 0.25
+        tick = Tick(
+            1_700_000_000_000_000_000 + i * 1_000_000,
+            symbol,
+            adapter.venue_symbol(symbol),
+            bid,
+            1.5,
+            bid + 0.1,
+            0.25 * (i + 1),
+            i + 1,
+        )
+        encoder.prepare(tick)
+        msg = encoder.encode(state, channel, tick)
+        assert msg is not None
+        out.append(msg.encode())
+    return out
+
+
+@pytest.mark.parametrize(("venue", "market", "channel", "symbol"), CASES)
+def test_batch_equals_per_message_rows(venue: str, market: str | None, channel: str, symbol: str) -> None:
+    adapter = adapters.get(venue, market)
+    raws = _messages(venue, market, channel, symbol)
+    expected = [q for raw in raws for q in adapter.parse_rows(raw, TS_RECV).quotes]
+    assert adapter.parse_quote_batch(raws, TS_RECV) == expected
+    assert len(expected) == len(raws)
+
+
+@pytest.mark.parametrize(("venue", "market", "channel", "symbol"), CASES)
+def test_batch_declines_malformed_and_non_quote_messages(
+    venue: str, market: str | None, channel: str, symbol: str
+) -> None:
+    adapter = adapters.get(venue, market)
+    raws = _messages(venue, market, channel, symbol)
+    adapter.parse_rows(raws[0], TS_RECV)  # the symbol is known from here on
+    assert adapter.parse_quote_batch(raws, TS_RECV) is not None
+    assert adapter.parse_quote_batch([*raws[:3], raws[3][:-7], *raws[4:]], TS_RECV) is None  # truncated JSON
+    assert adapter.parse_quote_batch([*raws, b'{"event":"subscribe","result":null,"id":1}'], TS_RECV) is None
+    one_sided = raws[2].replace(b'"100.5"', b'"0"').replace(b":100.5,", b":0,")
+    assert one_sided != raws[2]
+    assert adapter.parse_quote_batch([raws[0], one_sided], TS_RECV) is None
+
+
+def test_base_adapter_never_batches() -> None:
+    adapter = adapters.get("bybit")
+    assert adapter.parse_quote_batch([b"{}"], TS_RECV) is None
