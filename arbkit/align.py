@@ -342,6 +342,28 @@ def _check(quotes: pl.DataFrame, registry: Registry) -> _Checked:
     bid, ask = _float(quotes, "bid"), _float(quotes, "ask")
     bid_size, ask_size = _float(quotes, "bid_size"), _float(quotes, "ask_size")
     flags = _int_column(quotes, "flags", pl.Int64) if "flags" in quotes.columns else None
+    exchanges, ex_code = _codes(quotes.get_column("exchange"))
+    symbols, sym_code = _codes(quotes.get_column("symbol"))
+    pair = ex_code.astype(np.int64) * len(symbols) + sym_code
+    seen = np.flatnonzero(np.bincount(pair, minlength=len(exchanges) * len(symbols)))
+    known = np.zeros(len(exchanges) * len(symbols), dtype=np.bool_)
+    known[seen] = [_known(registry, exchanges[int(p) // len(symbols)], symbols[int(p) % len(symbols)]) for p in seen]
+    reason = _reason_codes(bid, ask, bid_size, ask_size, flags, known[pair])
+    prices = {"bid": bid, "ask": ask, "bid_size": bid_size, "ask_size": ask_size}
+    return _Checked(reason, exchanges, ex_code, symbols, sym_code, prices)
+
+
+def _reason_codes(
+    bid: npt.NDArray[np.float64],
+    ask: npt.NDArray[np.float64],
+    bid_size: npt.NDArray[np.float64],
+    ask_size: npt.NDArray[np.float64],
+    flags: npt.NDArray[np.integer[Any]] | None,
+    known: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.uint8]:
+    """The :class:`Reason` of every row from its values and whether its instrument is known (first that applies),
+    for detectors that code the string columns themselves."""
+    reason = np.zeros(bid.shape[0], dtype=np.uint8)
 
     def mark(bad: npt.NDArray[np.bool_], code: Reason) -> None:
         reason[(reason == 0) & bad] = code
@@ -351,17 +373,10 @@ def _check(quotes: pl.DataFrame, registry: Registry) -> _Checked:
         mark((bid <= 0) | (ask <= 0), Reason.NON_POSITIVE_PRICE)
         mark(bid > ask, Reason.CROSSED)
         mark(~(np.isfinite(bid_size) & np.isfinite(ask_size)) | (bid_size < 0) | (ask_size < 0), Reason.BAD_SIZE)
-    exchanges, ex_code = _codes(quotes.get_column("exchange"))
-    symbols, sym_code = _codes(quotes.get_column("symbol"))
-    pair = ex_code.astype(np.int64) * len(symbols) + sym_code
-    seen = np.flatnonzero(np.bincount(pair, minlength=len(exchanges) * len(symbols)))
-    known = np.zeros(len(exchanges) * len(symbols), dtype=np.bool_)
-    known[seen] = [_known(registry, exchanges[int(p) // len(symbols)], symbols[int(p) % len(symbols)]) for p in seen]
-    mark(~known[pair], Reason.UNKNOWN_INSTRUMENT)
+    mark(~known, Reason.UNKNOWN_INSTRUMENT)
     if flags is not None:
         mark((flags & QuoteFlag.blocking()) != 0, Reason.FLAGGED)
-    prices = {"bid": bid, "ask": ask, "bid_size": bid_size, "ask_size": ask_size}
-    return _Checked(reason, exchanges, ex_code, symbols, sym_code, prices)
+    return reason
 
 
 def count_reasons(reason: npt.NDArray[np.uint8]) -> dict[str, int]:

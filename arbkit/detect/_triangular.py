@@ -15,18 +15,21 @@ row).  The "synthetic vs direct" case (ETH/BTC against ETH/USDT and BTC/USDT) is
 
 Evaluation
 ----------
-Every cycle's profitability is a log-rate sum over the as-of quotes (:mod:`arbkit.align`, one column per
-``(venue, symbol)``)::
+Every cycle's profitability is a log-rate sum over the as-of quotes of its legs (the latest quote per
+``(venue, symbol)`` cell, DESIGN.md section 4)::
 
     profit per unit of start currency = exp(sum of log rates along the cycle) - 1
 
-A cycle's sum only changes at rows that update one of its columns, and every row updates exactly one column, so
-the sums are evaluated *incrementally*: all cycles at a batch's first row, then at each row only the cycles that
-read the row's column (a CSR index column -> cycles, built once per topology), carried forward in between.  That
-is exact and about ``columns / legs`` times less work than the full ``rows x cycles`` grid; the gather runs in
-NumPy, which measured faster on CPU than the jitted JAX kernel (:func:`arbkit.detect.kernels.cycle_log_sums`,
-kept for full grids and accelerators).  The screen only selects candidate ``(row, cycle)`` pairs; their growth
-is then recomputed exactly (product of rates in leg order), so values never depend on the batch split.
+Every timeline row updates exactly one cell, so a cycle's sum only changes at rows that update one of its
+columns.  The batch is scanned once in clock order by a compiled loop (:func:`arbkit.detect._tri_kernels.
+scan_cycles`): all cycles at the batch's first row, then at each row only the cycles that read the row's column
+(a CSR index column -> cycles, built once per topology).  A positive evaluation is a *span* of rows during which
+no leg changes, so sizing, fees and profit are computed once per span; only staleness moves inside a span (a
+suffix of it, found by a binary search on the clock).  That is exact and the work is proportional to the rows
+and the cycles each row touches, not to ``rows x cycles``; the jitted JAX grid
+(:func:`arbkit.detect.kernels.cycle_log_sums`) is kept for full grids and accelerators.  The screen only selects
+spans; their growth is then recomputed exactly (product of rates in leg order), so values never depend on the
+batch split.
 
 A cycle starts (and its profit is counted) in a stablecoin (USDT, USD, USDC) when it passes through one, else in
 its alphabetically first currency.  Its size is the largest start amount that every leg's displayed size allows
@@ -35,14 +38,19 @@ units of the start currency.  **Lot sizes**: every leg trades a whole number of 
 amount is scaled down by the worst leg's rounding so each rounded leg covers what flows through it (the
 sub-lot remainder stays in the intermediate currency and is not counted), and every leg must reach its
 instrument's ``min_notional``.  **Book depth**: when ``book`` rows are present (carried in state like the
-cross-exchange detector's, :mod:`arbkit.detect._depth`), a leg whose usable snapshot visible at the row is at
-least as recent as its quote walks that snapshot's levels (the others their top of book), and the start amount
-is the one that maximizes net profit over all legs jointly (:func:`arbkit.detect._depth.cycle_walk`: advance
-while the product of the legs' marginal rates exceeds 1), capped by ``max_notional``, scaled to whole lots and
-walked again so profit and the legs' average prices are exact.
+cross-exchange detector's, :mod:`arbkit.detect._depth`), spans are evaluated row by row (a snapshot may arrive
+inside a span); a leg whose usable snapshot visible at the row is at least as recent as its quote walks that
+snapshot's levels (the others their top of book), and the start amount is the one that maximizes net profit
+over all legs jointly (:func:`arbkit.detect._depth.cycle_walk`: advance while the product of the legs' marginal
+rates exceeds 1), capped by ``max_notional``, scaled to whole lots and walked again so profit and the legs'
+average prices are exact.
 
-Legs, keys and names are built column-wise for the hits only (strings once per cycle).  Episodes are keyed by
-the cycle on the global timeline (every row).
+Episodes
+--------
+Episodes are keyed by the cycle on the global timeline (every spot row), as :mod:`arbkit.detect._episodes`
+defines them: a run of consecutive rows where the cycle stays profitable.  Runs are formed from spans directly
+(one fragment per run, not one event per row) and carried as plain records in the state; frames are built only
+for the episodes that close, so a quiet micro-batch makes no Polars call beyond reading its columns.
 
 Examples
 --------
@@ -62,24 +70,30 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
-from arbkit.align import AlignedQuotes, Clock, LastQuotes, _known, _memo, align_quotes, check_quotes, count_reasons
+from arbkit.align import Clock, _codes, _float, _int_column, _known, _memo, _reason_codes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
-from arbkit.detect._depth import BookState, book_as_of, cycle_walk, update_books
-from arbkit.detect._episodes import EVENT_SCHEMA, EpisodeState, advance_timeline_codes, finish_episodes, merge_episodes
+from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
+from arbkit.detect._episodes import to_opportunities
+from arbkit.detect._tri_kernels import scan_cycles
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
 __all__ = [
     "Cycle",
+    "OpenEpisode",
+    "QuoteCells",
     "Topology",
     "TriangularParams",
     "TriangularState",
@@ -90,7 +104,11 @@ __all__ = [
 
 KIND = "triangular"
 _STABLE = ("USDT", "USD", "USDC")
-_SEP = "|"
+
+_F = npt.NDArray[np.float64]
+_I = npt.NDArray[np.int64]
+_B = npt.NDArray[np.bool_]
+_Values = tuple[_F, _F, _F, _F, _I, npt.NDArray[np.uint8]]  # bid, bid_size, ask, ask_size, time, reason
 
 
 @dataclass(frozen=True)
@@ -123,17 +141,84 @@ class TriangularParams:
 
 
 @dataclass(frozen=True)
-class TriangularState:
-    """Latest quote per (venue, symbol) column, open episodes and counters."""
+class QuoteCells:
+    """The latest quote of every spot ``(venue, symbol)`` cell seen, whatever its quality (the latest wins, even
+    when rejected: an older quote must not come back), sorted by cell.  ``time`` is the chosen clock (ns) and
+    ``reason`` the row's :class:`arbkit.align.Reason` code (0: usable).  NumPy arrays, so a step reads and
+    writes them without Polars."""
 
-    quotes: LastQuotes
-    episodes: EpisodeState
+    cells: tuple[tuple[str, str], ...]
+    bid: _F
+    bid_size: _F
+    ask: _F
+    ask_size: _F
+    time: _I
+    reason: npt.NDArray[np.uint8]
+
+    @classmethod
+    def empty(cls) -> QuoteCells:
+        f, i = np.zeros(0), np.zeros(0, dtype=np.int64)
+        return cls((), f, f, f, f, i, np.zeros(0, dtype=np.uint8))
+
+    @cached_property
+    def index(self) -> dict[tuple[str, str], int]:
+        return {cell: i for i, cell in enumerate(self.cells)}
+
+    def values(self) -> _Values:
+        return self.bid, self.bid_size, self.ask, self.ask_size, self.time, self.reason
+
+    def with_cells(self, new: Sequence[tuple[str, str]]) -> QuoteCells:
+        """These cells plus ``new`` ones (no quote yet: NaN prices, clock -1, reason 255), re-sorted."""
+        cells = tuple(sorted({*self.cells, *new}))
+        at = np.array([self.index.get(c, -1) for c in cells], dtype=np.int64)
+        seen = at >= 0
+
+        def spread(values: npt.NDArray[Any], fill: Any) -> npt.NDArray[Any]:
+            out = np.full(len(cells), fill, dtype=values.dtype)
+            out[seen] = values[at[seen]]
+            return out
+
+        return QuoteCells(
+            cells, spread(self.bid, np.nan), spread(self.bid_size, np.nan), spread(self.ask, np.nan),
+            spread(self.ask_size, np.nan), spread(self.time, -1), spread(self.reason, 255),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OpenEpisode:
+    """An episode still open at the end of the last batch: its start, the payload of its last row, peak and rows.
+
+    ``legs`` holds the traded legs ``(exchange, symbol, side, price, size)`` in cycle order.
+    """
+
+    key: str
+    name: str
+    seq_start: int
+    seq_last: int
+    ts_start: int
+    ts_end: int
+    legs: tuple[tuple[str, str, str, float, float], ...]
+    size: float
+    profit: float
+    peak_profit: float
+    profit_percentage: float
+    confidence: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class TriangularState:
+    """Latest quote per cell, open episodes (sorted by key), rows seen on the timeline, counters and books."""
+
+    quotes: QuoteCells
+    episodes: tuple[OpenEpisode, ...]
+    next_seq: int
     counters: Mapping[str, int]
     book: BookState = field(default_factory=BookState.empty)
 
     @classmethod
     def empty(cls) -> TriangularState:
-        return cls(LastQuotes.empty(), EpisodeState.empty(), {}, BookState.empty())
+        return cls(QuoteCells.empty(), (), 0, {}, BookState.empty())
 
 
 @dataclass(frozen=True)
@@ -239,304 +324,342 @@ def detect_triangular(
     Returns the episodes closed in this batch (:data:`arbkit.schema.OPPORTUNITIES`, ``"expired"``) and the next
     state; :func:`finish_triangular` gives the open ones.
     """
-    registry = params.registry
-    batch_book = book if book is not None else pl.DataFrame()
-    reason = check_quotes(quotes, registry)
-    # Only spot instruments form the graph; other rows are still counted (by reason) but not aligned.
-    symbols = quotes.get_column("symbol").unique().to_list()
-    spot = {s for s in symbols if _is_spot(s)}
-    keep = quotes.get_column("symbol").is_in(list(spot)).to_numpy()
-    counters = dict(count_reasons(reason))
-    frame = quotes.filter(pl.Series(keep))
-    frame_reason = reason[keep]
-    cells = frame.select(
-        (pl.col("exchange") + _SEP + pl.col("symbol")).alias("exchange"),
-        pl.lit("*").alias("symbol"),
-        *[c for c in frame.columns if c not in ("exchange", "symbol")],
-    )
-    cell_names = set(cells.get_column("exchange").unique().to_list()) | set(state.quotes.frame["exchange"].to_list())
-    max_age: dict[str, float] = {}
-    latency: dict[str, float] = {}
-    for cell in cell_names:
-        venue = cell.split(_SEP, 1)[0]
-        try:
-            profile = registry.profile(venue)
-        except UnknownInstrumentError:
-            max_age[cell], latency[cell] = 0.0, 0.0
-            continue
-        override = params.max_age_ms
-        value = override.get(venue) if isinstance(override, Mapping) else override
-        max_age[cell] = profile.max_age_ms if value is None else float(value)
-        latency[cell] = profile.latency_ms
-    view, last = align_quotes(
-        cells, state.quotes, registry=registry, clock=params.clock, max_age_ms=max_age, reason=frame_reason
-    )
-    seq, episodes = advance_timeline_codes(state.episodes, ["*"], np.zeros(view.height, dtype=np.int64))
-    columns: list[tuple[str, str]] = []
-    column_index: list[int] = []
-    for i, cell in enumerate(view.venues):
-        venue, symbol = cell.split(_SEP, 1)
-        if _known(registry, venue, symbol):
-            columns.append((venue, symbol))
-            column_index.append(i)
-    events = pl.DataFrame(schema=EVENT_SCHEMA)
-    if view.height and columns:
-        topology = build_topology(tuple(columns), params.max_legs, tuple(sorted(params.transfers)))
-        if topology.cycles:
-            # Padded and unusable legs may hold 0 or NaN prices; they are masked out, so silence their warnings.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                events, suppressed = _events(
-                    view, column_index, topology, seq, params, latency, max_age, (state.book, batch_book)
-                )
-            for k, v in suppressed.items():
-                counters[k] = counters.get(k, 0) + v
-    closed, episodes = merge_episodes(events, episodes)
+    batch_book = book if book is not None else _NO_BOOK
+    rows, row_cell, cells, counters = _timeline(quotes, state.quotes, params)
+    layout = _layout(cells.cells, params)
+    n = row_cell.shape[0]
+    # Unusable quotes may hold 0 or NaN prices; they are masked out, so silence their warnings.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cycle, start, end, source, cell_source = scan_cycles(
+            row_cell=row_cell, row_log_sell=_log(rows[0]), row_log_buy=-_log(rows[2]),
+            cell_log_sell=_log(cells.bid), cell_log_buy=-_log(cells.ask), cell_column=layout.cell_column,
+            column_cell=layout.column_cell, column_ptr=layout.column_ptr, column_cycles=layout.column_cycles,
+            cycle_edges=layout.cycle_edges, edge_column=layout.edge_column, edge_sell=layout.edge_sell,
+            edge_log_fee=layout.edge_log_fee,
+        )  # fmt: skip
+        ext: _Values = tuple(np.concatenate([a, b]) for a, b in zip(rows, cells.values(), strict=True))  # type: ignore[assignment]
+        books = (state.book, batch_book)
+        if books[0].frame.height or batch_book.height:  # a snapshot may arrive inside a span: one unit per row
+            length = end - start
+            cycle, source = np.repeat(cycle, length), np.repeat(source, length, axis=0)
+            start = np.repeat(start, length) + _within(length)
+            end = start + 1
+            hits, suppressed = _evaluate(layout, params, (cycle, start, end, source), ext, rows[4], books)
+        else:
+            hits, suppressed = _evaluate(layout, params, (cycle, start, end, source), ext, rows[4], None)
+    for name, count in suppressed.items():
+        counters[name] = counters.get(name, 0) + count
+    runs = _runs(layout, hits, rows[4], state.next_seq) if hits is not None else []
+    closed, episodes = _merge(state.episodes, runs, state.next_seq, n)
     merged = dict(state.counters)
     for k, v in counters.items():
         if v:
             merged[k] = merged.get(k, 0) + v
-    books = update_books(state.book, batch_book, params.clock)
-    return closed, TriangularState(last, episodes, dict(sorted(merged.items())), books)
+    bid, bid_size, ask, ask_size, time, reason = ext
+    new_cells = QuoteCells(
+        cells.cells, bid[cell_source], bid_size[cell_source], ask[cell_source], ask_size[cell_source],
+        time[cell_source], reason[cell_source],
+    )  # fmt: skip
+    next_state = TriangularState(
+        new_cells, episodes, state.next_seq + n, dict(sorted(merged.items())),
+        update_books(state.book, batch_book, params.clock),
+    )  # fmt: skip
+    return _opportunities(closed, "expired"), next_state
+
+
+_NO_BOOK = pl.DataFrame()
+
+
+def _log(values: _F) -> _F:
+    return np.log(np.where(np.isfinite(values) & (values > 0), values, np.nan))
+
+
+def _within(length: _I) -> _I:
+    """``0, 1, .., length[i] - 1`` for every ``i``, concatenated."""
+    return np.arange(int(length.sum()), dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
 
 
 def _is_spot(symbol: str) -> bool:
     try:
         return parse_symbol(symbol).kind is InstrumentKind.SPOT
-    except ValueError:
+    except (ValueError, TypeError, AttributeError):
         return False
 
 
+def _cell_kind(registry: Registry, exchange: str, symbol: str) -> tuple[bool, bool]:
+    """(spot, known to the registry) of a cell, memoized per registry."""
+    memo = _memo(registry)
+    key = ("triangular.cell", exchange, symbol)
+    if key not in memo:
+        memo[key] = (_is_spot(symbol), _known(registry, exchange, symbol))
+    kind: tuple[bool, bool] = memo[key]
+    return kind
+
+
+def _timeline(
+    quotes: pl.DataFrame, cells: QuoteCells, params: TriangularParams
+) -> tuple[_Values, _I, QuoteCells, dict[str, int]]:
+    """The batch's spot rows in timeline order (values, and the cell each updates), the cells with any new ones
+    added, and the rows counted by :class:`arbkit.align.Reason` (every row, spot or not).
+
+    Only spot instruments form the graph; other rows are counted but not on the timeline.  Rows are in the
+    canonical order of :mod:`arbkit.pipeline` (stable by clock; a batch already in clock order is not sorted).
+    """
+    registry = params.registry
+    if quotes.height == 0:
+        f, i = np.zeros(0), np.zeros(0, dtype=np.int64)
+        return (f, f, f, f, i, np.zeros(0, dtype=np.uint8)), i, cells, {}
+    exchanges, ex_code = _codes(quotes.get_column("exchange"))
+    symbols, sym_code = _codes(quotes.get_column("symbol"))
+    n_sym = len(symbols)
+    pair = ex_code.astype(np.int64) * n_sym + sym_code
+    seen = np.flatnonzero(np.bincount(pair, minlength=len(exchanges) * n_sym))
+    spot = np.zeros(len(exchanges) * n_sym, dtype=np.bool_)
+    known = np.zeros_like(spot)
+    names = [(exchanges[int(p) // n_sym], symbols[int(p) % n_sym]) for p in seen]
+    for p, (exchange, symbol) in zip(seen.tolist(), names, strict=True):
+        spot[p], known[p] = _cell_kind(registry, exchange, symbol)
+    bid, ask = _float(quotes, "bid"), _float(quotes, "ask")
+    bid_size, ask_size = _float(quotes, "bid_size"), _float(quotes, "ask_size")
+    flags = _int_column(quotes, "flags", pl.Int64) if "flags" in quotes.columns else None
+    reason = _reason_codes(bid, ask, bid_size, ask_size, flags, known[pair])
+    counters = count_reasons(reason)
+    clock = quotes.get_column(params.clock).to_numpy().astype(np.int64, copy=False)
+    spot_row = spot[pair]
+    take: _I | None = None if spot_row.all() else np.flatnonzero(spot_row)
+    time = clock if take is None else clock[take]
+    if time.shape[0] > 1 and not bool((time[1:] >= time[:-1]).all()):
+        order = np.argsort(time, kind="stable")
+        take = order if take is None else take[order]
+    spot_cells = [c for p, c in zip(seen.tolist(), names, strict=True) if spot[p]]
+    new = [c for c in spot_cells if c not in cells.index]
+    if new:
+        cells = cells.with_cells(new)
+    pair_cell = np.full(spot.shape[0], -1, dtype=np.int64)
+    for p, c in zip(seen.tolist(), names, strict=True):
+        if spot[p]:
+            pair_cell[p] = cells.index[c]
+    columns = (bid, bid_size, ask, ask_size, clock, reason)
+    if take is None:
+        return columns, pair_cell[pair], cells, counters
+    return tuple(c[take] for c in columns), pair_cell[pair[take]], cells, counters  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
-class _Static:
-    """Per-topology arrays, built once: edges, the cycles using each column, names and keys of the cycles."""
+class _Layout:
+    """Everything static for one set of cells and parameters: the graph, its CSR index, per-column fees, lots,
+    ages and latencies, and the names and keys of the cycles."""
 
-    edge_column: npt.NDArray[np.int64]
-    edge_sell: npt.NDArray[np.bool_]
-    cycle_edges: npt.NDArray[np.int64]  # (cycles, legs), -1 padded
-    column_cycles_ptr: npt.NDArray[np.int64]  # CSR: cycles that read column c are indices[ptr[c]:ptr[c + 1]]
-    column_cycles: npt.NDArray[np.int64]
-    names: pl.Series
-    keys: pl.Series
+    topology: Topology
+    cell_column: _I  # cell -> graph column (-1: not in the graph)
+    column_cell: _I
+    column_ptr: _I  # CSR: cycles that read column c are column_cycles[column_ptr[c]:column_ptr[c + 1]]
+    column_cycles: _I
+    cycle_edges: _I  # (cycles, legs), -1 padded
+    edge_column: _I
+    edge_sell: _B
+    edge_log_fee: _F
+    fee: _F  # per column
+    lot: _F
+    min_notional: _F
+    limit_ns: _I  # max quote age per column
+    latency_ms: _F
+    max_age_ms: _F
+    venue: pl.Series  # per column
+    symbol: pl.Series
+    names: tuple[str, ...]  # per cycle
+    keys: tuple[str, ...]
 
 
-@functools.lru_cache(maxsize=64)
-def _static(topology: Topology, max_legs: int) -> _Static:
+def _layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) -> _Layout:
+    registry = params.registry
+    override = params.max_age_ms
+    age_key = tuple(sorted(override.items())) if isinstance(override, Mapping) else override
+    key = (
+        "triangular.layout", cells, age_key, tuple(sorted(params.taker_fees.items())), params.max_legs,
+        tuple(sorted(params.transfers)),
+    )  # fmt: skip
+    memo = _memo(registry)
+    if key not in memo:
+        memo[key] = _build_layout(cells, params)
+    layout: _Layout = memo[key]
+    return layout
+
+
+def _build_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) -> _Layout:
+    registry = params.registry
+    cell_column = np.full(len(cells), -1, dtype=np.int64)
+    columns: list[tuple[str, str]] = []
+    for i, (venue, symbol) in enumerate(cells):
+        if _known(registry, venue, symbol):
+            cell_column[i] = len(columns)
+            columns.append((venue, symbol))
+    topology = build_topology(tuple(columns), params.max_legs, tuple(sorted(params.transfers)))
     edge_column = np.array([e[0] for e in topology.edges], dtype=np.int64)
     edge_sell = np.array([e[1] for e in topology.edges], dtype=np.bool_)
-    cycle_edges = topology.cycle_index(max_legs).astype(np.int64)
-    uses: list[set[int]] = [set() for _ in topology.columns]
+    uses: list[set[int]] = [set() for _ in columns]
     for k, cycle in enumerate(topology.cycles):
         for e in cycle.edges:
             if edge_column[e] >= 0:
                 uses[int(edge_column[e])].add(k)
     ptr = np.concatenate([[0], np.cumsum([len(u) for u in uses])]).astype(np.int64)
-    indices = np.array([k for u in uses for k in sorted(u)], dtype=np.int64)
-    names = pl.Series([c.name for c in topology.cycles], dtype=pl.String)
-    keys = pl.Series([";".join(_leg_text(topology, e) for e in c.edges) for c in topology.cycles], dtype=pl.String)
-    return _Static(edge_column, edge_sell, cycle_edges, ptr, indices, names, keys)
-
-
-def _instrument_table(
-    topology: Topology, params: TriangularParams
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(taker fee, lot size, min notional) per topology column, cached per registry."""
-    memo = _memo(params.registry)
-    key = ("triangular.table", topology.columns, tuple(sorted(params.taker_fees.items())))
-    if key not in memo:
-        registry = params.registry
-        memo[key] = (
-            np.array([params.taker_fees.get(v, registry.get(v, s).taker_fee) for v, s in topology.columns]),
-            np.array([registry.get(v, s).lot_size for v, s in topology.columns]),
-            np.array([registry.get(v, s).min_notional for v, s in topology.columns]),
-        )
-    table: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]] = memo[key]
-    return table
-
-
-def _floor_lot(size: npt.NDArray[np.float64], lot: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    # The relative epsilon keeps sizes that are exact multiples (1.0 / 0.1 = 9.999...) from losing a lot.
-    return np.where(lot > 0, np.floor(size / np.where(lot > 0, lot, 1.0) * (1.0 + 1e-12)) * lot, size)
-
-
-def _screen(
-    view_bid: npt.NDArray[np.float64],
-    view_ask: npt.NDArray[np.float64],
-    own_column: npt.NDArray[np.int64],
-    static: _Static,
-    edge_log_fee: npt.NDArray[np.float64],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(row, cycle) pairs whose log-rate sum is > 0 on present quotes, by incremental evaluation.
-
-    A cycle's sum only changes at rows that update one of its columns (each row updates its own column), so it is
-    evaluated for every cycle at the batch's first row and then only for the cycles reading the row's column;
-    between evaluations it is carried forward.  Exact, and about ``columns / legs`` times less work than the full
-    ``rows x cycles`` grid.
-    """
-    n = view_bid.shape[0]
-    n_cycles = static.cycle_edges.shape[0]
-    col = np.where(own_column[1:] >= 0, own_column[1:], 0)
-    counts = np.where(own_column[1:] >= 0, np.diff(static.column_cycles_ptr)[col], 0)
-    total = int(counts.sum())
-    pair_row = np.concatenate([np.zeros(n_cycles, dtype=np.int64), np.repeat(np.arange(1, n, dtype=np.int64), counts)])
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    pair_cycle = np.concatenate(
-        [
-            np.arange(n_cycles, dtype=np.int64),
-            static.column_cycles[np.repeat(static.column_cycles_ptr[col], counts) + within],
-        ]
+    fee = np.array([params.taker_fees.get(v, registry.get(v, s).taker_fee) for v, s in columns], dtype=np.float64)
+    max_age_ms = np.zeros(len(columns))
+    latency_ms = np.zeros(len(columns))
+    for j, (venue, _) in enumerate(columns):
+        try:
+            profile = registry.profile(venue)
+        except UnknownInstrumentError:
+            continue
+        override = params.max_age_ms
+        value = override.get(venue) if isinstance(override, Mapping) else override
+        max_age_ms[j] = profile.max_age_ms if value is None else float(value)
+        latency_ms[j] = profile.latency_ms
+    edge_fee = np.where(edge_column >= 0, fee[np.maximum(edge_column, 0)] if columns else 0.0, 0.0)
+    return _Layout(
+        topology=topology,
+        cell_column=cell_column,
+        column_cell=np.flatnonzero(cell_column >= 0).astype(np.int64),
+        column_ptr=ptr,
+        column_cycles=np.array([k for u in uses for k in sorted(u)], dtype=np.int64),
+        cycle_edges=np.ascontiguousarray(topology.cycle_index(params.max_legs), dtype=np.int64),
+        edge_column=edge_column,
+        edge_sell=edge_sell,
+        edge_log_fee=np.log1p(-edge_fee),
+        fee=fee,
+        lot=np.array([registry.get(v, s).lot_size for v, s in columns], dtype=np.float64),
+        min_notional=np.array([registry.get(v, s).min_notional for v, s in columns], dtype=np.float64),
+        limit_ns=np.array([round(a * 1_000_000) for a in max_age_ms.tolist()], dtype=np.int64),
+        latency_ms=latency_ms,
+        max_age_ms=max_age_ms,
+        venue=pl.Series([v for v, _ in columns], dtype=pl.String),
+        symbol=pl.Series([s for _, s in columns], dtype=pl.String),
+        names=tuple(c.name for c in topology.cycles),
+        keys=tuple(";".join(_leg_text(topology, e) for e in c.edges) for c in topology.cycles),
     )
-    # Log of each column's sell and buy rate at every row (NaN where the quote is not a positive number), then one
-    # flat gather per leg.
-    n_columns = view_bid.shape[1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_bid = np.log(np.where(np.isfinite(view_bid) & (view_bid > 0), view_bid, np.nan)).ravel()
-        log_ask = -np.log(np.where(np.isfinite(view_ask) & (view_ask > 0), view_ask, np.nan)).ravel()
-    edge_log = np.append(edge_log_fee, 0.0)  # a last slot for padding and transfers: rate 1
-    base = pair_row * n_columns
-    log_sum = np.zeros(pair_row.size)
-    for j in range(static.cycle_edges.shape[1]):
-        edge = static.cycle_edges[pair_cycle, j]
-        column = np.where(edge >= 0, static.edge_column[np.maximum(edge, 0)], -1)
-        sell = static.edge_sell[np.maximum(edge, 0)]
-        flat = base + np.maximum(column, 0)
-        rate = np.where(sell, log_bid[flat], log_ask[flat]) + edge_log[np.where(column >= 0, edge, -1)]
-        log_sum += np.where(column >= 0, rate, 0.0)
-    # Carry each evaluation forward to the next evaluation of the same cycle (or the batch end).  Pairs are in row
-    # order, so a stable sort by cycle (radix for small codes) orders them by (cycle, row).
-    order = np.argsort(pair_cycle.astype(np.uint16 if n_cycles <= 65_536 else np.int64), kind="stable")
-    r, k, positive = pair_row[order], pair_cycle[order], log_sum[order] > 0
-    end = np.empty_like(r)
-    end[:-1] = np.where(k[1:] == k[:-1], r[1:], n)
-    end[-1:] = n
-    keep = positive & (end > r)
-    r, k, length = r[keep], k[keep], (end - r)[keep]
-    rows = np.repeat(r, length) + (
-        np.arange(int(length.sum()), dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
-    )
-    return rows, np.repeat(k, length)
 
 
-def _events(
-    view: AlignedQuotes,
-    column_index: list[int],
-    topology: Topology,
-    seq: npt.NDArray[np.int64],
+@dataclass(frozen=True)
+class _Hits:
+    """Units (spans, or rows with books) that pass every check, with their sizing; rows ``[start, stop)``."""
+
+    cycle: _I
+    start: _I
+    stop: _I
+    amount: _F  # start amount (size)
+    profit: _F
+    growth: _F
+    trade: _B  # (units, legs)
+    column: _I
+    sell: _B
+    price: _F
+    size: _F
+    displayed: _F
+    quote_time: _I
+
+
+def _evaluate(
+    layout: _Layout,
     params: TriangularParams,
-    latency: Mapping[str, float],
-    max_age: Mapping[str, float],
-    books: tuple[BookState, pl.DataFrame] | None = None,
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    cols = np.array(column_index, dtype=np.int64)
-    static = _static(topology, params.max_legs)
-    fees, lots, min_notional = _instrument_table(topology, params)
-    edge_column, edge_sell, cycle_edges = static.edge_column, static.edge_sell, static.cycle_edges
-    edge_fee = np.where(edge_column >= 0, fees[np.maximum(edge_column, 0)], 0.0)
-    # Topology column of each row's own cell (-1: not in the graph).
-    to_topology = np.full(len(view.venues) + 1, -1, dtype=np.int64)
-    to_topology[cols] = np.arange(cols.size)
-    own = to_topology[view.exchange.astype(np.int64)]
-    rows, ks = _screen(view.bid[:, cols], view.ask[:, cols], own, static, np.log1p(-edge_fee))
+    units: tuple[_I, _I, _I, _I],
+    ext: _Values,
+    time: _I,
+    books: tuple[BookState, pl.DataFrame] | None,
+) -> tuple[_Hits | None, dict[str, int]]:
+    """Check and size every unit ``(cycle, start, end, leg sources)``; count the rows suppressed by a stale or
+    flagged leg.  Inside a unit the legs' quotes are fixed, so only staleness moves: it starts at the first row
+    whose clock passes the earliest leg deadline (``quote time + max age``) and lasts to the unit's end."""
+    cycle, start, end, source = units
     counters = {"suppressed_stale": 0, "suppressed_flagged": 0}
-    if rows.size == 0:
-        return pl.DataFrame(schema=EVENT_SCHEMA), counters
-    edges = cycle_edges[ks]  # (hits, legs), -1 padded
-    valid = edges >= 0
-    e_safe = np.maximum(edges, 0)
-    col = edge_column[e_safe]
-    col_safe = np.maximum(col, 0)
-    transfer = col < 0
-    trade = valid & ~transfer
-    view_col = cols[col_safe]
-    r2 = rows[:, None]
-    leg_bid, leg_ask = view.bid[r2, view_col], view.ask[r2, view_col]
+    if cycle.size == 0:
+        return None, counters
+    ext_bid, ext_bid_size, ext_ask, ext_ask_size, ext_time, ext_reason = ext
+    edges = layout.cycle_edges[cycle]  # (units, legs), -1 padded
+    column = np.where(edges >= 0, layout.edge_column[np.maximum(edges, 0)], -1)
+    trade = column >= 0
+    col_safe = np.maximum(column, 0)
+    src = np.maximum(source, 0)
+    leg_bid, leg_ask = ext_bid[src], ext_ask[src]
+    quote_time = ext_time[src]
+    leg_ok = ext_reason[src] == 0
     present = np.where(trade, np.isfinite(leg_bid) & np.isfinite(leg_ask) & (leg_bid > 0) & (leg_ask > 0), True).all(1)
-    ok = np.where(trade, view.usable[r2, view_col], True).all(axis=1)
-    any_stale = np.where(trade, view.stale[r2, view_col], False).any(axis=1)
-    blocked = present & ~ok
-    counters["suppressed_stale"] = int((blocked & any_stale).sum())
-    counters["suppressed_flagged"] = int((blocked & ~any_stale).sum())
-    hit = ok & present
+    flag_free = np.where(trade, leg_ok, True).all(axis=1)
+    deadline = np.where(trade & leg_ok, quote_time + layout.limit_ns[col_safe], np.iinfo(np.int64).max).min(axis=1)
+    stale_from = np.clip(np.searchsorted(time, deadline, side="right"), start, end)
+    counters["suppressed_stale"] = int(((end - stale_from) * present).sum())
+    counters["suppressed_flagged"] = int(((stale_from - start) * (present & ~flag_free)).sum())
+    hit = present & flag_free & (stale_from > start)
     if not hit.any():
-        return pl.DataFrame(schema=EVENT_SCHEMA), counters
-    rows, ks, edges, col_safe, view_col = rows[hit], ks[hit], edges[hit], col_safe[hit], view_col[hit]
-    transfer, trade = transfer[hit], trade[hit]
-    e_safe = np.maximum(edges, 0)
-    sell = edge_sell[e_safe]
-    n_hit = rows.size
-    r2 = rows[:, None]
-    leg_bid, leg_ask = view.bid[r2, view_col], view.ask[r2, view_col]
-    leg_bid_size, leg_ask_size = view.bid_size[r2, view_col], view.ask_size[r2, view_col]
-    fee = np.where(transfer, 0.0, fees[col_safe])
-    rate = np.where(~trade, 1.0, np.where(sell, leg_bid, 1.0 / leg_ask) * (1.0 - fee))
+        return None, counters
+    cycle, start, stop, edges, column, trade = (
+        cycle[hit],
+        start[hit],
+        stale_from[hit],
+        edges[hit],
+        column[hit],
+        trade[hit],
+    )
+    col_safe, leg_bid, leg_ask, quote_time = col_safe[hit], leg_bid[hit], leg_ask[hit], quote_time[hit]
+    leg_bid_size, leg_ask_size = ext_bid_size[src[hit]], ext_ask_size[src[hit]]
+    transfer = ~trade
+    sell = layout.edge_sell[np.maximum(edges, 0)]
+    n_hit = cycle.size
+    fee = np.where((edges >= 0) & transfer, 0.0, layout.fee[col_safe])  # pads read column 0's fee, as before
+    rate = np.where(transfer, 1.0, np.where(sell, leg_bid, 1.0 / leg_ask) * (1.0 - fee))
     before = np.cumprod(np.concatenate([np.ones((n_hit, 1)), rate[:, :-1]], axis=1), axis=1)
-    capacity = np.where(~trade, np.inf, np.where(sell, leg_bid_size, leg_ask_size * leg_ask))
-    start_amount = np.minimum((capacity / before).min(axis=1), params.max_notional)
+    capacity = np.where(transfer, np.inf, np.where(sell, leg_bid_size, leg_ask_size * leg_ask))
+    amount = np.minimum((capacity / before).min(axis=1), params.max_notional)
     # Lot sizes: every leg trades a whole number of its lots (base units).  The start amount is scaled down by
     # the worst leg's rounding, so every leg's rounded size covers what flows through it; the sub-lot remainder
     # stays in the intermediate currency and is not counted as profit.
     base_per_start = np.where(sell, before, before / leg_ask)  # base units traded per unit of start amount
-    lot = np.where(trade, lots[col_safe], 0.0)
-    raw_size = start_amount[:, None] * base_per_start
+    lot = np.where(trade, layout.lot[col_safe], 0.0)
+    raw_size = amount[:, None] * base_per_start
     ratio = np.where(trade & (raw_size > 0), _floor_lot(raw_size, lot) / np.where(raw_size > 0, raw_size, 1.0), 1.0)
-    start_amount = start_amount * ratio.min(axis=1)
-    leg_size = np.where(trade, _floor_lot(start_amount[:, None] * base_per_start, lot), 0.0)
+    amount = amount * ratio.min(axis=1)
+    leg_size = np.where(trade, _floor_lot(amount[:, None] * base_per_start, lot), 0.0)
     leg_price = np.where(sell, leg_bid, leg_ask)
-    notional_ok = np.where(trade, leg_size * leg_price >= min_notional[col_safe], True).all(axis=1)
+    min_notional = layout.min_notional[col_safe]
+    notional_ok = np.where(trade, leg_size * leg_price >= min_notional, True).all(axis=1)
     # Exact values from NumPy in leg order (the screen only selects): identical for any batch split.
     growth = np.prod(rate, axis=1)
-    profit = start_amount * (growth - 1.0)
+    profit = amount * (growth - 1.0)
     displayed = np.where(sell, leg_bid_size, leg_ask_size)
-    if books is not None and (books[0].frame.height or books[1].height):
+    if books is not None:
         walked = _walk_cycles(
-            view, topology, params, books, rows, col_safe, view_col, trade, sell, fee, lots,
+            layout, params, books, time[start], col_safe, quote_time, trade, sell, fee,
             (leg_bid, leg_ask, leg_bid_size, leg_ask_size),
         )  # fmt: skip
         if walked is not None:
             use, w_start, w_profit, w_size, w_price, w_depth = walked
-            start_amount = np.where(use, w_start, start_amount)
+            amount = np.where(use, w_start, amount)
             profit = np.where(use, w_profit, profit)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                growth = np.where(use, 1.0 + w_profit / w_start, growth)  # average growth of the walked amount
+            growth = np.where(use, 1.0 + w_profit / w_start, growth)  # average growth of the walked amount
             leg_size = np.where(use[:, None], w_size, leg_size)
             leg_price = np.where(use[:, None] & trade, w_price, leg_price)
             displayed = np.where(use[:, None], w_depth, displayed)
-            notional_ok = np.where(trade, leg_size * leg_price >= min_notional[col_safe], True).all(axis=1)
-    keep = (growth > 1.0) & (start_amount > 0) & notional_ok & (profit >= params.min_profit) & np.isfinite(profit)
+            notional_ok = np.where(trade, leg_size * leg_price >= min_notional, True).all(axis=1)
+    keep = (growth > 1.0) & (amount > 0) & notional_ok & (profit >= params.min_profit) & np.isfinite(profit)
     if not keep.any():
-        return pl.DataFrame(schema=EVENT_SCHEMA), counters
-    rows, ks, start_amount, profit, growth = rows[keep], ks[keep], start_amount[keep], profit[keep], growth[keep]
-    col_safe, sell, trade, view_col = col_safe[keep], sell[keep], trade[keep], view_col[keep]
-    leg_price, leg_size = leg_price[keep], leg_size[keep]
-    displayed = displayed[keep]
-    # Confidence: weakest leg's freshness and depth use.
-    column_names = [view.venues[c] for c in column_index]
-    lat = np.array([latency.get(c, 0.0) for c in column_names])
-    mage = np.array([max_age.get(c, 0.0) for c in column_names])
-    age_ms = (view.time[rows][:, None] - view.quote_time[rows[:, None], view_col]) / 1e6
-    leg_fresh = np.where(trade, freshness(age_ms, lat[col_safe], mage[col_safe]), 1.0)
-    leg_depth = np.where(trade, depth_factor(leg_size, displayed), 1.0)
-    confidence = row_confidence(leg_fresh.min(axis=1), leg_depth.min(axis=1))
-    return _event_frame(topology, static, rows, ks, seq, view.time, trade, col_safe, sell, leg_price, leg_size,
-                        start_amount, profit, growth, confidence), counters  # fmt: skip
-
-
-_F = npt.NDArray[np.float64]
+        return None, counters
+    return _Hits(
+        cycle[keep], start[keep], stop[keep], amount[keep], profit[keep], growth[keep], trade[keep],
+        col_safe[keep], sell[keep], leg_price[keep], leg_size[keep], displayed[keep], quote_time[keep],
+    ), counters  # fmt: skip
 
 
 def _walk_cycles(
-    view: AlignedQuotes,
-    topology: Topology,
+    layout: _Layout,
     params: TriangularParams,
     books: tuple[BookState, pl.DataFrame],
-    rows: npt.NDArray[np.int64],
-    column: npt.NDArray[np.int64],
-    view_column: npt.NDArray[np.int64],
-    trade: npt.NDArray[np.bool_],
-    sell: npt.NDArray[np.bool_],
+    row_time: _I,
+    column: _I,
+    quote_time: _I,
+    trade: _B,
+    sell: _B,
     fee: _F,
-    lots: _F,
     top: tuple[_F, _F, _F, _F],
-) -> tuple[npt.NDArray[np.bool_], _F, _F, _F, _F, _F] | None:
+) -> tuple[_B, _F, _F, _F, _F, _F] | None:
     """Joint depth walk of the hits where some leg has a usable book snapshot at least as recent as its quote.
 
     Legs without one walk their top of book.  The walked start amount is then scaled so every leg trades whole
@@ -547,18 +670,15 @@ def _walk_cycles(
     n_hit, legs = trade.shape
     hit_of, leg_of = np.nonzero(trade)
     picked = column[hit_of, leg_of]
-    venues = pl.Series([v for v, _ in topology.columns], dtype=pl.String).gather(picked)
-    symbols = pl.Series([s for _, s in topology.columns], dtype=pl.String).gather(picked)
     bid_p, bid_s, ask_p, ask_s, snapshot_time = book_as_of(
-        books[0], books[1], venues, symbols, view.time[rows][hit_of], clock=params.clock
-    )
+        books[0], books[1], layout.venue.gather(picked), layout.symbol.gather(picked), row_time[hit_of],
+        clock=params.clock,
+    )  # fmt: skip
     leg_sell = sell[hit_of, leg_of]
     book_price = np.where(leg_sell[:, None], bid_p, ask_p)
     book_size = np.where(leg_sell[:, None], bid_s, ask_s)
     # A snapshot counts for a leg only if it is as recent as the leg's quote and has a level on the side walked.
-    fresh = (snapshot_time >= view.quote_time[rows[hit_of], view_column[hit_of, leg_of]]) & np.isfinite(
-        book_price[:, 0]
-    )
+    fresh = (snapshot_time >= quote_time[hit_of, leg_of]) & np.isfinite(book_price[:, 0])
     use = np.zeros(n_hit, dtype=np.bool_)
     use[hit_of[fresh]] = True
     if not use.any():
@@ -572,78 +692,123 @@ def _walk_cycles(
     price[hit_of, leg_of] = np.where(fresh[:, None], book_price, one_price)
     size[hit_of, leg_of] = np.where(fresh[:, None], book_size, one_size)
     start, _, base, _ = cycle_walk(sell=sell, price=price, size=size, fee=fee, cap=np.full(n_hit, params.max_notional))
-    lot = np.where(trade, lots[column], 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(trade & (base > 0), _floor_lot(base, lot) / base, 1.0).min(axis=1)
+    lot = np.where(trade, layout.lot[column], 0.0)
+    ratio = np.where(trade & (base > 0), _floor_lot(base, lot) / base, 1.0).min(axis=1)
     start, profit, base, notional = cycle_walk(sell=sell, price=price, size=size, fee=fee, cap=start * ratio)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        average = np.where(base > 0, notional / base, np.nan)
+    average = np.where(base > 0, notional / base, np.nan)
     return use, start, profit, np.where(trade, _floor_lot(base, lot), 0.0), average, size.sum(axis=2)
 
 
-def _event_frame(
-    topology: Topology,
-    static: _Static,
-    rows: npt.NDArray[np.int64],
-    ks: npt.NDArray[np.int64],
-    seq: npt.NDArray[np.int64],
-    time: npt.NDArray[np.int64],
-    trade: npt.NDArray[np.bool_],
-    column: npt.NDArray[np.int64],
-    sell: npt.NDArray[np.bool_],
-    price: npt.NDArray[np.float64],
-    size: npt.NDArray[np.float64],
-    start_amount: npt.NDArray[np.float64],
-    profit: npt.NDArray[np.float64],
-    growth: npt.NDArray[np.float64],
-    confidence: npt.NDArray[np.float64],
-) -> pl.DataFrame:
-    """Events of the hits; legs are built column-wise (one long frame, grouped back per hit), strings per cycle."""
-    n_hit, n_legs = trade.shape
-    venues = pl.Series([v for v, _ in topology.columns], dtype=pl.String)
-    symbols = pl.Series([s for _, s in topology.columns], dtype=pl.String)
-    hit_of, leg_of = np.nonzero(trade)  # row-major: legs in cycle order within each hit
-    picked = column[hit_of, leg_of]
-    long = pl.DataFrame(
-        {
-            "hit": hit_of,
-            "exchange": venues.gather(picked),
-            "symbol": symbols.gather(picked),
-            "side": pl.Series(np.where(sell[hit_of, leg_of], "sell", "buy"), dtype=pl.String),
-            "price": price[hit_of, leg_of],
-            "size": size[hit_of, leg_of],
-        }
+def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> list[OpenEpisode]:
+    """One fragment per run of consecutive profitable rows of a cycle in this batch (an episode so far).
+
+    Hits of one cycle chain when one starts on the row where the previous one stopped; a run takes its start
+    from its first hit, the payload (legs, size, profit, and the confidence at its last row) from its last, and
+    the maximum profit and the row count over all of them: what merging one event per row would give.
+    """
+    order = np.lexsort((hits.start, hits.cycle))
+    cycle, start, stop = hits.cycle[order], hits.start[order], hits.stop[order]
+    chain = np.zeros(order.size, dtype=np.bool_)
+    chain[1:] = (cycle[1:] == cycle[:-1]) & (start[1:] == stop[:-1])
+    first = np.flatnonzero(~chain)
+    last_sorted = np.append(first[1:] - 1, order.size - 1)
+    rows = np.add.reduceat(stop - start, first)
+    peak = np.maximum.reduceat(hits.profit[order], first)
+    last = order[last_sorted]
+    first_row, last_row = start[first], hits.stop[last] - 1
+    # Confidence at the run's last row: weakest leg's freshness and depth use.
+    trade, column = hits.trade[last], hits.column[last]
+    age_ms = (time[last_row][:, None] - hits.quote_time[last]) / 1e6
+    leg_fresh = np.where(trade, freshness(age_ms, layout.latency_ms[column], layout.max_age_ms[column]), 1.0)
+    leg_depth = np.where(trade, depth_factor(hits.size[last], hits.displayed[last]), 1.0)
+    confidence = row_confidence(leg_fresh.min(axis=1), leg_depth.min(axis=1))
+    percentage = 100.0 * (hits.growth[last] - 1.0)
+    venues, symbols = layout.venue.to_list(), layout.symbol.to_list()
+    out = []
+    for i, u in enumerate(last.tolist()):
+        legs = tuple(
+            (venues[c], symbols[c], "sell" if s else "buy", p, z)
+            for c, s, p, z, t in zip(
+                hits.column[u].tolist(), hits.sell[u].tolist(), hits.price[u].tolist(), hits.size[u].tolist(),
+                hits.trade[u].tolist(), strict=True,
+            )
+            if t
+        )  # fmt: skip
+        k = int(cycle[first[i]])
+        out.append(
+            OpenEpisode(
+                key=layout.keys[k], name=layout.names[k], seq_start=seq0 + int(first_row[i]),
+                seq_last=seq0 + int(last_row[i]), ts_start=int(time[first_row[i]]), ts_end=int(time[last_row[i]]),
+                legs=legs, size=float(hits.amount[u]), profit=float(hits.profit[u]), peak_profit=float(peak[i]),
+                profit_percentage=float(percentage[i]), confidence=float(confidence[i]), rows=int(rows[i]),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _merge(
+    open_episodes: tuple[OpenEpisode, ...], runs: list[OpenEpisode], seq0: int, n: int
+) -> tuple[list[OpenEpisode], tuple[OpenEpisode, ...]]:
+    """Continue the open episodes with the runs that start on the batch's first row, and close every episode
+    that does not reach the batch's last row (its timeline moved on without it).  Returns (closed, open by key).
+    """
+    if n == 0:
+        return [], open_episodes
+    before = {e.key: e for e in open_episodes}
+    closed: list[OpenEpisode] = []
+    still: list[OpenEpisode] = []
+    continued = set()
+    for run in runs:
+        prior = before.get(run.key)
+        if prior is not None and prior.seq_last + 1 == run.seq_start:
+            continued.add(run.key)
+            run = dataclasses.replace(
+                run, seq_start=prior.seq_start, ts_start=prior.ts_start,
+                peak_profit=max(prior.peak_profit, run.peak_profit), rows=prior.rows + run.rows,
+            )  # fmt: skip
+        (still if run.seq_last + 1 >= seq0 + n else closed).append(run)
+    closed.extend(e for e in open_episodes if e.key not in continued)
+    still.sort(key=lambda e: e.key)
+    return closed, tuple(still)
+
+
+_LEGS = schema.OPPORTUNITIES.polars["legs"]
+
+
+def _opportunities(episodes: Sequence[OpenEpisode], status: str) -> pl.DataFrame:
+    """Episodes as an :data:`arbkit.schema.OPPORTUNITIES` frame (:func:`arbkit.detect._episodes.to_opportunities`
+    gives ids, persistence-weighted confidence and the order)."""
+    if not episodes:
+        return _EMPTY.clear()
+    legs = [[dict(zip(_LEG_FIELDS, leg, strict=True)) for leg in e.legs] for e in episodes]
+    frame = pl.DataFrame(
+        [
+            pl.Series("kind", [KIND] * len(episodes), dtype=pl.String),
+            pl.Series("key", [e.key for e in episodes], dtype=pl.String),
+            pl.Series("ts_start", [e.ts_start for e in episodes], dtype=pl.Int64),
+            pl.Series("ts_end", [e.ts_end for e in episodes], dtype=pl.Int64),
+            pl.Series("symbol", [e.name for e in episodes], dtype=pl.String),
+            pl.Series("legs", legs, dtype=_LEGS),
+            pl.Series("buy_exchange", [e.legs[0][0] for e in episodes], dtype=pl.String),
+            pl.Series("sell_exchange", [e.legs[-1][0] for e in episodes], dtype=pl.String),
+            pl.Series("buy_price", [e.legs[0][3] for e in episodes], dtype=pl.Float64),
+            pl.Series("sell_price", [None] * len(episodes), dtype=pl.Float64),
+            pl.Series("size", [e.size for e in episodes], dtype=pl.Float64),
+            pl.Series("profit", [e.profit for e in episodes], dtype=pl.Float64),
+            pl.Series("peak_profit", [e.peak_profit for e in episodes], dtype=pl.Float64),
+            pl.Series("profit_percentage", [e.profit_percentage for e in episodes], dtype=pl.Float64),
+            pl.Series("confidence", [e.confidence for e in episodes], dtype=pl.Float64),
+            pl.Series("rows", [e.rows for e in episodes], dtype=pl.Int64),
+        ]
     )
-    legs = long.group_by("hit", maintain_order=True).agg(
-        pl.struct("exchange", "symbol", "side", "price", "size").alias("legs"),
-        pl.col("exchange").first().alias("buy_exchange"),
-        pl.col("exchange").last().alias("sell_exchange"),
-        pl.col("price").first().alias("buy_price"),
-    )
-    del n_legs
-    return pl.DataFrame(
-        {
-            "kind": pl.repeat(KIND, n_hit, dtype=pl.String, eager=True),
-            "key": static.keys.gather(ks),
-            "timeline": pl.repeat("*", n_hit, dtype=pl.String, eager=True),
-            "seq": seq[rows],
-            "ts": time[rows],
-            "symbol": static.names.gather(ks),
-            "legs": legs["legs"],
-            "buy_exchange": legs["buy_exchange"],
-            "sell_exchange": legs["sell_exchange"],
-            "buy_price": legs["buy_price"],
-            "sell_price": pl.Series([None] * n_hit, dtype=pl.Float64),
-            "size": start_amount,
-            "profit": profit,
-            "profit_percentage": 100.0 * (growth - 1.0),
-            "confidence": confidence,
-        }
-    ).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
+    return to_opportunities(frame, status)
+
+
+_LEG_FIELDS = ("exchange", "symbol", "side", "price", "size")
+_EMPTY = schema.empty(schema.OPPORTUNITIES)
 
 
 def finish_triangular(state: TriangularState, params: TriangularParams) -> pl.DataFrame:
     """Episodes still open at the end of a run (status ``"active"``)."""
     del params
-    out = finish_episodes(state.episodes)
-    return out if out.height else schema.empty(schema.OPPORTUNITIES)
+    return _opportunities(state.episodes, "active")

@@ -144,39 +144,54 @@ def test_flagged_leg_is_suppressed_and_counted() -> None:
     assert state.counters["suppressed_flagged"] == 1
 
 
-def test_incremental_screen_matches_the_full_grid() -> None:
-    # Brute force: evaluate every cycle at every row from the as-of quotes, and compare with the incremental
-    # screen (evaluate only cycles that read the row's column, carry forward).
-    from arbkit.detect._triangular import _screen, _static, build_topology
+def test_incremental_scan_matches_the_full_grid() -> None:
+    # Brute force: evaluate every cycle at every row from the as-of quotes, and compare with the spans of the
+    # incremental scan (evaluate only cycles that read the row's column, carry forward); every span's sources
+    # must point at the quotes its legs read.
+    from arbkit.detect._tri_kernels import scan_cycles
+    from arbkit.detect._triangular import TriangularParams, _layout
 
     rng = np.random.default_rng(7)
     columns = (("okx", "BTC/USDT"), ("okx", "ETH/BTC"), ("okx", "ETH/USDT"), ("okx", "SOL/BTC"), ("okx", "SOL/USDT"))
-    topology = build_topology(columns, 4, ())
-    static = _static(topology, 4)
+    cells = (*columns, ("okx", "NOPE/USDT"))  # the last cell is not in the graph (unknown instrument)
+    layout = _layout(cells, TriangularParams(taker_fees={"okx": 0.0005}))
+    topology = layout.topology
     n, c = 300, len(columns)
-    own = rng.integers(-1, c, n)
-    mids = np.array([60_000.0, 0.05, 3_000.0, 0.0025, 150.0])
-    quotes = mids * np.exp(rng.normal(0, 0.004, (n, c)))
-    bid, ask = np.full((n, c), np.nan), np.full((n, c), np.nan)
-    last = quotes[0] * np.where(rng.random(c) < 0.8, 1.0, np.nan)
+    own = rng.integers(0, c + 1, n)
+    mids = np.array([60_000.0, 0.05, 3_000.0, 0.0025, 150.0, 1.0])
+    quotes = mids * np.exp(rng.normal(0, 0.004, (n, c + 1)))
+    carried = mids * np.where(rng.random(c + 1) < 0.8, 1.0, np.nan)
+    row_price = quotes[np.arange(n), own]
+    log_fee = np.log1p(-0.0005)
+    cycle, start, end, source, cell_source = scan_cycles(
+        row_cell=own, row_log_sell=np.log(row_price * (1 - 1e-4)), row_log_buy=-np.log(row_price * (1 + 1e-4)),
+        cell_log_sell=np.log(carried * (1 - 1e-4)), cell_log_buy=-np.log(carried * (1 + 1e-4)),
+        cell_column=layout.cell_column, column_cell=layout.column_cell, column_ptr=layout.column_ptr,
+        column_cycles=layout.column_cycles, cycle_edges=layout.cycle_edges, edge_column=layout.edge_column,
+        edge_sell=layout.edge_sell, edge_log_fee=layout.edge_log_fee,
+    )  # fmt: skip
+    assert np.allclose(layout.edge_log_fee, log_fee)
+    expected, where = set(), {}
+    last, at = carried.copy(), np.arange(n, n + c + 1)
     for r in range(n):
-        if r and own[r] >= 0:
-            last = last.copy()
-            last[own[r]] = quotes[r, own[r]]
-        bid[r], ask[r] = last * (1 - 1e-4), last * (1 + 1e-4)
-    log_fee = np.full(len(topology.edges), np.log1p(-0.0005))
-    rows, ks = _screen(bid, ask, own, static, log_fee)
-    expected = set()
-    for r in range(n):
-        for k, cycle in enumerate(topology.cycles):
+        last[own[r]], at[own[r]] = row_price[r], r
+        for k, cyc in enumerate(topology.cycles):
             total = 0.0
-            for e in cycle.edges:
+            for e in cyc.edges:
                 column, sell, _, _ = topology.edges[e]
-                total += (math.log(bid[r, column]) if sell else -math.log(ask[r, column])) + log_fee[e]
+                total += math.log(last[column] * (1 - 1e-4)) if sell else -math.log(last[column] * (1 + 1e-4))
+                total += log_fee
             if total > 0:
                 expected.add((r, k))
+                where[r, k] = [int(at[topology.edges[e][0]]) for e in cyc.edges]
     assert expected, "the random walk should produce some profitable cycles"
-    assert set(zip(rows.tolist(), ks.tolist(), strict=True)) == expected
+    got = {(r, int(k)) for k, a, b in zip(cycle, start, end, strict=True) for r in range(int(a), int(b))}
+    assert got == expected
+    for k, a, b, src in zip(cycle, start, end, source, strict=True):
+        for r in range(int(a), int(b)):
+            assert src[src >= 0].tolist() == where[r, int(k)]
+    assert cell_source.tolist() == at.tolist()
+    assert np.all(start < end)
 
 
 def test_leg_sizes_are_whole_lots_and_the_start_amount_is_covered() -> None:

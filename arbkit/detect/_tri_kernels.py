@@ -1,0 +1,182 @@
+"""Compiled (numba) scan of the triangular detector: incremental cycle screening over a batch's timeline.
+
+Every timeline row updates one ``(venue, symbol)`` cell, so a cycle's log-rate sum only changes at rows that
+update one of its columns.  :func:`scan_cycles` walks the rows once, keeps each column's current log rates, and
+re-evaluates only the cycles that read the updated column (all cycles at the batch's first row).  Each positive
+evaluation opens a *span* ``[start, end)``: the rows until the cycle's next evaluation, during which none of its
+legs changes.  So everything computed from the legs' quotes is the same on every row of a span, and callers size
+a span once instead of once per row.
+
+The sums are added in leg order from ``0.0`` with the same per-leg terms (``log rate + log(1 - fee)``) as a NumPy
+gather would use, so which spans are positive depends only on the quotes, never on where a batch was cut.  The
+logs themselves are taken by NumPy before the call (one vectorized ``np.log``), so they are the values the full
+grid would use.
+
+A plain Python loop, compiled once per process (``numba.njit(cache=True)``, cached on disk): every argument has a
+fixed dtype and layout, so batches of any length reuse one compiled signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["scan_cycles", "scan_signatures"]
+
+_I = npt.NDArray[np.int64]
+_F = npt.NDArray[np.float64]
+
+
+def _scan_py(
+    row_cell: Any,
+    row_log_sell: Any,
+    row_log_buy: Any,
+    cell_log_sell: Any,
+    cell_log_buy: Any,
+    cell_column: Any,
+    column_cell: Any,
+    column_ptr: Any,
+    column_cycles: Any,
+    cycle_edges: Any,
+    edge_column: Any,
+    edge_sell: Any,
+    edge_log_fee: Any,
+) -> Any:
+    n = row_cell.shape[0]
+    n_cells = cell_log_sell.shape[0]
+    n_columns = column_cell.shape[0]
+    n_cycles, legs = cycle_edges.shape
+    source = np.empty(n_cells, dtype=np.int64)  # where each cell's current quote is: row r, or n + cell (carried)
+    for c in range(n_cells):
+        source[c] = n + c
+    col_sell = np.empty(n_columns, dtype=np.float64)
+    col_buy = np.empty(n_columns, dtype=np.float64)
+    for j in range(n_columns):
+        col_sell[j] = cell_log_sell[column_cell[j]]
+        col_buy[j] = cell_log_buy[column_cell[j]]
+    cap = n_cycles + 64
+    span_cycle = np.empty(cap, dtype=np.int64)
+    span_start = np.empty(cap, dtype=np.int64)
+    span_end = np.empty(cap, dtype=np.int64)
+    span_source = np.empty((cap, legs), dtype=np.int64)
+    open_span = np.full(n_cycles, -1, dtype=np.int64)
+    m = 0
+    for r in range(n):
+        cell = row_cell[r]
+        source[cell] = r
+        column = cell_column[cell]
+        if column >= 0:
+            col_sell[column] = row_log_sell[r]
+            col_buy[column] = row_log_buy[r]
+        if r == 0:
+            lo, hi = 0, n_cycles
+        elif column >= 0:
+            lo, hi = column_ptr[column], column_ptr[column + 1]
+        else:
+            continue
+        for i in range(lo, hi):
+            k = i if r == 0 else column_cycles[i]
+            if open_span[k] >= 0:
+                span_end[open_span[k]] = r
+            total = 0.0
+            for leg in range(legs):
+                e = cycle_edges[k, leg]
+                if e >= 0 and edge_column[e] >= 0:
+                    c = edge_column[e]
+                    total += (col_sell[c] if edge_sell[e] else col_buy[c]) + edge_log_fee[e]
+            if total > 0.0:
+                if m == cap:
+                    cap *= 2
+                    span_cycle = _grow(span_cycle, cap)
+                    span_start = _grow(span_start, cap)
+                    span_end = _grow(span_end, cap)
+                    wider = np.empty((cap, legs), dtype=np.int64)
+                    wider[:m] = span_source[:m]
+                    span_source = wider
+                span_cycle[m], span_start[m], span_end[m] = k, r, n
+                for leg in range(legs):
+                    e = cycle_edges[k, leg]
+                    c = edge_column[e] if e >= 0 else -1
+                    span_source[m, leg] = source[column_cell[c]] if c >= 0 else -1
+                open_span[k] = m
+                m += 1
+            else:
+                open_span[k] = -1
+    return span_cycle[:m].copy(), span_start[:m].copy(), span_end[:m].copy(), span_source[:m].copy(), source
+
+
+def _grow_py(values: Any, size: int) -> Any:
+    out = np.empty(size, dtype=values.dtype)
+    out[: values.shape[0]] = values
+    return out
+
+
+_grow = numba.njit(cache=True)(_grow_py)
+_scan = numba.njit(cache=True)(_scan_py)
+
+
+def scan_cycles(
+    *,
+    row_cell: _I,
+    row_log_sell: _F,
+    row_log_buy: _F,
+    cell_log_sell: _F,
+    cell_log_buy: _F,
+    cell_column: _I,
+    column_cell: _I,
+    column_ptr: _I,
+    column_cycles: _I,
+    cycle_edges: _I,
+    edge_column: _I,
+    edge_sell: npt.NDArray[np.bool_],
+    edge_log_fee: _F,
+) -> tuple[_I, _I, _I, _I, _I]:
+    """Positive spans of every cycle over a batch's timeline rows, and each cell's final quote source.
+
+    Parameters
+    ----------
+    row_cell, row_log_sell, row_log_buy
+        Per timeline row: the cell it updates, ``log(bid)`` and ``-log(ask)`` (NaN where not a positive number).
+    cell_log_sell, cell_log_buy
+        The same for every cell's carried quote (before the batch).
+    cell_column, column_cell
+        Cell -> graph column (``-1``: not in the graph) and back.
+    column_ptr, column_cycles
+        CSR index: the cycles reading column ``c`` are ``column_cycles[column_ptr[c]:column_ptr[c + 1]]``.
+    cycle_edges, edge_column, edge_sell, edge_log_fee
+        ``(cycles, legs)`` edges (``-1`` pads); per edge its column (``-1``: a transfer, rate 1), side and
+        ``log(1 - fee)``.
+
+    Returns
+    -------
+    tuple
+        ``(cycle, start, end, source, cell_source)``: one entry per positive span (``source[s, leg]`` is where
+        the leg's quote is, a row ``< n`` or ``n + cell`` for a carried quote, ``-1`` for transfers and pads), and
+        where each cell's latest quote is after the batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> i = lambda *v: np.array(v, dtype=np.int64)
+    >>> # one cell quoting A/B: sell at log 0.1, buy back at log -0.05 -> the 2-leg loop earns; then it stops
+    >>> out = scan_cycles(
+    ...     row_cell=i(0, 0), row_log_sell=np.array([0.1, 0.0]), row_log_buy=np.array([-0.05, -0.2]),
+    ...     cell_log_sell=np.array([np.nan]), cell_log_buy=np.array([np.nan]), cell_column=i(0), column_cell=i(0),
+    ...     column_ptr=i(0, 1), column_cycles=i(0), cycle_edges=np.array([[0, 1]], dtype=np.int64),
+    ...     edge_column=i(0, 0), edge_sell=np.array([True, False]), edge_log_fee=np.zeros(2))
+    >>> [x.tolist() for x in out]
+    [[0], [0], [1], [[0, 0]], [1]]
+    """
+    out: tuple[_I, _I, _I, _I, _I] = _scan(
+        row_cell, row_log_sell, row_log_buy, cell_log_sell, cell_log_buy, cell_column, column_cell, column_ptr,
+        column_cycles, cycle_edges, edge_column, edge_sell, edge_log_fee,
+    )  # fmt: skip
+    return out
+
+
+def scan_signatures() -> int:
+    """How many compiled signatures the scan has in this process (one, whatever the batch lengths)."""
+    return len(_scan.signatures)
