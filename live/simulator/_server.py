@@ -19,6 +19,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from arbkit import schema
 from arbkit.instruments import default_registry
@@ -36,6 +37,7 @@ from live.simulator._encoders import (
 __all__ = ["FAULTS", "FeedStats", "SimulatorHandle", "run_simulator", "serve"]
 
 _log = logging.getLogger("live.simulator")
+_HIGH_WATER = 1 << 20  # bytes queued on a socket before the replay waits for the client to read
 
 #: Faults :meth:`SimulatorHandle.inject` (and the ``/control`` path) understand.
 FAULTS: tuple[str, ...] = ("drop", "skip_seq", "corrupt_checksum", "delay", "malformed", "stall", "resume", "shutdown")
@@ -68,6 +70,56 @@ class _Session:
     state: SessionState
     last_heartbeat: float = 0.0
     closing: bool = False
+    out: list[str] = field(default_factory=list)  # replayed messages encoded, not yet written
+
+
+def _frames(messages: list[str]) -> bytes:
+    """Unmasked, unfragmented RFC 6455 text frames of ``messages``, back to back (server-to-client framing)."""
+    parts: list[bytes] = []
+    append = parts.append
+    for message in messages:
+        payload = message.encode()
+        n = len(payload)
+        if n < 126:
+            append(bytes((0x81, n)))
+        elif n < 65_536:
+            append(b"\x81\x7e" + n.to_bytes(2, "big"))
+        else:
+            append(b"\x81\x7f" + n.to_bytes(8, "big"))
+        append(payload)
+    return b"".join(parts)
+
+
+async def _write_out(feed: _Feed) -> None:
+    """Write every session's encoded replay messages in one ``transport.write`` each, then wait while the
+    socket's buffer is above its high-water mark.
+
+    The replay loop encodes messages between event-loop turns and this writes them before the loop awaits
+    anything, so they go out in order with whatever else the connection sends (acks, heartbeats, fault
+    messages).  The frames are the ones ``websockets`` itself would send (server frames are not masked, no
+    extension is negotiated); the library still owns the connection state, so nothing is written once it is
+    closing.
+    """
+    if not feed.buffered:
+        return
+    feed.buffered = 0
+    blocked = []
+    for session in list(feed.sessions):
+        out = session.out
+        if not out:
+            continue
+        session.out = []
+        ws = session.ws
+        if ws.protocol.state is not State.OPEN:
+            if ws.protocol.state is State.CLOSED:
+                feed.remove(session)
+            continue
+        ws.transport.write(_frames(out))
+        if ws.transport.get_write_buffer_size() > _HIGH_WATER:
+            blocked.append(ws)
+    for ws in blocked:
+        with contextlib.suppress(Exception):
+            await ws.drain()
 
 
 def _market_of(venue: str, symbol: str) -> tuple[str | None, str, str]:
@@ -131,6 +183,7 @@ class _Feed:
         timeline.sort()
         self.timeline = timeline
         self.counters: dict[str, int] = {}
+        self.buffered = 0  # messages encoded into the sessions' ``out`` lists since the last write
         self.latest: dict[str, Tick] = {}
         self.skip = 0
         self.corrupt = 0
@@ -330,11 +383,18 @@ class SimulatorHandle:
                     target = t0_wall + (ts_data - t0_data) / 1e9 / self._speed
                     delay = target - time.monotonic()
                     if delay > 0:
+                        await _write_out(feed)
                         await asyncio.sleep(delay)
                 elif k % 64 == 0:
+                    await _write_out(feed)
                     await asyncio.sleep(0)
+                if feed.buffered >= 64:
+                    await _write_out(feed)
                 while feed.halted(time.monotonic()):
+                    await _write_out(feed)
                     await asyncio.sleep(0.005)
+                if kind:
+                    await _write_out(feed)  # what was encoded before goes first
                 if kind == 1:
                     await self._send_book(feed, feed.books[i], offset)
                     continue
@@ -377,16 +437,14 @@ class SimulatorHandle:
                     if corrupt:
                         feed.corrupt -= 1
                         feed.stats.corrupted += 1
-                    for session in list(subs):
+                    for session in subs:
                         msg = encoder.encode(session.state, channel, tick, corrupt=corrupt)
                         if msg is None:
                             continue
-                        try:
-                            await session.ws.send(msg)
-                        except ConnectionClosed:
-                            feed.remove(session)
-                            continue
+                        session.out.append(msg)
+                        feed.buffered += 1
                         feed.stats.messages += 1
+            await _write_out(feed)
             if not self._loop or n == 0:
                 break
             offset += span
