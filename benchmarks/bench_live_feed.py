@@ -1,15 +1,17 @@
 """Live feed path end to end on loopback: simulator -> connector (adapter parse) -> micro-batcher.
 
 Five venues (binance, okx, bybit, coinbase, kraken), each on its own WebSocket connection.  The simulator runs in a
-separate process (this box has 2 cores: one serves, one receives).  Four phases, each against a fresh server:
+separate process (this box has 2 cores: one serves, one receives).  Five phases, each against a fresh server:
 
-1. **baseline**: raw ``websockets`` receive rate, no parsing, no batching, from a server that sends messages the
-   simulator's encoders produced before the clock started (so the client, not the server, is measured);
-2. **client**: connectors parse every message into rows and the micro-batcher cuts batches, same server; the ratio
-   to the baseline is the cost of parsing and batching;
-3. **pipeline**: the same client against the real simulator replaying as fast as possible (end to end; on 2
+1. **baseline**: the ``websockets`` library's own client receiving (``async for message in ws``), no parsing, no
+   batching, from a server that sends messages the simulator's encoders produced before the clock started,
+   framed and written in bulk (so the client, not the server, is measured).  The connector used this client
+   before :mod:`live._ws`; it is the same-run baseline the other phases are compared with;
+2. **raw**: :func:`live._ws.open_feed` receiving the same (frame splitting only, no parsing);
+3. **client**: connectors parse every message into rows and the micro-batcher cuts batches, same server;
+4. **pipeline**: the same client against the real simulator replaying as fast as possible (end to end; on 2
    cores the simulator's encoding shares the machine);
-4. **latency**: the simulator path at a paced rate (``--rate``, half of phase 3 by default), with the simulator
+5. **latency**: the simulator path at a paced rate (``--rate``, half of phase 4 by default), with the simulator
    stamping each message's event time at send; latency = batch flush time - event time.  Binance/OKX/Bybit carry
    ms event times and Kraken µs, so their latencies are over-estimated by up to 1 ms (truncation); Coinbase ns.
 
@@ -105,11 +107,12 @@ def _blast_process(conn: Connection, n_per_symbol: int, speed: float, restamp: b
 
     from live import adapters
     from live.simulator import ENCODERS, SessionState, Tick
+    from live.simulator._server import _frames
 
     async def main() -> None:
         frame = make_frame(n_per_symbol)
         start = asyncio.Event()
-        payloads: dict[str, tuple[Any, list[bytes]]] = {}
+        payloads: dict[str, tuple[Any, list[bytes]]] = {}  # path -> (encoder, framed messages)
         symbols: dict[str, dict[str, str]] = {}
         for venue, unified in VENUES.items():
             adapter = adapters.get(venue, MARKETS[venue])
@@ -124,7 +127,7 @@ def _blast_process(conn: Connection, n_per_symbol: int, speed: float, restamp: b
                 tick = Tick(ts, symbol, venue_symbols[symbol], bid, bid_size, ask, ask_size, counters[symbol])
                 encoder.prepare(tick)
                 messages.append(str(encoder.encode(state, encoder.default_channel, tick)).encode())
-            payloads[path_of(venue)] = (encoder, messages)
+            payloads[path_of(venue)] = (encoder, [_frames([m.decode()]) for m in messages])
             symbols[path_of(venue)] = venue_symbols
 
         async def handler(ws: ServerConnection) -> None:
@@ -134,13 +137,14 @@ def _blast_process(conn: Connection, n_per_symbol: int, speed: float, restamp: b
                 start.set()
                 await ws.send('{"ok":true}')
                 return
-            encoder, messages = payloads[path]
+            encoder, frames = payloads[path]
             request = await ws.recv()
             for reply in encoder.on_request(SessionState(), request, time.time_ns()).messages:
                 await ws.send(reply)
             await start.wait()
-            for message in messages:
-                await ws.send(message, text=True)
+            for i in range(0, len(frames), 256):  # framed before the clock started; written in bulk
+                ws.transport.write(b"".join(frames[i : i + 256]))
+                await ws.drain()
             await ws.wait_closed()
 
         async with ws_serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
@@ -181,10 +185,12 @@ class Simulator:
             self.proc.join(5)
 
 
-async def raw_baseline(n_per_symbol: int, blast: bool) -> float:
+async def raw_baseline(n_per_symbol: int, blast: bool, *, library: bool = True) -> float:
+    """Receive rate without parsing: the ``websockets`` client (``library``) or :func:`live._ws.open_feed`."""
     from websockets.asyncio.client import connect
 
     from live import adapters
+    from live._ws import open_feed
     from live.connector import DEFAULT_CHANNELS
 
     sim = Simulator(n_per_symbol, blast=blast)
@@ -197,8 +203,23 @@ async def raw_baseline(n_per_symbol: int, blast: bool) -> float:
     async def reader(venue: str) -> None:
         adapter = adapters.get(venue, MARKETS[venue])
         symbols = sim.paths[path_of(venue)]
+        request = adapter.subscribe_message(DEFAULT_CHANNELS[venue], list(symbols.values())).decode()
+        if not library:
+            conn = await open_feed(sim.base + path_of(venue), ping_interval=None)
+            await conn.send(request)
+            ready.append(venue)
+            while True:
+                batch = await conn.recv_batch()
+                if not first:
+                    first.append(time.perf_counter())
+                counts["n"] += len(batch)
+                if counts["n"] >= total:
+                    last[0] = time.perf_counter()
+                    done.set()
+                    conn.transport.abort()
+                    return
         async with connect(sim.base + path_of(venue), max_size=2**20, compression=None, max_queue=4096) as ws:
-            await ws.send(adapter.subscribe_message(DEFAULT_CHANNELS[venue], list(symbols.values())).decode())
+            await ws.send(request)
             ready.append(venue)
             async for _ in ws:
                 if not first:
@@ -289,6 +310,7 @@ async def pipeline(
         "batches": batcher.stats.batches,
         "parse_errors": sum(c.stats.parse_errors for c in connectors),
         "coalesced": batcher.stats.coalesced_total,
+        "rows": state["rows"],
     }
 
 
@@ -304,16 +326,22 @@ def main() -> None:
 
     print(f"machine   {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (figures scale with it)")
     raw = asyncio.run(raw_baseline(n_per_symbol, blast=True))
-    print(f"baseline  raw websocket receive (pre-encoded server), 5 connections: {raw:>9,.0f} msg/s")
+    print(f"baseline  websockets library client receive (pre-encoded server), 5 conns: {raw:>9,.0f} msg/s")
+    own = asyncio.run(raw_baseline(n_per_symbol, blast=True, library=False))
+    print(
+        f"raw       live._ws receive, frames split in bulk (same server):            {own:>9,.0f} msg/s  "
+        f"x{own / raw:.2f} baseline"
+    )
     client = asyncio.run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0, blast=True))
     print(
-        f"client    connector+adapter+batcher (pre-encoded server):          {client['rate']:>9,.0f} msg/s  "
-        f"ratio to raw receive {client['rate'] / raw:.2f}"
+        f"client    connector+adapter+batcher (pre-encoded server):                  {client['rate']:>9,.0f} msg/s  "
+        f"x{client['rate'] / raw:.2f} baseline"
     )
     through = asyncio.run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0))
     print(
-        f"pipeline  simulator -> connector+adapter+batcher, as fast as possible: {through['rate']:>9,.0f} msg/s  "
-        f"({through['messages']:,} msgs, {through['batches']} batches, parse errors {through['parse_errors']})"
+        f"pipeline  simulator -> connector+adapter+batcher, as fast as possible:    {through['rate']:>9,.0f} msg/s  "
+        f"x{through['rate'] / raw:.2f} baseline ({through['messages']:,} msgs, {through['batches']} batches, "
+        f"parse errors {through['parse_errors']}, rows {through['rows']:,})"
     )
     rate = args.rate or max(1_000.0, 0.5 * through["rate"])
     data_rate = n_symbols * 1e9 / STEP_NS  # messages per second of data time

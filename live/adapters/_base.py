@@ -16,6 +16,7 @@ Two output shapes, one parse:
   received in one socket read): their ``QUOTES`` rows, exactly what :meth:`parse_rows` gives message by message,
   or ``None`` when any message is not a plain two-sided top of book (an ack, a one-sided book, a malformed
   message), and the caller then parses message by message so each error is counted with its own snippet.
+  :meth:`Adapter.parse_book_batch` does the same for order-book pushes (their :class:`BookUpdate` objects).
 
 Every malformed input raises the adapter's :class:`ParseError` subclass, never a bare ``KeyError`` or
 ``ValueError`` from deep inside, so a connector can count and skip bad frames without swallowing real bugs.
@@ -326,6 +327,15 @@ class Adapter:
 
         Where not ``None``, equal to ``[q for raw in raws for q in self.parse_rows(raw, ts_recv).quotes]`` (one
         row per message; no other table).  The base class never batches; venues with a top-of-book channel do.
+        """
+        return None
+
+    def parse_book_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[BookUpdate] | None:
+        """Book updates of many order-book messages, or ``None`` to have the caller parse one by one.
+
+        Where not ``None``, equal to ``[u for raw in raws for u in self.parse_rows(raw, ts_recv).book_updates]``
+        and those messages produce no other rows (the book keeper makes the quotes).  The base class never
+        batches; venues whose book pushes are plain do.
         """
         return None
 

@@ -15,7 +15,7 @@ emitted only when all four top-of-book fields are present, a funding row only wh
 # ruff: noqa: N815  (wire structs keep the venue's field names so msgspec maps them without renames)
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import orjson
@@ -215,6 +215,52 @@ class BybitAdapter(Adapter):
             update.seq,
             2 if crossed else 0,
         )
+
+    def parse_book_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[BookUpdate] | None:
+        """``orderbook.{depth}`` pushes in one pass (see :meth:`Adapter.parse_book_batch`).
+
+        Examples
+        --------
+        >>> from live.adapters import get
+        >>> ad = get("bybit")
+        >>> raw = (b'{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1700000000000,'
+        ...        b'"data":{"s":"BTCUSDT","b":[["100","1"]],"a":[["101","2"]],"u":5,"seq":9}}')
+        >>> ad.parse_book_batch([raw], ts_recv=1) == ad.parse_rows(raw, ts_recv=1).book_updates
+        True
+        """
+        try:
+            ms = list(map(_decode_book, raws))
+        except DECODE_ERRORS:
+            return None
+        out: list[BookUpdate] = []
+        append = out.append
+        try:
+            for m in ms:
+                kind = m.type
+                parts = m.topic.split(".")
+                if kind not in ("snapshot", "delta") or parts[0] != "orderbook" or len(parts) < 2:
+                    return None  # acks, tickers, trades and anything odd: the full path decides
+                depth = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+                d = m.data
+                append(
+                    BookUpdate(
+                        "bybit",
+                        self.unified_symbol(d.s),
+                        "bybit",
+                        kind == "snapshot",
+                        self.levels(d.b),
+                        self.levels(d.a),
+                        self.timestamp_ms(m.cts or m.ts, ts_recv),
+                        ts_recv,
+                        seq=d.u,
+                        depth=depth,
+                    )
+                )
+        except ParseError:
+            return None
+        except DECODE_ERRORS:
+            return None
+        return out
 
     # -- full path ------------------------------------------------------------------------------------------
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:

@@ -68,3 +68,19 @@ def test_batch_declines_malformed_and_non_quote_messages(
 def test_base_adapter_never_batches() -> None:
     adapter = adapters.get("bybit")
     assert adapter.parse_quote_batch([b"{}"], TS_RECV) is None
+    assert adapters.get("okx").parse_book_batch([b"{}"], TS_RECV) is None
+
+
+def test_bybit_book_batch_equals_per_message_updates() -> None:
+    adapter = adapters.get("bybit")
+    raws = _messages("bybit", None, "orderbook.1", "BTC/USDT:USDT")
+    delta = raws[1].replace(b'"type":"snapshot"', b'"type":"delta"')
+    raws = [*raws, delta]
+    expected = [u for raw in raws for u in adapter.parse_rows(raw, TS_RECV).book_updates]
+    assert len(expected) == len(raws)
+    assert adapter.parse_book_batch(raws, TS_RECV) == expected
+    assert adapter.parse_book_batch([*raws, raws[0][:-3]], TS_RECV) is None  # truncated
+    assert adapter.parse_book_batch([raws[0], b'{"success":true,"ret_msg":"pong","op":"ping"}'], TS_RECV) is None
+    negative = raws[2].replace(b'"1.5"', b'"-1.5"')
+    assert negative != raws[2]
+    assert adapter.parse_book_batch([raws[0], negative], TS_RECV) is None  # the full path raises on it
