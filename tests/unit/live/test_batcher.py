@@ -231,3 +231,17 @@ def test_add_rows_interleaves_with_frames_in_arrival_order() -> None:
         (3, 5.0, None, None),
     ]
     assert b.stats.ignored == {"trades": 1}
+
+
+def test_row_tuples_become_the_same_frame_as_row_orientation() -> None:
+    from live.batcher import _SCHEMAS, _rows_frame
+
+    rows = [
+        (1, 2, "okx", "BTC/USDT", 100.0, 1.0, 101.0, 2.0, 7, 0),
+        (3, 4, "okx", "ETH/USDT", None, None, 50, 0.5, None, 2),  # absent side, an int price
+    ]
+    built = _rows_frame(rows, "quotes")
+    assert built.schema == _SCHEMAS["quotes"]
+    assert built.equals(pl.DataFrame(rows, schema=_SCHEMAS["quotes"], orient="row"))
+    with pytest.raises(pl.exceptions.ShapeError, match="number of columns"):
+        _rows_frame([(1, 2, "okx")], "quotes")  # wrong width: reported, not truncated
