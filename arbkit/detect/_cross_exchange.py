@@ -1,8 +1,8 @@
 """Cross-exchange arbitrage: buy an instrument at the ask on one venue, sell it at the bid on another.
 
 For every row of an instrument's timeline (its quote updates, all venues merged) and every ordered venue pair
-``(A, B)`` whose as-of quotes are usable (:mod:`arbkit.align`), the profit per unit, net of taker fees from the
-instrument registry, is::
+``(A, B)`` whose as-of quotes are usable (the rules of :mod:`arbkit.align`), the profit per unit, net of taker
+fees from the instrument registry, is::
 
     profit_per_unit = (bid_B - ask_A) - fee_A * ask_A - fee_B * bid_B
 
@@ -22,14 +22,18 @@ level * (1 + fee_A)`` while positive, ``max_notional`` on the buy notional, the 
 ``min_notional``) and ``profit`` its exact net profit; ``buy_price``/``sell_price`` stay the quoted top of book
 and the legs carry the average fill prices.
 
-Speed: rows are first screened venue by venue in the as-of view's symbol-grouped order (contiguous index arrays,
-one fee run per symbol; best fee-adjusted bid against best fee-adjusted ask, loose by 1e-9 relative); only
-passing rows get their ``(rows, venues)`` view and are evaluated pair by pair, and events are built column-wise
-with integer candidate ids whose key strings are made once per candidate (a few events, as in a live
-micro-batch: straight from Series, without lazy Polars queries).
+Speed: the detector is one compiled pass over the rows (:mod:`arbkit.detect._cross_kernels`): venue and symbol
+strings become integer codes (:mod:`arbkit._intern`, zero-copy for short names), each row replaces its
+``(symbol, venue)`` cell in dense carried arrays, and the venue pairs of a row are evaluated only when its best
+fee-adjusted bid beats its best fee-adjusted ask (loose by 1e-9 relative).  Rows need only be in clock order per
+symbol, so a store file sorted by symbol then time is scanned chunk by chunk, zero-copy, without a global sort;
+other input is put in canonical order first.  Hits (row, buy venue, sell venue) are priced column-wise (book
+walk, confidence) and folded into the open episodes by a second compiled pass; strings are made only for the
+episodes that close.
 
-Events merge into episodes keyed by ``(symbol, buy venue, sell venue)`` on the instrument's timeline
-(:mod:`arbkit.detect._episodes`).
+Events merge into episodes keyed by ``(symbol, buy venue, sell venue)`` on the instrument's timeline, with the
+rules of :mod:`arbkit.detect._episodes` (a run of consecutive timeline rows; closed once the timeline moves past
+it; peak and row count order-free, so results are bit-identical however the input was split).
 
 Integrity: a pair is evaluated only on usable quotes.  Where it *would* be profitable on quotes that are present
 but stale, or flagged/invalid, the state counts a suppression (``suppressed_stale``, ``suppressed_flagged``);
@@ -56,39 +60,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
-from arbkit.align import (
-    AlignedQuotes,
-    Clock,
-    LastQuotes,
-    _align_lazy,
-    _check,
-    _LazyView,
-    _memo,
-    count_reasons,
-    max_age_ns,
-)
-from arbkit.detect._confidence import depth_factor, freshness, row_confidence
+from arbkit._intern import shared
+from arbkit.align import REASONS, Clock, _known, _memo, max_age_ns
+from arbkit.detect import _cross_kernels as kernels
+from arbkit.detect._confidence import persistence
 from arbkit.detect._depth import BookState, book_as_of, joint_walk, ladder_fill, update_books
-from arbkit.detect._episodes import (
-    EVENT_SCHEMA,
-    EpisodeState,
-    advance_timeline_codes,
-    finish_episodes,
-    merge_episodes,
-)
+from arbkit.detect._episodes import episode_id, to_opportunities
 from arbkit.instruments import Registry, UnknownInstrumentError, default_registry
+from arbkit.schema import QuoteFlag
 
 __all__ = ["CrossExchangeParams", "CrossExchangeState", "detect_cross_exchange", "finish_cross_exchange"]
 
 KIND = "cross_exchange"
 _F = npt.NDArray[np.float64]
+_I = npt.NDArray[np.int64]
 _NS_PER_MS = 1e6
 
 
@@ -121,21 +113,104 @@ class CrossExchangeParams:
     registry: Registry = field(default_factory=default_registry)
 
 
+_CELL_FLOATS = ("bid", "ask", "bid_size", "ask_size")
+
+
+@dataclass(frozen=True)
+class QuoteCells:
+    """The latest row of every ``(symbol, venue)`` cell, whatever its quality, as ``(symbols, venues)`` arrays.
+
+    ``time`` is the chosen clock (-1: no quote yet), ``reason`` the row's :class:`arbkit.align.Reason` code (255:
+    no quote yet); prices and sizes are NaN where there is no quote.
+    """
+
+    bid: _F
+    ask: _F
+    bid_size: _F
+    ask_size: _F
+    time: _I
+    flags: _I
+    reason: npt.NDArray[np.uint8]
+
+    @classmethod
+    def empty(cls, n_sym: int, n_ven: int) -> QuoteCells:
+        shape = (n_sym, n_ven)
+        nan = np.full(shape, np.nan)
+        return cls(nan, nan.copy(), nan.copy(), nan.copy(), np.full(shape, -1, dtype=np.int64),
+                   np.zeros(shape, dtype=np.int64), np.full(shape, 255, dtype=np.uint8))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class CrossExchangeState:
-    """Latest quotes, open episodes, counters (rejected rows by reason, suppressed candidates), latest books."""
+    """Everything a step carries, on sorted ``symbols`` x ``venues`` grids (grown as new names appear).
 
-    quotes: LastQuotes
-    episodes: EpisodeState
+    ``cells`` holds the latest quote per cell, ``next_seq`` every symbol timeline's row counter, ``open_i`` /
+    ``open_f`` the open episode of every candidate ``(symbol, buy venue, sell venue)`` (flattened; columns
+    :data:`~arbkit.detect._cross_kernels.OPEN_I` / ``OPEN_F``, ``rows == 0`` where none is open), ``counters``
+    the rejected rows by reason and the suppressed candidates, ``book`` the latest book snapshots.
+    """
+
+    symbols: tuple[str, ...]
+    venues: tuple[str, ...]
+    cells: QuoteCells
+    next_seq: _I
+    open_i: _I
+    open_f: _F
     counters: Mapping[str, int]
     book: BookState = field(default_factory=BookState.empty)
 
     @classmethod
     def empty(cls) -> CrossExchangeState:
-        return cls(LastQuotes.empty(), EpisodeState.empty(), {}, BookState.empty())
+        return cls((), (), QuoteCells.empty(0, 0), np.zeros(0, dtype=np.int64), *_open_arrays(0), {}, BookState.empty())
+
+    def latest_quotes(self) -> pl.DataFrame:
+        """The carried latest quotes as a frame (``exchange, symbol, bid, bid_size, ask, ask_size, time, flags,
+        reason``), one row per cell that has seen a row, sorted by exchange then symbol."""
+        s, v = np.nonzero(self.cells.time.T >= 0)[::-1]
+        order = np.lexsort((s, v))
+        s, v = s[order], v[order]
+        c = self.cells
+        return pl.DataFrame(
+            {
+                "exchange": [self.venues[i] for i in v.tolist()],
+                "symbol": [self.symbols[i] for i in s.tolist()],
+                "bid": c.bid[s, v], "bid_size": c.bid_size[s, v], "ask": c.ask[s, v], "ask_size": c.ask_size[s, v],
+                "time": c.time[s, v], "flags": c.flags[s, v].astype(np.uint16), "reason": c.reason[s, v],
+            },
+        )  # fmt: skip
 
 
-_EMPTY_EVENTS = pl.DataFrame(schema=EVENT_SCHEMA)
+def _open_arrays(n_candidates: int) -> tuple[_I, _F]:
+    return (
+        np.zeros((n_candidates, len(kernels.OPEN_I)), dtype=np.int64),
+        np.full((n_candidates, len(kernels.OPEN_F)), np.nan),
+    )
+
+
+def _grown(state: CrossExchangeState, symbols: tuple[str, ...], venues: tuple[str, ...]) -> CrossExchangeState:
+    """A copy of ``state`` on the grids ``symbols`` x ``venues`` (supersets of the state's, sorted): the kernels
+    update their inputs in place, so the caller's state is never touched."""
+    c = state.cells
+    if symbols == state.symbols and venues == state.venues:
+        cells = QuoteCells(*(np.array(getattr(c, f)) for f in QuoteCells.__dataclass_fields__))
+        return CrossExchangeState(symbols, venues, cells, state.next_seq.copy(), state.open_i.copy(),
+                                  state.open_f.copy(), state.counters, state.book)  # fmt: skip
+    n_sym, n_ven = len(symbols), len(venues)
+    s_at = np.array([symbols.index(x) for x in state.symbols], dtype=np.int64)
+    v_at = np.array([venues.index(x) for x in state.venues], dtype=np.int64)
+    cells = QuoteCells.empty(n_sym, n_ven)
+    for name in QuoteCells.__dataclass_fields__:
+        getattr(cells, name)[np.ix_(s_at, v_at)] = getattr(c, name)
+    next_seq = np.zeros(n_sym, dtype=np.int64)
+    next_seq[s_at] = state.next_seq
+    open_i, open_f = _open_arrays(n_sym * n_ven * n_ven)
+    old = (len(state.symbols), len(state.venues), len(state.venues))
+    grid = np.ix_(s_at, v_at, v_at)
+    open_i.reshape(n_sym, n_ven, n_ven, -1)[grid] = state.open_i.reshape(*old, len(kernels.OPEN_I))
+    open_f.reshape(n_sym, n_ven, n_ven, -1)[grid] = state.open_f.reshape(*old, len(kernels.OPEN_F))
+    return CrossExchangeState(symbols, venues, cells, next_seq, open_i, open_f, state.counters, state.book)
+
+
 _EMPTY_OPPORTUNITIES = schema.empty(schema.OPPORTUNITIES)
 
 
@@ -147,19 +222,32 @@ def _add(counters: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]
     return dict(sorted(out.items()))
 
 
-def _instrument_table(
-    view: AlignedQuotes | _LazyView, params: CrossExchangeParams
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(taker fee, lot size, min notional) per (symbol, venue); NaN where the registry does not list it."""
+@dataclass(frozen=True)
+class _Tables:
+    """Per (symbol, venue): taker fee, lot size, min notional (NaN where not listed), registry membership; per
+    venue: max age (ns) and latency (ms)."""
+
+    fee: _F
+    lot: _F
+    min_notional: _F
+    known: npt.NDArray[np.bool_]
+    limit: _I
+    latency: _F
+
+
+def _tables(symbols: tuple[str, ...], venues: tuple[str, ...], params: CrossExchangeParams) -> _Tables:
     memo = _memo(params.registry)
-    key = ("cross_exchange.table", view.symbols, view.venues, tuple(sorted(params.taker_fees.items())))
+    override = params.max_age_ms if not isinstance(params.max_age_ms, Mapping) else tuple(params.max_age_ms.items())
+    key = ("cross_exchange.tables", symbols, venues, tuple(sorted(params.taker_fees.items())), override)
     cached = memo.get(key)
     if cached is not None:
-        return cast(tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]], cached)
-    shape = (len(view.symbols), len(view.venues))
+        return cast(_Tables, cached)
+    shape = (len(symbols), len(venues))
     fee, lot, min_notional = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-    for s, symbol in enumerate(view.symbols):
-        for v, venue in enumerate(view.venues):
+    known = np.zeros(shape, dtype=np.bool_)
+    for s, symbol in enumerate(symbols):
+        for v, venue in enumerate(venues):
+            known[s, v] = _known(params.registry, venue, symbol)
             try:
                 inst = params.registry.get(venue, symbol)
             except UnknownInstrumentError:
@@ -167,202 +255,282 @@ def _instrument_table(
             fee[s, v] = params.taker_fees.get(venue, inst.taker_fee)
             lot[s, v] = inst.lot_size
             min_notional[s, v] = inst.min_notional
-    memo[key] = (fee, lot, min_notional)
-    return fee, lot, min_notional
+    registry = params.registry
+    latency = np.array([registry.profile(v).latency_ms if v in registry.profiles else 0.0 for v in venues])
+    tables = _Tables(fee, lot, min_notional, known, max_age_ns(venues, registry, params.max_age_ms), latency)
+    memo[key] = tables
+    return tables
 
 
-def _floor_lot(size: npt.NDArray[np.float64], lot: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    # The relative epsilon keeps sizes that are exact multiples (1.0 / 0.1 = 9.999...) from losing a lot.
-    return np.floor(size / lot * (1.0 + 1e-12)) * lot
+def _float(series: pl.Series) -> _F:
+    if series.dtype == pl.Float64 and series.null_count() == 0:
+        values: _F = series.to_numpy()  # zero-copy for one chunk
+        return values
+    converted: _F = series.cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return converted
 
 
-def _screen(
-    bid: npt.NDArray[np.float64], ask: npt.NDArray[np.float64], fee: npt.NDArray[np.float64]
-) -> npt.NDArray[np.int64]:
-    """Rows that can hold a profitable pair: the best fee-adjusted bid beats the best fee-adjusted ask over the
-    row's present quotes.  Loose (relative 1e-9): the exact per-pair test decides, so no row is lost to rounding;
-    in real data only a tiny fraction of rows pass."""
-    with np.errstate(invalid="ignore"):
-        bid_net, ask_net = bid * (1.0 - fee), ask * (1.0 + fee)
-        net_bid, net_ask = bid_net[:, 0], ask_net[:, 0]
-        for v in range(1, bid.shape[1]):  # column by column: faster than a reduce over a short axis
-            net_bid, net_ask = np.fmax(net_bid, bid_net[:, v]), np.fmin(net_ask, ask_net[:, v])
-        return np.flatnonzero(net_bid > net_ask * (1.0 - 1e-9))
+def _int(series: pl.Series) -> _I:
+    series = series.cast(pl.Int64)
+    if series.null_count():
+        series = series.fill_null(0)
+    values: _I = series.to_numpy()
+    return values
 
 
-def _screen_grouped(lazy: _LazyView, fee_table: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """:func:`_screen` over every row, evaluated per venue in the view's symbol-grouped order (contiguous index
-    arrays, the fee a run per symbol), without gathering the ``(rows, venues)`` arrays; returns timeline rows."""
-    bid, ask, counts = lazy.ext["bid"], lazy.ext["ask"], lazy.group_counts
-    with np.errstate(invalid="ignore"):
-        for v in range(len(lazy.venues)):
-            fee = np.repeat(fee_table[:, v], counts)
-            src = lazy.src_g[v]
-            bid_net, ask_net = np.take(bid, src) * (1.0 - fee), np.take(ask, src) * (1.0 + fee)
-            if v == 0:
-                net_bid, net_ask = bid_net, ask_net
-            else:
-                net_bid, net_ask = np.fmax(net_bid, bid_net), np.fmin(net_ask, ask_net)
-        passing = np.flatnonzero(net_bid > net_ask * (1.0 - 1e-9))
-    return np.sort(lazy.grouped[passing])
+@dataclass(frozen=True)
+class _Chunk:
+    """One slice of the batch's columns as NumPy arrays (zero-copy where the slice lies in one Polars chunk)."""
+
+    offset: int
+    clock: _I
+    bid: _F
+    ask: _F
+    bid_size: _F
+    ask_size: _F
+    flags: _I
+
+    @classmethod
+    def of(cls, quotes: pl.DataFrame, clock: str, offset: int, length: int) -> _Chunk:
+        part = quotes.slice(offset, length) if (offset, length) != (0, quotes.height) else quotes
+        flags = _int(part.get_column("flags")) if "flags" in part.columns else np.zeros(part.height, dtype=np.int64)
+        bid, ask, bid_size, ask_size = (_float(part.get_column(n)) for n in _CELL_FLOATS)
+        return cls(offset, _int(part.get_column(clock)), bid, ask, bid_size, ask_size, flags)
+
+    @classmethod
+    def concat(cls, chunks: list[_Chunk]) -> _Chunk:
+        if len(chunks) == 1:
+            return chunks[0]
+        return cls(0, *(np.concatenate([getattr(c, f) for c in chunks]) for f in ("clock", *_CELL_FLOATS, "flags")))
 
 
-def _events(
-    view: AlignedQuotes,
-    seq: npt.NDArray[np.int64],
-    params: CrossExchangeParams,
-    books: tuple[BookState, pl.DataFrame] | None = None,
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    fee_t, lot_t, min_t = _instrument_table(view, params)
-    n_ven = len(view.venues)
-    counters = {"suppressed_stale": 0, "suppressed_flagged": 0}
-    if view.height == 0 or n_ven < 2:
-        return _EMPTY_EVENTS.clear(), counters
-    sym = view.symbol.astype(np.int64)
-    rows = _screen(view.bid, view.ask, np.take(fee_t, sym, axis=0))
-    if rows.size == 0:
-        return _EMPTY_EVENTS.clear(), counters
-    sym_r = sym[rows]
-    fee, lot, min_notional = fee_t[sym_r], lot_t[sym_r], min_t[sym_r]
-    bid_r, ask_r = view.bid[rows], view.ask[rows]
-    bid_size_r, ask_size_r = view.bid_size[rows], view.ask_size[rows]
-    usable_r, stale_r = view.usable[rows], view.stale[rows]
-    present = ~np.isnan(bid_r) & ~np.isnan(ask_r)
-    parts: list[tuple[npt.NDArray[np.int64], int, int]] = []
-    per_unit_all = np.full((rows.size, n_ven, n_ven), np.nan)
-    size_all = np.zeros((rows.size, n_ven, n_ven))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for a in range(n_ven):
-            for b in range(n_ven):
-                if a == b:
-                    continue
-                ask, bid = ask_r[:, a], bid_r[:, b]
-                per_unit = (bid - ask) - fee[:, a] * ask - fee[:, b] * bid
-                raw = np.minimum(np.minimum(ask_size_r[:, a], bid_size_r[:, b]), params.max_notional / ask)
-                size = _floor_lot(raw, np.fmax(lot[:, a], lot[:, b]))
-                profit = per_unit * size
-                notional_ok = size * ask >= np.fmax(min_notional[:, a], min_notional[:, b])
-                candidate = (per_unit > 0) & (size > 0) & notional_ok & (profit >= params.min_profit)
-                usable = usable_r[:, a] & usable_r[:, b]
-                blocked = candidate & present[:, a] & present[:, b] & ~usable
-                stale = blocked & (stale_r[:, a] | stale_r[:, b])
-                counters["suppressed_stale"] += int(stale.sum())
-                counters["suppressed_flagged"] += int((blocked & ~stale).sum())
-                hit = np.flatnonzero(candidate & usable)
-                if hit.size:
-                    parts.append((hit, a, b))
-                    per_unit_all[hit, a, b] = per_unit[hit]
-                    size_all[hit, a, b] = size[hit]
+def _chunk_bounds(quotes: pl.DataFrame) -> list[tuple[int, int]]:
+    """``(offset, length)`` of the slices to scan: the Polars chunks of the price column (or the whole batch)."""
+    lengths = quotes.get_column("bid").chunk_lengths()
+    if len(lengths) <= 1:
+        return [(0, quotes.height)]
+    offsets = np.cumsum([0, *lengths[:-1]]).tolist()
+    return list(zip(offsets, lengths, strict=True))
+
+
+def _codes(series: pl.Series, prior: tuple[str, ...]) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
+    """Codes into the sorted union of ``prior`` and the column's names."""
+    interner = shared(series.name)
+    ids = interner.codes(series)
+    codes = interner.lut(prior)[ids]
+    if codes.size and codes.min() < 0:
+        new = np.unique(ids[codes < 0]).tolist()
+        names = tuple(sorted({*prior, *(interner.names[i] for i in new)}))
+        return names, interner.lut(names)[ids]
+    return prior, codes
+
+
+def detect_cross_exchange(
+    quotes: pl.DataFrame, state: CrossExchangeState, params: CrossExchangeParams, book: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, CrossExchangeState]:
+    """One step of the cross-exchange detector over a batch of quotes.
+
+    Parameters
+    ----------
+    quotes
+        Rows of the ``quotes`` table, any order (each symbol's rows are taken in canonical clock order); may
+        contain bad rows, which are counted and never used.
+    state
+        Carried :class:`CrossExchangeState` (``CrossExchangeState.empty()`` to start).
+    params
+        :class:`CrossExchangeParams`.
+    book
+        Rows of the ``book`` table of the same batch (optional).  Where a leg has a usable snapshot at least as
+        recent as its quote, the size is the joint depth walk's (:mod:`arbkit.detect._depth`).
+
+    Returns
+    -------
+    tuple[pl.DataFrame, CrossExchangeState]
+        Episodes that closed in this batch (:data:`arbkit.schema.OPPORTUNITIES`, status ``"expired"``) and the
+        next state.  Call :func:`finish_cross_exchange` at the end of a run for the open ones.
+    """
+    batch_book = book if book is not None else pl.DataFrame()
+    if quotes.height == 0:
+        if batch_book.height == 0:
+            return _EMPTY_OPPORTUNITIES.clear(), state
+        return _EMPTY_OPPORTUNITIES.clear(), _with_book(state, update_books(state.book, batch_book, params.clock))
+    venues, ven = _codes(quotes.get_column("exchange"), state.venues)
+    symbols, sym = _codes(quotes.get_column("symbol"), state.symbols)
+    work = _grown(state, symbols, venues)
+    tables = _tables(symbols, venues, params)
+    chunks = [_Chunk.of(quotes, params.clock, o, n) for o, n in _chunk_bounds(quotes)]
+    last = np.full(len(symbols), np.iinfo(np.int64).min, dtype=np.int64)
+    in_order = all(kernels.per_key_monotone(sym[c.offset : c.offset + c.clock.size], c.clock, last) for c in chunks)
+    empty_order = np.zeros(0, dtype=np.int64)
+    if in_order:
+        plan = [(c, empty_order) for c in chunks]
+    else:  # canonical order: stable sort by clock (ties keep batch order)
+        whole = _Chunk.concat(chunks)
+        plan = [(whole, np.argsort(whole.clock, kind="stable").astype(np.int64))]
+    reasons = np.zeros(len(REASONS), dtype=np.int64)
+    suppressed = np.zeros(2, dtype=np.int64)
+    cells = work.cells
+    parts_i, parts_f = [], []
+    for chunk, order in plan:
+        rows = slice(chunk.offset, chunk.offset + chunk.clock.size)
+        n_hits, hit_i, hit_f = kernels.scan(
+            order, sym[rows], ven[rows],
+            chunk.clock, chunk.bid, chunk.ask, chunk.bid_size, chunk.ask_size, chunk.flags, chunk.offset,
+            QuoteFlag.blocking(), tables.known, tables.fee, tables.lot, tables.min_notional, tables.limit,
+            float(params.max_notional), float(params.min_profit), cells.bid, cells.ask, cells.bid_size,
+            cells.ask_size, cells.time, cells.flags, cells.reason, work.next_seq, reasons, suppressed,
+        )  # fmt: skip
+        if n_hits:
+            parts_i.append(hit_i[:n_hits])
+            parts_f.append(hit_f[:n_hits])
+    counters = {REASONS[i]: int(c) for i, c in enumerate(reasons) if i > 0 and c}
+    counters |= {"suppressed_stale": int(suppressed[0]), "suppressed_flagged": int(suppressed[1])}
+    new_book = update_books(state.book, batch_book, params.clock) if batch_book.height else state.book
+    closed = _EMPTY_OPPORTUNITIES.clear()
+    if parts_i or (work.open_i[:, 4] > 0).any():
+        hit_i = _stack(parts_i, (0, len(kernels.HIT_I)), np.int64)
+        hit_f = _stack(parts_f, (0, len(kernels.HIT_F)), np.float64)
+        walk = _NO_WALK
+        if hit_i.shape[0] and (state.book.frame.height or batch_book.height):
+            walk = _walk_books(work, params, (state.book, batch_book), sym, hit_i, hit_f, tables)
+        n, candidate, ints, floats = kernels.fold(
+            hit_i, hit_f, walk, sym, len(venues), tables.latency, tables.limit / _NS_PER_MS, float(params.min_profit),
+            work.open_i, work.open_f, work.next_seq,
+        )  # fmt: skip
+        if n:
+            closed = _episodes(work, candidate[:n], ints[:n], floats[:n], "expired")
+    next_state = CrossExchangeState(
+        symbols, venues, cells, work.next_seq, work.open_i, work.open_f, _add(state.counters, counters), new_book
+    )
+    return closed, next_state
+
+
+_NO_WALK = np.zeros((0, 7))
+
+
+def _stack(parts: list[npt.NDArray[Any]], empty: tuple[int, int], dtype: type) -> npt.NDArray[Any]:
     if not parts:
-        return _EMPTY_EVENTS.clear(), counters
-    hit = np.concatenate([p[0] for p in parts])  # positions in ``rows``
-    a_idx = np.concatenate([np.full(p[0].size, p[1], dtype=np.int64) for p in parts])
-    b_idx = np.concatenate([np.full(p[0].size, p[2], dtype=np.int64) for p in parts])
-    row = rows[hit]
-    buy_price, sell_price = ask_r[hit, a_idx], bid_r[hit, b_idx]
-    per_unit = per_unit_all[hit, a_idx, b_idx]
-    size = size_all[hit, a_idx, b_idx]
-    fee_a = fee[hit, a_idx]
-    profit = per_unit * size
-    cost = buy_price * size
-    percentage = 100.0 * per_unit / (buy_price * (1.0 + fee_a))
-    buy_fill, sell_fill = buy_price, sell_price
-    displayed_buy, displayed_sell = ask_size_r[hit, a_idx], bid_size_r[hit, b_idx]
-    if books is not None and (books[0].frame.height or books[1].height):
-        walked = _walk_books(
-            view, params, books, row, a_idx, b_idx, fee_a, fee[hit, b_idx], lot[hit], min_notional[hit]
-        )
-        if walked is not None:
-            use, w_size, w_profit, w_cost, w_proceeds, w_buy_depth, w_sell_depth = walked
-            keep = ~use | ((w_size > 0) & (w_profit > 0) & (w_profit >= params.min_profit))
-            size, profit = np.where(use, w_size, size), np.where(use, w_profit, profit)
-            cost = np.where(use, w_cost, cost)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                percentage = np.where(use, 100.0 * w_profit / (w_cost * (1.0 + fee_a)), percentage)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                buy_fill = np.where(use, w_cost / w_size, buy_price)
-                sell_fill = np.where(use, w_proceeds / w_size, sell_price)
-            displayed_buy = np.where(use, w_buy_depth, displayed_buy)
-            displayed_sell = np.where(use, w_sell_depth, displayed_sell)
-            if not keep.all():
-                row, a_idx, b_idx, hit = row[keep], a_idx[keep], b_idx[keep], hit[keep]
-                buy_price, sell_price, size, profit, cost = (
-                    buy_price[keep],
-                    sell_price[keep],
-                    size[keep],
-                    profit[keep],
-                    cost[keep],
-                )
-                buy_fill, sell_fill, percentage = buy_fill[keep], sell_fill[keep], percentage[keep]
-                displayed_buy, displayed_sell = displayed_buy[keep], displayed_sell[keep]
-            if row.size == 0:
-                return _EMPTY_EVENTS.clear(), counters
-    latency = np.array(
-        [params.registry.profile(v).latency_ms if v in params.registry.profiles else 0.0 for v in view.venues]
+        return np.zeros(empty, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _with_book(state: CrossExchangeState, book: BookState) -> CrossExchangeState:
+    return CrossExchangeState(state.symbols, state.venues, state.cells, state.next_seq, state.open_i, state.open_f,
+                              state.counters, book)  # fmt: skip
+
+
+def _episodes(state: CrossExchangeState, candidate: _I, ints: _I, floats: _F, status: str) -> pl.DataFrame:
+    """Episodes from candidate ids and OPEN_I/OPEN_F rows: strings are made here, once per episode."""
+    n_ven = len(state.venues)
+    sym, rest = np.divmod(candidate, n_ven * n_ven)
+    buy, sell = np.divmod(rest, n_ven)
+    n = candidate.size
+    symbol = [state.symbols[i] for i in sym.tolist()]
+    buy_ex = [state.venues[i] for i in buy.tolist()]
+    sell_ex = [state.venues[i] for i in sell.tolist()]
+    f = {name: floats[:, j] for j, name in enumerate(kernels.OPEN_F)}
+    i = {name: ints[:, j] for j, name in enumerate(kernels.OPEN_I)}
+    if n <= _FEW_EPISODES:
+        return _few_episodes(symbol, buy_ex, sell_ex, f, i, status)
+    pair = np.arange(2 * n) // 2
+    is_sell = np.arange(2 * n) % 2 == 1
+    long = pl.DataFrame(
+        [
+            pl.Series("exchange", [x for b, a in zip(buy_ex, sell_ex, strict=True) for x in (b, a)], dtype=pl.String),
+            pl.Series("symbol", [s for s in symbol for _ in range(2)], dtype=pl.String),
+            pl.Series("side", ["buy", "sell"] * n, dtype=pl.String),
+            pl.Series("price", np.where(is_sell, f["sell_fill"][pair], f["buy_fill"][pair]), dtype=pl.Float64),
+            pl.Series("size", f["size"][pair], dtype=pl.Float64),
+        ]
     )
-    max_age_ms = max_age_ns(view.venues, params.registry, params.max_age_ms) / _NS_PER_MS
-    age_ms = (view.time[row][:, None] - view.quote_time[row]) / _NS_PER_MS
-    fresh = freshness(age_ms, latency[None, :], max_age_ms[None, :])
-    pick = np.arange(row.size)
-    confidence = row_confidence(
-        np.minimum(fresh[pick, a_idx], fresh[pick, b_idx]),
-        np.minimum(depth_factor(size, displayed_buy), depth_factor(size, displayed_sell)),
+    legs = long.to_struct("legs").reshape((n, 2)).cast(_LEGS)
+    names = pl.Series("timeline", symbol, dtype=pl.String)
+    frame = pl.DataFrame(
+        [
+            pl.Series("kind", [KIND] * n, dtype=pl.String),
+            pl.Series("key", [f"{s}|{b}|{a}" for s, b, a in zip(symbol, buy_ex, sell_ex, strict=True)]),
+            names,
+            *[pl.Series(name, i[name], dtype=pl.Int64) for name in ("seq_start", "seq_last", "ts_start", "ts_end")],
+            names.alias("symbol"),
+            legs,
+            pl.Series("buy_exchange", buy_ex, dtype=pl.String),
+            pl.Series("sell_exchange", sell_ex, dtype=pl.String),
+            *[
+                pl.Series(name, f[name], dtype=pl.Float64)
+                for name in ("buy_price", "sell_price", "size", "profit", "peak_profit", "profit_percentage")
+            ],
+            pl.Series("confidence", f["confidence"], dtype=pl.Float64),
+            pl.Series("rows", i["rows"], dtype=pl.Int64),
+        ]
     )
-    frame = _event_frame(
-        view,
-        row=row,
-        buy=a_idx,
-        sell=b_idx,
-        seq=seq[row],
-        buy_price=buy_price,
-        sell_price=sell_price,
-        buy_fill=buy_fill,
-        sell_fill=sell_fill,
-        size=size,
-        profit=profit,
-        profit_percentage=percentage,
-        confidence=confidence,
-    )
-    return frame, counters
+    return to_opportunities(frame, status)
+
+
+#: Up to this many episodes (a live micro-batch closes a handful) the frame is built from Python rows in one
+#: Polars call, already sorted by ``(ts_start, id)``; the column-wise build above costs ~30 Polars calls.
+_FEW_EPISODES = 256
+
+
+def _few_episodes(
+    symbol: list[str], buy_ex: list[str], sell_ex: list[str], f: Mapping[str, _F], i: Mapping[str, _I], status: str
+) -> pl.DataFrame:
+    """:func:`_episodes` for a few episodes: same values as :func:`~arbkit.detect._episodes.to_opportunities`."""
+    ts_start = i["ts_start"].tolist()
+    ids = [episode_id(KIND, f"{s}|{b}|{a}", t) for s, b, a, t in zip(symbol, buy_ex, sell_ex, ts_start, strict=True)]
+    confidence = np.clip(f["confidence"] * persistence(i["rows"]), 0.0, 1.0).tolist()
+    ts_end, rows = i["ts_end"].tolist(), i["rows"].tolist()
+    buy_price, sell_price, size = f["buy_price"].tolist(), f["sell_price"].tolist(), f["size"].tolist()
+    buy_fill, sell_fill = f["buy_fill"].tolist(), f["sell_fill"].tolist()
+    profit, peak, pct = f["profit"].tolist(), f["peak_profit"].tolist(), f["profit_percentage"].tolist()
+    out = []
+    for k in sorted(range(len(ids)), key=lambda k: (ts_start[k], ids[k])):
+        legs = [
+            {"exchange": buy_ex[k], "symbol": symbol[k], "side": "buy", "price": buy_fill[k], "size": size[k]},
+            {"exchange": sell_ex[k], "symbol": symbol[k], "side": "sell", "price": sell_fill[k], "size": size[k]},
+        ]
+        out.append(
+            (ids[k], KIND, ts_start[k], ts_end[k], symbol[k], legs, buy_ex[k], sell_ex[k], buy_price[k],
+             sell_price[k], size[k], profit[k], peak[k], pct[k], confidence[k], rows[k], status)
+        )  # fmt: skip
+    return pl.DataFrame(out, schema=_OPPORTUNITY_SCHEMA, orient="row")
+
+
+_OPPORTUNITY_SCHEMA = schema.OPPORTUNITIES.polars
+_LEGS = schema.OPPORTUNITIES.polars["legs"]
 
 
 def _walk_books(
-    view: AlignedQuotes,
+    state: CrossExchangeState,
     params: CrossExchangeParams,
     books: tuple[BookState, pl.DataFrame],
-    row: npt.NDArray[np.int64],
-    buy: npt.NDArray[np.int64],
-    sell: npt.NDArray[np.int64],
-    buy_fee: npt.NDArray[np.float64],
-    sell_fee: npt.NDArray[np.float64],
-    lot: npt.NDArray[np.float64],
-    min_notional: npt.NDArray[np.float64],
-) -> tuple[npt.NDArray[np.bool_], _F, _F, _F, _F, _F, _F] | None:
+    sym_codes: npt.NDArray[np.int32],
+    hit_i: _I,
+    hit_f: _F,
+    tables: _Tables,
+) -> _F:
     """Joint depth walk for the hits where a leg has a usable book snapshot at least as recent as its quote.
 
     A leg without such a snapshot walks its top of book (one level: the quote's price and displayed size).
-    Returns ``None`` when no hit has a book, else ``(use, size, profit, cost, proceeds, buy depth, sell depth)``.
+    Returns :data:`_NO_WALK` when no hit has a book, else one row per hit: ``(use, size, profit, cost, proceeds,
+    buy depth, sell depth)``.
     """
-    n = row.size
-    symbols = pl.Series(view.symbols, dtype=pl.String).gather(view.symbol[row].astype(np.int64))
-    venues = pl.Series(view.venues, dtype=pl.String)
-    state, batch_book = books
-    time = view.time[row]
-    buy_book = book_as_of(state, batch_book, venues.gather(buy), symbols, time, clock=params.clock)
-    sell_book = book_as_of(state, batch_book, venues.gather(sell), symbols, time, clock=params.clock)
+    sym = sym_codes[hit_i[:, 0]].astype(np.int64)
+    time, buy, sell, buy_time, sell_time = (hit_i[:, j] for j in range(2, 7))
+    ask, bid, ask_size, bid_size, _, _, buy_fee, sell_fee = (hit_f[:, j] for j in range(8))
+    n = sym.size
+    symbols = pl.Series(state.symbols, dtype=pl.String).gather(sym)
+    venues = pl.Series(state.venues, dtype=pl.String)
+    book_state, batch_book = books
+    buy_book = book_as_of(book_state, batch_book, venues.gather(buy), symbols, time, clock=params.clock)
+    sell_book = book_as_of(book_state, batch_book, venues.gather(sell), symbols, time, clock=params.clock)
     # A snapshot counts for a leg only if it is as recent as the leg's quote and has a level on the side walked.
-    buy_ok = (buy_book[4] >= view.quote_time[row, buy]) & np.isfinite(buy_book[2][:, 0])
-    sell_ok = (sell_book[4] >= view.quote_time[row, sell]) & np.isfinite(sell_book[0][:, 0])
+    buy_ok = (buy_book[4] >= buy_time) & np.isfinite(buy_book[2][:, 0])
+    sell_ok = (sell_book[4] >= sell_time) & np.isfinite(sell_book[0][:, 0])
     use = buy_ok | sell_ok
     if not use.any():
-        return None
-    ask, ask_size = view.ask[row, buy], view.ask_size[row, buy]
-    bid, bid_size = view.bid[row, sell], view.bid_size[row, sell]
+        return _NO_WALK
 
-    def ladder(
-        ok: npt.NDArray[np.bool_], price: npt.NDArray[np.float64], size: npt.NDArray[np.float64],
-        top: npt.NDArray[np.float64], top_size: npt.NDArray[np.float64],
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:  # fmt: skip
+    def ladder(ok: npt.NDArray[np.bool_], price: _F, size: _F, top: _F, top_size: _F) -> tuple[_F, _F]:
         one_price = np.full_like(price, np.nan)
         one_size = np.zeros_like(size)
         one_price[:, 0], one_size[:, 0] = top, top_size
@@ -378,178 +546,19 @@ def _walk_books(
         buy_fee=buy_fee,
         sell_fee=sell_fee,
         max_notional=np.full(n, params.max_notional),
-        lot=np.fmax(lot[np.arange(n), buy], lot[np.arange(n), sell]),
-        min_notional=np.fmax(min_notional[np.arange(n), buy], min_notional[np.arange(n), sell]),
+        lot=np.fmax(tables.lot[sym, buy], tables.lot[sym, sell]),
+        min_notional=np.fmax(tables.min_notional[sym, buy], tables.min_notional[sym, sell]),
     )
     cost = ladder_fill(buy_price, buy_size, size)
     proceeds = ladder_fill(sell_price, sell_size, size)
-    return use, size, profit, cost, proceeds, buy_size.sum(axis=1), sell_size.sum(axis=1)
-
-
-def _event_frame(
-    view: AlignedQuotes,
-    *,
-    row: npt.NDArray[np.int64],
-    buy: npt.NDArray[np.int64],
-    sell: npt.NDArray[np.int64],
-    **values: npt.NDArray[np.generic],
-) -> pl.DataFrame:
-    """Events from integer (row, buy venue, sell venue) hits: strings are made once per candidate, not per row."""
-    n_ven = len(view.venues)
-    sym = view.symbol[row].astype(np.int64)
-    if row.size <= _FEW_EVENTS:
-        return _few_events_frame(view, row=row, sym=sym, buy=buy, sell=sell, **values)
-    candidate = (sym * n_ven + buy) * n_ven + sell
-    unique, inverse = np.unique(candidate, return_inverse=True)
-    names = [divmod(int(c), n_ven * n_ven) for c in unique]
-    keys = pl.Series(
-        [f"{view.symbols[s]}|{view.venues[p // n_ven]}|{view.venues[p % n_ven]}" for s, p in names], dtype=pl.String
-    )
-    symbols = pl.Series(view.symbols, dtype=pl.String)
-    venues = pl.Series(view.venues, dtype=pl.String)
-    base = pl.DataFrame(
-        {
-            "key": keys.gather(inverse.ravel()),
-            "timeline": symbols.gather(sym),
-            "ts": view.time[row],
-            "buy_exchange": venues.gather(buy),
-            "sell_exchange": venues.gather(sell),
-            **values,
-        }
-    )
-
-    # Legs: one long frame with the buy and sell leg of each event interleaved, reshaped to (events, 2) (much
-    # faster than concatenating struct columns into lists).
-    n = row.size
-    pair = np.arange(2 * n) // 2
-    is_sell = np.arange(2 * n) % 2 == 1
-    fills = np.where(is_sell, np.asarray(values["sell_fill"])[pair], np.asarray(values["buy_fill"])[pair])
-    long = pl.DataFrame(
-        {
-            "exchange": venues.gather(np.where(is_sell, sell[pair], buy[pair])),
-            "symbol": symbols.gather(sym[pair]),
-            "side": pl.Series(np.where(is_sell, "sell", "buy"), dtype=pl.String),
-            "price": fills,
-            "size": np.asarray(values["size"])[pair],
-        }
-    )
-    legs = long.select(pl.struct(pl.all()).alias("legs")).to_series().reshape((n, 2)).arr.to_list()
-    return base.select(
-        pl.lit(KIND, dtype=pl.String).alias("kind"),
-        "key",
-        "timeline",
-        "seq",
-        "ts",
-        pl.col("timeline").alias("symbol"),
-        legs,
-        "buy_exchange",
-        "sell_exchange",
-        "buy_price",
-        "sell_price",
-        "size",
-        "profit",
-        "profit_percentage",
-        "confidence",
-    ).cast(EVENT_SCHEMA)  # type: ignore[arg-type]
-
-
-#: Up to this many events, the event frame is built from Python lists in one Polars call (a live micro-batch has
-#: a handful): the column-wise build below costs a dozen Polars calls whatever the count.
-_FEW_EVENTS = 256
-
-
-def _few_events_frame(
-    view: AlignedQuotes,
-    *,
-    row: npt.NDArray[np.int64],
-    sym: npt.NDArray[np.int64],
-    buy: npt.NDArray[np.int64],
-    sell: npt.NDArray[np.int64],
-    **values: npt.NDArray[np.generic],
-) -> pl.DataFrame:
-    """:func:`_event_frame` for a few events, from Series made directly (names as Python lists, numbers as
-    NumPy arrays) and the legs through one struct frame: same values, a tenth of the Polars calls."""
-    n = row.size
-    symbol = [view.symbols[s] for s in sym.tolist()]
-    buy_ex = [view.venues[b] for b in buy.tolist()]
-    sell_ex = [view.venues[b] for b in sell.tolist()]
-    size = np.asarray(values["size"], dtype=np.float64)
-    pair = np.arange(2 * n) // 2
-    is_sell = np.arange(2 * n) % 2 == 1
-    fills = np.where(is_sell, np.asarray(values["sell_fill"])[pair], np.asarray(values["buy_fill"])[pair])
-    long = pl.DataFrame(
-        [
-            pl.Series("exchange", [x for b, a in zip(buy_ex, sell_ex, strict=True) for x in (b, a)], dtype=pl.String),
-            pl.Series("symbol", [s for s in symbol for _ in range(2)], dtype=pl.String),
-            pl.Series("side", ["buy", "sell"] * n, dtype=pl.String),
-            pl.Series("price", fills, dtype=pl.Float64),
-            pl.Series("size", size[pair], dtype=pl.Float64),
-        ]
-    )
-    legs = long.to_struct("legs").reshape((n, 2)).cast(EVENT_SCHEMA["legs"])
-    names = pl.Series("timeline", symbol, dtype=pl.String)
-    columns = [
-        pl.Series("kind", [KIND] * n, dtype=pl.String),
-        pl.Series("key", [f"{s}|{b}|{a}" for s, b, a in zip(symbol, buy_ex, sell_ex, strict=True)], dtype=pl.String),
-        names,
-        pl.Series("seq", np.asarray(values["seq"]), dtype=pl.Int64),
-        pl.Series("ts", view.time[row], dtype=pl.Int64),
-        names.alias("symbol"),
-        legs,
-        pl.Series("buy_exchange", buy_ex, dtype=pl.String),
-        pl.Series("sell_exchange", sell_ex, dtype=pl.String),
-        *[
-            pl.Series(name, np.asarray(values[name]), dtype=pl.Float64)
-            for name in ("buy_price", "sell_price", "size", "profit", "profit_percentage", "confidence")
-        ],
-    ]
-    return pl.DataFrame(columns)
-
-
-def detect_cross_exchange(
-    quotes: pl.DataFrame, state: CrossExchangeState, params: CrossExchangeParams, book: pl.DataFrame | None = None
-) -> tuple[pl.DataFrame, CrossExchangeState]:
-    """One step of the cross-exchange detector over a batch of quotes.
-
-    Parameters
-    ----------
-    quotes
-        Rows of the ``quotes`` table, any order (canonical clock order is applied); may contain bad rows, which
-        are counted and never used.
-    state
-        Carried :class:`CrossExchangeState` (``CrossExchangeState.empty()`` to start).
-    params
-        :class:`CrossExchangeParams`.
-    book
-        Rows of the ``book`` table of the same batch (optional).  Where a leg has a usable snapshot at least as
-        recent as its quote, the size is the joint depth walk's (:mod:`arbkit.detect._depth`).
-
-    Returns
-    -------
-    tuple[pl.DataFrame, CrossExchangeState]
-        Episodes that closed in this batch (:data:`arbkit.schema.OPPORTUNITIES`, status ``"expired"``) and the
-        next state.  Call :func:`finish_cross_exchange` at the end of a run for the open ones.
-    """
-    checked = _check(quotes, params.registry)
-    reason = checked.reason
-    lazy, last = _align_lazy(
-        quotes, state.quotes, checked, registry=params.registry, clock=params.clock, max_age_ms=params.max_age_ms
-    )
-    seq, episodes = advance_timeline_codes(state.episodes, lazy.symbols, lazy.symbol)
-    batch_book = book if book is not None else pl.DataFrame()
-    # Only the bid and ask of every row are gathered, to screen; the full view is built for passing rows only.
-    if lazy.height and len(lazy.venues) > 1:
-        rows = _screen_grouped(lazy, _instrument_table(lazy, params)[0])
-    else:
-        rows = np.zeros(0, dtype=np.int64)
-    events, suppressed = _events(lazy.view(rows), seq[rows], params, (state.book, batch_book))
-    closed, episodes = merge_episodes(events, episodes)
-    counters = _add(_add(state.counters, count_reasons(reason)), suppressed)
-    return closed, CrossExchangeState(last, episodes, counters, update_books(state.book, batch_book, params.clock))
+    walk = np.column_stack([use, size, profit, cost, proceeds, buy_size.sum(axis=1), sell_size.sum(axis=1)])
+    return np.ascontiguousarray(walk, dtype=np.float64)
 
 
 def finish_cross_exchange(state: CrossExchangeState, params: CrossExchangeParams) -> pl.DataFrame:
     """Episodes still open at the end of a run (status ``"active"``)."""
     del params
-    out = finish_episodes(state.episodes)
-    return out if out.height else _EMPTY_OPPORTUNITIES.clear()
+    candidate = np.flatnonzero(state.open_i[:, 4] > 0)
+    if candidate.size == 0:
+        return _EMPTY_OPPORTUNITIES.clear()
+    return _episodes(state, candidate.astype(np.int64), state.open_i[candidate], state.open_f[candidate], "active")

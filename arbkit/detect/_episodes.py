@@ -59,6 +59,7 @@ __all__ = [
     "EpisodeState",
     "advance_timeline_codes",
     "advance_timelines",
+    "episode_id",
     "event_frame",
     "finish_episodes",
     "merge_episodes",
@@ -334,7 +335,8 @@ def finish_episodes(state: EpisodeState) -> pl.DataFrame:
     return to_opportunities(state.open, "active")
 
 
-def _episode_id(kind: str, key: str, ts_start: int) -> str:
+def episode_id(kind: str, key: str, ts_start: int) -> str:
+    """The deterministic episode id: the first 16 hex digits of SHA-1 over kind, key and ts_start."""
     return hashlib.sha1(f"{kind}\x1f{key}\x1f{ts_start}".encode(), usedforsecurity=False).hexdigest()[:16]
 
 
@@ -343,7 +345,7 @@ def to_opportunities(episodes: pl.DataFrame, status: str) -> pl.DataFrame:
     if episodes.height == 0:
         return _empty_opportunities()
     ids = [
-        _episode_id(k, key, ts)
+        episode_id(k, key, ts)
         for k, key, ts in zip(
             episodes["kind"].to_list(), episodes["key"].to_list(), episodes["ts_start"].to_list(), strict=True
         )

@@ -7,9 +7,11 @@ import math
 import polars as pl
 from hypothesis import given, settings
 
+from arbkit.align import LastQuotes, align_quotes
 from arbkit.detect._cross_exchange import CrossExchangeParams, CrossExchangeState, detect_cross_exchange
 from arbkit.detect._cross_exchange import finish_cross_exchange as finish
 from arbkit.instruments import default_registry
+from arbkit.pipeline import states_equal
 from arbkit.schema import OPPORTUNITIES, QuoteFlag, validate
 from arbkit.testing import quote_frames
 
@@ -229,3 +231,36 @@ def test_a_book_without_the_walked_side_falls_back_to_top_of_book() -> None:
     out, state = detect_cross_exchange(quotes, CrossExchangeState.empty(), params, bids_only)
     opp = pl.concat([out, finish(state, params)])
     assert opp["size"].to_list() == [1.0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=quote_frames(max_rows=80, invalid=True, max_gap_ms=300))
+def test_rows_need_clock_order_per_symbol_only(frame: pl.DataFrame) -> None:
+    """A store file sorted by symbol then time is scanned as is: same episodes, counters and state as the
+    time-ordered frame (and as a frame in arbitrary order, which is put in canonical order first)."""
+    by_time = frame.sort("ts_recv", maintain_order=True)
+    by_symbol = by_time.sort("symbol", maintain_order=True)
+    # Ties of equal clocks are settled by batch position, so a shuffle is compared on distinct clocks.
+    distinct = by_time.with_columns(pl.col("ts_recv") + pl.int_range(pl.len(), dtype=pl.Int64))
+    shuffled = distinct.sample(fraction=1.0, shuffle=True, seed=3)
+    results = []
+    for variant in (by_time, by_symbol):
+        out, state = detect_cross_exchange(variant, CrossExchangeState.empty(), PARAMS)
+        results.append((pl.concat([out, finish(state, PARAMS)]).sort("id"), state))
+    (a, sa), (b, sb) = results
+    assert a.equals(b)
+    assert states_equal(sa, sb)
+    out, state = detect_cross_exchange(distinct, CrossExchangeState.empty(), PARAMS)
+    out2, state2 = detect_cross_exchange(shuffled, CrossExchangeState.empty(), PARAMS)
+    assert out.sort("id").equals(out2.sort("id"))
+    assert states_equal(state, state2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=quote_frames(max_rows=60, invalid=True))
+def test_carried_quotes_match_the_alignment_module(frame: pl.DataFrame) -> None:
+    """The compiled scan's carried cells equal :func:`arbkit.align.align_quotes`'s state (a second method)."""
+    _, state = detect_cross_exchange(frame, CrossExchangeState.empty(), PARAMS)
+    _, expected = align_quotes(frame, LastQuotes.empty(), registry=REG)
+    got = state.latest_quotes()
+    assert got.select(expected.frame.columns).equals(expected.frame, null_equal=True)

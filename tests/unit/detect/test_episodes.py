@@ -83,11 +83,11 @@ def test_matches_loop_for_any_split(rows: list[tuple[str, list[float | None]]], 
 
 def _keys(frame: pl.DataFrame) -> list[str]:
     # The test events carry no legs; the key is recovered from the deterministic id by recomputing it.
-    from arbkit.detect._episodes import _episode_id
+    from arbkit.detect._episodes import episode_id
 
     out = []
     for ts, oid in zip(frame["ts_start"], frame["id"], strict=True):
-        out.append(next(k for k in ("a1", "a2", "b1") if _episode_id("test", k, ts) == oid))
+        out.append(next(k for k in ("a1", "a2", "b1") if episode_id("test", k, ts) == oid))
     return out
 
 

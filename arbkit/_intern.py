@@ -1,0 +1,217 @@
+"""String columns to small integer codes, fast: the detectors' hot paths work on codes, never on strings.
+
+Venue and symbol columns repeat a handful of names millions of times.  Hashing them through Polars
+(``cast(pl.Categorical)``, ``unique``) costs 15-35 ns a row; this module reads the column's Arrow *string view*
+buffer instead (zero-copy from Polars): a string of at most 12 bytes is stored inline in its 16-byte view, zero
+padded, so two equal short strings have identical views and a compiled open-addressing table over the two
+64-bit words codes a row in a few nanoseconds.  Columns with longer strings (``BTC/USDT:USDT`` is 13 bytes),
+nulls, or another dtype take the exact Polars/Python path.  Both paths give the same codes.
+
+:class:`Interner` keeps its table across calls (chunks of one frame, micro-batches of a run), so codes are stable
+for its lifetime; ``Interner.names`` lists the names in the order they were discovered (callers that need sorted
+names remap the codes).
+
+Examples
+--------
+>>> import polars as pl
+>>> interner = Interner()
+>>> interner.codes(pl.Series(["okx", "binance", "okx"])).tolist()
+[0, 1, 0]
+>>> interner.codes(pl.Series(["kraken", "okx"])).tolist(), interner.names
+([2, 0], ['okx', 'binance', 'kraken'])
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, cast
+
+import numba
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+
+__all__ = ["Interner", "shared"]
+
+_IntArray = npt.NDArray[np.int32]
+
+
+def _intern_views_py(
+    views: npt.NDArray[np.uint64],
+    keys: npt.NDArray[np.uint64],
+    slot_code: npt.NDArray[np.int32],
+    new_slots: npt.NDArray[np.int64],
+    out: npt.NDArray[np.int32],
+) -> int:
+    """Code every 16-byte view into ``out`` through the open-addressing table ``keys``/``slot_code`` (-1: empty).
+
+    A view not in the table is inserted with the provisional code ``-2 - k`` (the k-th new view) and its slot
+    recorded in ``new_slots``; the caller names it, stores the real code and runs the kernel again.  Returns the
+    number of new views, or -1 (nothing usable in ``out``) if a string is longer than 12 bytes (not inline) or
+    ``new_slots`` is full.
+    """
+    mask = keys.shape[0] - 1
+    n_new = 0
+    for i in range(views.shape[0]):
+        a = views[i, 0]
+        b = views[i, 1]
+        if (a & np.uint64(0xFFFFFFFF)) > np.uint64(12):
+            return -1
+        h = ((a * np.uint64(0x9E3779B97F4A7C15)) ^ (b * np.uint64(0xC2B2AE3D27D4EB4F))) >> np.uint64(40)
+        slot = int(h) & mask
+        while True:
+            code = slot_code[slot]
+            if code == -1:
+                if n_new == new_slots.shape[0]:
+                    return -1
+                keys[slot, 0] = a
+                keys[slot, 1] = b
+                slot_code[slot] = -2 - n_new
+                new_slots[n_new] = slot
+                out[i] = -2 - n_new
+                n_new += 1
+                break
+            if keys[slot, 0] == a and keys[slot, 1] == b:
+                out[i] = code
+                break
+            slot = (slot + 1) & mask
+    return n_new
+
+
+_intern_views = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_intern_views_py))
+
+_SMALL = 64  # up to this many rows, Python's dict is as fast as the view table
+
+
+class Interner:
+    """Stable integer codes for the strings of one or more columns or chunks (names in discovery order).
+
+    ``table`` (a power of two) bounds the fast path at ``table / 2`` distinct names; beyond, Polars codes them.
+    """
+
+    def __init__(self, table: int = 4096) -> None:
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._keys = np.zeros((table, 2), dtype=np.uint64)
+        self._slot_code = np.full(table, -1, dtype=np.int32)
+        self._filled = 0
+        self._lock = threading.Lock()
+        self._luts: dict[tuple[tuple[str, ...], int], _IntArray] = {}
+
+    def codes(self, series: pl.Series) -> _IntArray:
+        """Codes of every value of ``series`` (nulls code as the empty string).  Thread-safe."""
+        with self._lock:
+            return self._codes(series)
+
+    def lut(self, names: tuple[str, ...]) -> _IntArray:
+        """For every code so far, its name's position in ``names`` (-1 where absent); cached per ``names``."""
+        key = (names, len(self.names))
+        found = self._luts.get(key)
+        if found is None:
+            if len(self._luts) > 256:
+                self._luts.clear()
+            at = {name: i for i, name in enumerate(names)}
+            found = np.array([at.get(name, -1) for name in self.names], dtype=np.int32)
+            self._luts[key] = found
+        return found
+
+    def _codes(self, series: pl.Series) -> _IntArray:
+        n = series.len()
+        if n == 0:
+            return np.zeros(0, dtype=np.int32)
+        if series.dtype == pl.String and series.null_count() == 0:
+            if n > _SMALL:
+                fast = self._from_views(series)
+                if fast is not None:
+                    return fast
+            if n <= _SMALL:
+                return self._from_list(series.to_list())
+        return self._from_polars(series)
+
+    def _add(self, name: str) -> int:
+        code = self._index.get(name)
+        if code is None:
+            code = len(self.names)
+            self._index[name] = code
+            self.names.append(name)
+        return code
+
+    def _from_list(self, values: list[Any]) -> _IntArray:
+        index = self._index
+        for name in dict.fromkeys(values):
+            if name not in index:
+                self._add(name)
+        return np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values))
+
+    def _from_polars(self, series: pl.Series) -> _IntArray:
+        text = series.cast(pl.String).fill_null("")
+        for name in sorted(set(text.unique().to_list())):
+            self._add(name)
+        if text.len() <= _SMALL:
+            return self._from_list(text.to_list())
+        lookup = pl.Enum(self.names)
+        return text.cast(lookup).to_physical().to_numpy().astype(np.int32, copy=False)
+
+    def _from_views(self, series: pl.Series) -> _IntArray | None:
+        out = np.empty(series.len(), dtype=np.int32)
+        start = 0
+        for chunk in _view_chunks(series):
+            views = np.frombuffer(chunk.buffers()[1], dtype=np.uint64).reshape(-1, 2)
+            views = views[chunk.offset : chunk.offset + len(chunk)]
+            part = out[start : start + len(chunk)]
+            room = max(self._keys.shape[0] // 2 - self._filled, 0)
+            new_slots = np.empty(min(room, 4096), dtype=np.int64)
+            n_new = _intern_views(views, self._keys, self._slot_code, new_slots, part)
+            if n_new < 0:  # a long string, or the table is full: undo the provisional entries (the newest ones)
+                self._slot_code[self._slot_code <= -2] = -1
+                return None
+            if n_new:
+                slots = new_slots[:n_new]
+                for slot, (a, b) in zip(slots.tolist(), self._keys[slots].tolist(), strict=True):
+                    name = _DECODED.get((a, b))
+                    if name is None:
+                        name = _DECODED[(a, b)] = _decode_view(a, b)
+                    self._slot_code[slot] = self._add(name)
+                self._filled += n_new
+                _intern_views(views, self._keys, self._slot_code, new_slots, part)  # every view is known now
+            start += len(chunk)
+        return out
+
+
+def _view_chunks(series: pl.Series) -> list[pa.Array]:
+    """The series' Arrow string-view chunks without copying (one Polars chunk at a time)."""
+    out: list[pa.Array] = []
+    offset = 0
+    for length in series.chunk_lengths():
+        arrow = series.slice(offset, length).to_arrow(compat_level=pl.CompatLevel.newest())
+        out.extend(arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow])
+        offset += length
+    return out
+
+
+#: Decoded views (a pure function's cache: the same 16 bytes always decode to the same string).
+_DECODED: dict[tuple[int, int], str] = {}
+
+
+def _decode_view(a: int, b: int) -> str:
+    """The string of an inline (<= 12 bytes) Arrow view ``(a, b)``: length in the low 4 bytes, then the bytes."""
+    if len(_DECODED) > 100_000:
+        _DECODED.clear()
+    raw = (a >> 32).to_bytes(4, "little") + b.to_bytes(8, "little")
+    return raw[: a & 0xFFFFFFFF].decode()
+
+
+_SHARED: dict[str, Interner] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(column: str) -> Interner:
+    """The process-wide interner of a column kind (``"exchange"``, ``"symbol"``): codes are a cache of names, so
+    every detector step can share one and skip re-discovering the same few names on every micro-batch."""
+    with _SHARED_LOCK:
+        interner = _SHARED.get(column)
+        if interner is None:
+            interner = _SHARED[column] = Interner(table=1 << 16)
+        return interner
