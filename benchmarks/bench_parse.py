@@ -4,6 +4,8 @@ For each venue's top-of-book channel (Binance bookTicker, OKX bbo-tbt, Bybit ord
 ticker, Kraken v2 ticker, Deribit quote) it times, on the same distinct messages:
 
 * ``tuple``: :meth:`Adapter.parse_quote_tuple`, the fast path the micro-batcher uses (bytes -> QUOTES tuple);
+* ``batch``: :meth:`Adapter.parse_quote_batch` (Bybit: :meth:`Adapter.parse_book_batch`) over chunks of 512
+  messages, what the connector does with one socket read (``-`` where the venue does not batch);
 * ``rows``: :meth:`Adapter.parse_rows` (all tables as tuples);
 * ``frames``: :meth:`Adapter.parse` (Polars frames in the exact schema; dominated by frame construction);
 * ``json.loads``: the standard library decoding the same bytes into dicts, nothing else (a lower bound for any
@@ -112,6 +114,14 @@ def _rate(fn: Callable[[bytes], object], messages: list[bytes], repeats: int, cl
     return len(messages) / best
 
 
+def _batch_rate(
+    fn: Callable[[list[bytes]], object], messages: list[bytes], repeats: int, clock: Callable[[], float]
+) -> float:
+    """Best messages/s of ``fn`` over chunks of 512 messages (one socket read's worth)."""
+    chunks = [messages[i : i + 512] for i in range(0, len(messages), 512)]
+    return _rate(fn, chunks, repeats, clock) * len(messages) / len(chunks)  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer messages and repeats (a few seconds)")
@@ -126,8 +136,8 @@ def main() -> None:
     clock = "wall-clock" if args.wall else "process CPU"
     print(f"messages per venue: {n} (frames path: {n_frames}); best of {repeats}; one core; {clock} time")
     header = (
-        f"{'venue':<9} {'tuple/s':>11} {'rows/s':>11} {'frames/s':>10} {'json.loads/s':>13} {'orjson/s':>11} "
-        f"{'tuple/json':>10}"
+        f"{'venue':<9} {'tuple/s':>11} {'batch/s':>11} {'rows/s':>11} {'frames/s':>10} {'json.loads/s':>13} "
+        f"{'orjson/s':>11} {'tuple/json':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -138,12 +148,17 @@ def main() -> None:
         assert sample is not None, venue  # the benchmark must time real work
         tuple_rate = _rate(lambda raw, a=adapter: a.parse_quote_tuple(raw, TS), messages, repeats, clock_fn)  # type: ignore[misc]
         rows_rate = _rate(lambda raw, a=adapter: a.parse_rows(raw, TS), messages, repeats, clock_fn)  # type: ignore[misc]
+        batch_fn = adapter.parse_book_batch if venue == "bybit" else adapter.parse_quote_batch
+        batch_text = "-"
+        if batch_fn(messages[:512], TS) is not None:  # the venue batches this channel
+            batch = _batch_rate(lambda chunk, f=batch_fn: f(chunk, TS), messages, repeats, clock_fn)  # type: ignore[misc]
+            batch_text = f"{batch:,.0f}"
         frames_rate = _rate(lambda raw, a=adapter: a.parse(raw, TS), messages[:n_frames], repeats, clock_fn)  # type: ignore[misc]
         json_rate = _rate(json.loads, messages, repeats, clock_fn)
         orjson_rate = _rate(orjson.loads, messages, repeats, clock_fn)
         print(
-            f"{venue:<9} {tuple_rate:>11,.0f} {rows_rate:>11,.0f} {frames_rate:>10,.0f} {json_rate:>13,.0f} "
-            f"{orjson_rate:>11,.0f} {tuple_rate / json_rate:>9.2f}x"
+            f"{venue:<9} {tuple_rate:>11,.0f} {batch_text:>11} {rows_rate:>11,.0f} {frames_rate:>10,.0f} "
+            f"{json_rate:>13,.0f} {orjson_rate:>11,.0f} {tuple_rate / json_rate:>9.2f}x"
         )
 
     okx = adapters.get("okx")

@@ -243,14 +243,14 @@ class BinanceAdapter(Adapter):
         >>> [row[3:9] for row in ad.parse_quote_batch([raw, raw], ts_recv=5)]
         [('BTC/USDT', 100.0, 1.0, 101.0, 2.0, 7), ('BTC/USDT', 100.0, 1.0, 101.0, 2.0, 7)]
         """
-        try:
-            ms = list(map(_decode_bt, raws))
-        except DECODE_ERRORS:
-            return None
         unified = self._unified
         out: list[QuoteRow] = []
         append = out.append
-        for m in ms:
+        for raw in raws:  # decoded one by one: each struct is dropped before the next (cheaper than all at once)
+            try:
+                m = _decode_bt(raw)
+            except DECODE_ERRORS:
+                return None
             bid, bid_size, ask, ask_size = m.b, m.B, m.a, m.A
             ts = m.T or m.E
             symbol = unified.get(m.s)

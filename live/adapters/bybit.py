@@ -228,14 +228,11 @@ class BybitAdapter(Adapter):
         >>> ad.parse_book_batch([raw], ts_recv=1) == ad.parse_rows(raw, ts_recv=1).book_updates
         True
         """
-        try:
-            ms = list(map(_decode_book, raws))
-        except DECODE_ERRORS:
-            return None
         out: list[BookUpdate] = []
         append = out.append
         try:
-            for m in ms:
+            for raw in raws:  # decoded one by one: each struct is dropped before the next
+                m = _decode_book(raw)
                 kind = m.type
                 parts = m.topic.split(".")
                 if kind not in ("snapshot", "delta") or parts[0] != "orderbook" or len(parts) < 2:

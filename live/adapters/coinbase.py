@@ -153,15 +153,15 @@ class CoinbaseAdapter(Adapter):
 
     def parse_quote_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[QuoteRow] | None:
         """``ticker`` messages of one ticker each in one pass (see :meth:`Adapter.parse_quote_batch`)."""
-        try:
-            ms = list(map(_decode_fast, raws))
-            stamps = [iso_to_ns(m.timestamp) for m in ms]
-        except DECODE_ERRORS:
-            return None
         unified = self._unified
         out: list[QuoteRow] = []
         append = out.append
-        for m, ts_event in zip(ms, stamps, strict=True):
+        for raw in raws:  # decoded one by one: each struct is dropped before the next (cheaper than all at once)
+            try:
+                m = _decode_fast(raw)
+                ts_event = iso_to_ns(m.timestamp)
+            except DECODE_ERRORS:
+                return None
             events = m.events
             if m.channel != "ticker" or len(events) != 1 or len(events[0].tickers) != 1:
                 return None

@@ -85,7 +85,7 @@ class _TickerData(msgspec.Struct):
     bid_qty: float
     ask: float
     ask_qty: float
-    timestamp: str
+    timestamp: str | None = None  # absent from older v2 pushes: the receive time stands in, as on the full path
 
 
 class _TickerMsg(msgspec.Struct):
@@ -175,18 +175,18 @@ class KrakenAdapter(Adapter):
 
     def parse_quote_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[QuoteRow] | None:
         """v2 ``ticker`` pushes of one pair each in one pass (see :meth:`Adapter.parse_quote_batch`)."""
-        try:
-            ms = list(map(_decode_ticker, raws))
-            stamps = [iso_to_ns(m.data[0].timestamp) for m in ms if len(m.data) == 1]
-        except DECODE_ERRORS:
-            return None
-        if len(stamps) != len(ms):
-            return None
         unified = self._unified
         out: list[QuoteRow] = []
         append = out.append
-        for m, ts_event in zip(ms, stamps, strict=True):
-            d = m.data[0]
+        for raw in raws:  # decoded one by one: each struct is dropped before the next (cheaper than all at once)
+            try:
+                m = _decode_ticker(raw)
+                if len(m.data) != 1:
+                    return None
+                d = m.data[0]
+                ts_event = iso_to_ns(d.timestamp) if d.timestamp else ts_recv
+            except DECODE_ERRORS:
+                return None
             symbol = unified.get(d.symbol)
             bid, bid_size, ask, ask_size = d.bid, d.bid_qty, d.ask, d.ask_qty
             if (

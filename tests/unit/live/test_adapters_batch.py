@@ -65,6 +65,14 @@ def test_batch_declines_malformed_and_non_quote_messages(
     assert adapter.parse_quote_batch([raws[0], one_sided], TS_RECV) is None
 
 
+def test_kraken_batch_without_timestamps_uses_the_receive_time() -> None:
+    adapter = adapters.get("kraken")
+    raws = [m.replace(b',"timestamp":"', b',"x":"') for m in _messages("kraken", None, "ticker", "ETH/USD")]
+    expected = [q for raw in raws for q in adapter.parse_rows(raw, TS_RECV).quotes]
+    assert [q[0] for q in expected] == [TS_RECV] * len(raws)
+    assert adapter.parse_quote_batch(raws, TS_RECV) == expected
+
+
 def test_base_adapter_never_batches() -> None:
     adapter = adapters.get("bybit")
     assert adapter.parse_quote_batch([b"{}"], TS_RECV) is None
