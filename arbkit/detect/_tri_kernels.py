@@ -48,15 +48,22 @@ def _scan_py(
     n = row_cell.shape[0]
     n_cells = cell_log_sell.shape[0]
     n_columns = column_cell.shape[0]
+    n_edges = edge_column.shape[0]
     n_cycles, legs = cycle_edges.shape
     source = np.empty(n_cells, dtype=np.int64)  # where each cell's current quote is: row r, or n + cell (carried)
     for c in range(n_cells):
         source[c] = n + c
-    col_sell = np.empty(n_columns, dtype=np.float64)
-    col_buy = np.empty(n_columns, dtype=np.float64)
-    for j in range(n_columns):
-        col_sell[j] = cell_log_sell[column_cell[j]]
-        col_buy[j] = cell_log_buy[column_cell[j]]
+    # Current term of every edge (log rate + log(1 - fee)); transfers and the extra last slot (pads) add 0.  Every
+    # column has exactly one sell and one buy edge.
+    rate = np.zeros(n_edges + 1, dtype=np.float64)
+    column_edges = np.full((n_columns, 2), n_edges, dtype=np.int64)  # the sell and buy edge of each column
+    for e in range(n_edges):
+        c = edge_column[e]
+        if c >= 0:
+            column_edges[c, 0 if edge_sell[e] else 1] = e
+            cell = column_cell[c]
+            rate[e] = (cell_log_sell[cell] if edge_sell[e] else cell_log_buy[cell]) + edge_log_fee[e]
+    cycles = np.where(cycle_edges >= 0, cycle_edges, n_edges)
     cap = n_cycles + 64
     span_cycle = np.empty(cap, dtype=np.int64)
     span_start = np.empty(cap, dtype=np.int64)
@@ -69,8 +76,9 @@ def _scan_py(
         source[cell] = r
         column = cell_column[cell]
         if column >= 0:
-            col_sell[column] = row_log_sell[r]
-            col_buy[column] = row_log_buy[r]
+            sell_edge, buy_edge = column_edges[column, 0], column_edges[column, 1]
+            rate[sell_edge] = row_log_sell[r] + edge_log_fee[sell_edge]
+            rate[buy_edge] = row_log_buy[r] + edge_log_fee[buy_edge]
         if r == 0:
             lo, hi = 0, n_cycles
         elif column >= 0:
@@ -83,10 +91,7 @@ def _scan_py(
                 span_end[open_span[k]] = r
             total = 0.0
             for leg in range(legs):
-                e = cycle_edges[k, leg]
-                if e >= 0 and edge_column[e] >= 0:
-                    c = edge_column[e]
-                    total += (col_sell[c] if edge_sell[e] else col_buy[c]) + edge_log_fee[e]
+                total += rate[cycles[k, leg]]
             if total > 0.0:
                 if m == cap:
                     cap *= 2

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -81,12 +82,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
 
 from arbkit import schema
 from arbkit.align import Clock, _codes, _float, _int_column, _known, _memo, _reason_codes, count_reasons
-from arbkit.detect._confidence import depth_factor, freshness, row_confidence
+from arbkit.detect._confidence import depth_factor, freshness, persistence, row_confidence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
-from arbkit.detect._episodes import to_opportunities
 from arbkit.detect._tri_kernels import scan_cycles
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
@@ -166,6 +167,33 @@ class QuoteCells:
 
     def values(self) -> _Values:
         return self.bid, self.bid_size, self.ask, self.ask_size, self.time, self.reason
+
+    def lookup(self, exchanges: tuple[str, ...], symbols: tuple[str, ...], registry: Registry) -> tuple[_B, _B, _I]:
+        """For every (exchange, symbol) name pair (``exchange code * len(symbols) + symbol code``): spot, known to
+        the registry, and its cell (-1: not a cell).  Memoized: micro-batches repeat the same names."""
+        lookups = self._lookups
+        found = lookups.get((exchanges, symbols))
+        if found is None or found[0] is not registry:
+            if len(lookups) > 64:
+                lookups.clear()
+            pairs = [(e, s) for e in exchanges for s in symbols]
+            kinds = [_cell_kind(registry, e, s) for e, s in pairs]
+            spot = np.array([k[0] for k in kinds], dtype=np.bool_)
+            known = np.array([k[1] for k in kinds], dtype=np.bool_)
+            cell = np.array([self.index.get(p, -1) if k[0] else -1 for p, k in zip(pairs, kinds, strict=True)])
+            found = lookups[exchanges, symbols] = (registry, spot, known, cell.astype(np.int64))
+        return found[1], found[2], found[3]
+
+    @cached_property
+    def _lookups(self) -> dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Registry, _B, _B, _I]]:
+        # A cache, not state: kept out of the dataclass fields so states compare by their quotes only.
+        return {}
+
+    def carry(self, values: _Values) -> QuoteCells:
+        """The same cells with new values, sharing the name lookups."""
+        out = QuoteCells(self.cells, *values)
+        out.__dict__["_lookups"] = self._lookups
+        return out
 
     def with_cells(self, new: Sequence[tuple[str, str]]) -> QuoteCells:
         """These cells plus ``new`` ones (no quote yet: NaN prices, clock -1, reason 255), re-sorted."""
@@ -355,11 +383,7 @@ def detect_triangular(
     for k, v in counters.items():
         if v:
             merged[k] = merged.get(k, 0) + v
-    bid, bid_size, ask, ask_size, time, reason = ext
-    new_cells = QuoteCells(
-        cells.cells, bid[cell_source], bid_size[cell_source], ask[cell_source], ask_size[cell_source],
-        time[cell_source], reason[cell_source],
-    )  # fmt: skip
+    new_cells = cells.carry(tuple(values[cell_source] for values in ext))  # type: ignore[arg-type]
     next_state = TriangularState(
         new_cells, episodes, state.next_seq + n, dict(sorted(merged.items())),
         update_books(state.book, batch_book, params.clock),
@@ -411,14 +435,14 @@ def _timeline(
         return (f, f, f, f, i, np.zeros(0, dtype=np.uint8)), i, cells, {}
     exchanges, ex_code = _codes(quotes.get_column("exchange"))
     symbols, sym_code = _codes(quotes.get_column("symbol"))
-    n_sym = len(symbols)
-    pair = ex_code.astype(np.int64) * n_sym + sym_code
-    seen = np.flatnonzero(np.bincount(pair, minlength=len(exchanges) * n_sym))
-    spot = np.zeros(len(exchanges) * n_sym, dtype=np.bool_)
-    known = np.zeros_like(spot)
-    names = [(exchanges[int(p) // n_sym], symbols[int(p) % n_sym]) for p in seen]
-    for p, (exchange, symbol) in zip(seen.tolist(), names, strict=True):
-        spot[p], known[p] = _cell_kind(registry, exchange, symbol)
+    pair = ex_code.astype(np.int64) * len(symbols) + sym_code
+    spot, known, pair_cell = cells.lookup(exchanges, symbols, registry)
+    if (spot & (pair_cell < 0)).any():  # new cells: seen spot pairs not carried yet
+        n_sym = len(symbols)
+        fresh = np.flatnonzero(np.bincount(pair, minlength=spot.shape[0]).astype(np.bool_) & spot & (pair_cell < 0))
+        if fresh.size:
+            cells = cells.with_cells([(exchanges[int(p) // n_sym], symbols[int(p) % n_sym]) for p in fresh])
+            spot, known, pair_cell = cells.lookup(exchanges, symbols, registry)
     bid, ask = _float(quotes, "bid"), _float(quotes, "ask")
     bid_size, ask_size = _float(quotes, "bid_size"), _float(quotes, "ask_size")
     flags = _int_column(quotes, "flags", pl.Int64) if "flags" in quotes.columns else None
@@ -431,14 +455,6 @@ def _timeline(
     if time.shape[0] > 1 and not bool((time[1:] >= time[:-1]).all()):
         order = np.argsort(time, kind="stable")
         take = order if take is None else take[order]
-    spot_cells = [c for p, c in zip(seen.tolist(), names, strict=True) if spot[p]]
-    new = [c for c in spot_cells if c not in cells.index]
-    if new:
-        cells = cells.with_cells(new)
-    pair_cell = np.full(spot.shape[0], -1, dtype=np.int64)
-    for p, c in zip(seen.tolist(), names, strict=True):
-        if spot[p]:
-            pair_cell[p] = cells.index[c]
     columns = (bid, bid_size, ask, ask_size, clock, reason)
     if take is None:
         return columns, pair_cell[pair], cells, counters
@@ -772,39 +788,61 @@ def _merge(
     return closed, tuple(still)
 
 
-_LEGS = schema.OPPORTUNITIES.polars["legs"]
-
-
 def _opportunities(episodes: Sequence[OpenEpisode], status: str) -> pl.DataFrame:
-    """Episodes as an :data:`arbkit.schema.OPPORTUNITIES` frame (:func:`arbkit.detect._episodes.to_opportunities`
-    gives ids, persistence-weighted confidence and the order)."""
+    """Episodes as an :data:`arbkit.schema.OPPORTUNITIES` frame, as
+    :func:`arbkit.detect._episodes.to_opportunities` makes them (deterministic id, confidence weighted by
+    persistence, sorted by ``(ts_start, id)``), built as one Arrow table: frames of list-of-struct legs from
+    Python objects cost milliseconds, and this runs on every micro-batch that closes an episode."""
     if not episodes:
         return _EMPTY.clear()
-    legs = [[dict(zip(_LEG_FIELDS, leg, strict=True)) for leg in e.legs] for e in episodes]
-    frame = pl.DataFrame(
-        [
-            pl.Series("kind", [KIND] * len(episodes), dtype=pl.String),
-            pl.Series("key", [e.key for e in episodes], dtype=pl.String),
-            pl.Series("ts_start", [e.ts_start for e in episodes], dtype=pl.Int64),
-            pl.Series("ts_end", [e.ts_end for e in episodes], dtype=pl.Int64),
-            pl.Series("symbol", [e.name for e in episodes], dtype=pl.String),
-            pl.Series("legs", legs, dtype=_LEGS),
-            pl.Series("buy_exchange", [e.legs[0][0] for e in episodes], dtype=pl.String),
-            pl.Series("sell_exchange", [e.legs[-1][0] for e in episodes], dtype=pl.String),
-            pl.Series("buy_price", [e.legs[0][3] for e in episodes], dtype=pl.Float64),
-            pl.Series("sell_price", [None] * len(episodes), dtype=pl.Float64),
-            pl.Series("size", [e.size for e in episodes], dtype=pl.Float64),
-            pl.Series("profit", [e.profit for e in episodes], dtype=pl.Float64),
-            pl.Series("peak_profit", [e.peak_profit for e in episodes], dtype=pl.Float64),
-            pl.Series("profit_percentage", [e.profit_percentage for e in episodes], dtype=pl.Float64),
-            pl.Series("confidence", [e.confidence for e in episodes], dtype=pl.Float64),
-            pl.Series("rows", [e.rows for e in episodes], dtype=pl.Int64),
-        ]
+    ids = [_episode_id(e.key, e.ts_start) for e in episodes]
+    order = sorted(range(len(episodes)), key=lambda i: (episodes[i].ts_start, ids[i]))
+    chosen = [episodes[i] for i in order]
+    flat = [leg for e in chosen for leg in e.legs]
+    offsets = np.cumsum([0, *(len(e.legs) for e in chosen)], dtype=np.int32)
+    legs = pa.StructArray.from_arrays(
+        [pa.array([leg[j] for leg in flat], type=_LEG_TYPE.field(j).type) for j in range(_LEG_TYPE.num_fields)],
+        fields=list(_LEG_TYPE),
     )
-    return to_opportunities(frame, status)
+    confidence = np.array([e.confidence for e in chosen]) * persistence(np.array([e.rows for e in chosen]))
+    n = len(chosen)
+    columns = {
+        "id": [ids[i] for i in order],
+        "kind": [KIND] * n,
+        "ts_start": [e.ts_start for e in chosen],
+        "ts_end": [e.ts_end for e in chosen],
+        "symbol": [e.name for e in chosen],
+        "legs": pa.ListArray.from_arrays(pa.array(offsets), legs, type=_ARROW.field("legs").type),
+        "buy_exchange": [e.legs[0][0] for e in chosen],
+        "sell_exchange": [e.legs[-1][0] for e in chosen],
+        "buy_price": [e.legs[0][3] for e in chosen],
+        "sell_price": [None] * n,
+        "size": [e.size for e in chosen],
+        "profit": [e.profit for e in chosen],
+        "peak_profit": [e.peak_profit for e in chosen],
+        "profit_percentage": [e.profit_percentage for e in chosen],
+        "confidence": np.clip(confidence, 0.0, 1.0),
+        "rows": [e.rows for e in chosen],
+        "status": [status] * n,
+    }
+    table = pa.Table.from_arrays(
+        [values if isinstance(values, pa.Array) else pa.array(values, type=_ARROW.field(name).type)
+         for name, values in columns.items()],
+        schema=_ARROW,
+    )  # fmt: skip
+    out = pl.from_arrow(table)
+    assert isinstance(out, pl.DataFrame)
+    return out if out.dtypes == _DTYPES else out.cast(schema.OPPORTUNITIES.polars)
 
 
-_LEG_FIELDS = ("exchange", "symbol", "side", "price", "size")
+def _episode_id(key: str, ts_start: int) -> str:
+    # The id of arbkit.detect._episodes (SHA-1 of kind, key and start); a test checks that both frames agree.
+    return hashlib.sha1(f"{KIND}\x1f{key}\x1f{ts_start}".encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+_ARROW = schema.OPPORTUNITIES.arrow
+_LEG_TYPE: pa.StructType = _ARROW.field("legs").type.value_type
+_DTYPES = list(schema.OPPORTUNITIES.polars.values())
 _EMPTY = schema.empty(schema.OPPORTUNITIES)
 
 

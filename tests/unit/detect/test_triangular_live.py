@@ -1,0 +1,158 @@
+"""Triangular live path: compiled scan signatures, span-based episodes against the generic episode merge."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pipelines
+from arbkit import schema
+from arbkit.detect import _tri_kernels
+from arbkit.detect._episodes import (
+    EpisodeState,
+    advance_timeline_codes,
+    event_frame,
+    finish_episodes,
+    merge_episodes,
+    to_opportunities,
+)
+from arbkit.detect._triangular import (
+    TriangularParams,
+    TriangularState,
+    _opportunities,
+    detect_triangular,
+    finish_triangular,
+)
+from arbkit.pipeline import Batch
+from arbkit.testing import check_split_parity
+
+TRIANGULAR = pipelines.get("triangular")
+VENUES = ("binance", "okx", "bybit")
+ASSETS = ("BTC", "ETH", "SOL")
+
+
+def _market(seed: int, rows: int, dislocation: float = 0.01, flagged: float = 0.0) -> pl.DataFrame:
+    """USDT pairs and BTC crosses on three venues, crosses consistent with the USDT mids except a few bumps."""
+    rng = np.random.default_rng(seed)
+    level = np.array([60_000.0, 3_000.0, 150.0])
+    asset = rng.integers(0, 3, rows)
+    cross = (rng.random(rows) < 0.4) & (asset > 0)
+    mid = level[asset] * np.exp(0.0005 * rng.standard_normal(rows))
+    mid = np.where(cross, mid / level[0], mid) * np.where(rng.random(rows) < 0.05, 1 + dislocation, 1.0)
+    ts = 1_700_000_000_000_000_000 + np.cumsum(rng.integers(0, 400_000_000, rows))
+    names = np.array([f"{a}/USDT" for a in ASSETS] + [f"{a}/BTC" for a in ASSETS])
+    return pl.DataFrame(
+        {
+            "ts_event": ts,
+            "ts_recv": ts,
+            "exchange": np.array(VENUES)[rng.integers(0, 3, rows)],
+            "symbol": names[asset + np.where(cross, 3, 0)],
+            "bid": mid * (1 - 1e-4),
+            "bid_size": rng.exponential(2.0, rows),
+            "ask": mid * (1 + 1e-4),
+            "ask_size": rng.exponential(2.0, rows),
+            "seq": np.arange(rows),
+            "flags": np.where(rng.random(rows) < flagged, 2, 0).astype(np.uint16),
+        },
+        schema=schema.QUOTES.polars,
+    )
+
+
+def test_scan_compiles_once_for_any_batch_length() -> None:
+    frame = _market(3, 40_000)
+    params = TriangularParams()
+    state = TriangularState.empty()
+    state = detect_triangular(frame.slice(0, 10), state, params)[1]
+    compiled = _tri_kernels.scan_signatures()
+    rng = np.random.default_rng(0)
+    lo = 10
+    for length in rng.integers(0, 60, 1_000):
+        _, state = detect_triangular(frame.slice(lo, int(length)), state, params)
+        lo += int(length)
+    assert compiled == 1
+    assert _tri_kernels.scan_signatures() == compiled
+
+
+def test_episode_frame_matches_the_generic_merge() -> None:
+    # The detector builds its opportunities frame from records in one Arrow table; it must equal what the generic
+    # to_opportunities makes of the same episodes (ids, persistence, order, dtypes).
+    frame = _market(5, 3_000, dislocation=0.02)
+    params = TriangularParams(max_notional=1_000.0)
+    state = TriangularState.empty()
+    seen = {}
+    for lo in range(0, frame.height, 3):
+        _, state = detect_triangular(frame.slice(lo, 3), state, params)
+        seen.update({(e.key, e.ts_start): e for e in state.episodes})
+    episodes = tuple(seen.values())
+    assert len(episodes) > 1, "the bumps should open some episodes"
+    legs = [
+        [dict(zip(("exchange", "symbol", "side", "price", "size"), leg, strict=True)) for leg in e.legs]
+        for e in episodes
+    ]
+    generic = pl.DataFrame(
+        {
+            "kind": ["triangular"] * len(episodes),
+            "key": [e.key for e in episodes],
+            "ts_start": [e.ts_start for e in episodes],
+            "ts_end": [e.ts_end for e in episodes],
+            "symbol": [e.name for e in episodes],
+            "legs": pl.Series(legs, dtype=schema.OPPORTUNITIES.polars["legs"]),
+            "buy_exchange": [e.legs[0][0] for e in episodes],
+            "sell_exchange": [e.legs[-1][0] for e in episodes],
+            "buy_price": [e.legs[0][3] for e in episodes],
+            "sell_price": pl.Series([None] * len(episodes), dtype=pl.Float64),
+            "size": [e.size for e in episodes],
+            "profit": [e.profit for e in episodes],
+            "peak_profit": [e.peak_profit for e in episodes],
+            "profit_percentage": [e.profit_percentage for e in episodes],
+            "confidence": [e.confidence for e in episodes],
+            "rows": [e.rows for e in episodes],
+        }
+    )
+    assert _opportunities(episodes, "active").equals(to_opportunities(generic, "active"))
+
+
+def test_runs_merge_like_one_event_per_row() -> None:
+    # Runs are built from spans; one-row steps give one span per row, i.e. the per-row events.  Those events,
+    # merged by the generic episode merge, must give the episodes of one run (start, end, peak, last, rows).
+    frame = _market(11, 2_000, flagged=0.02)
+    params = TriangularParams(max_notional=1_000.0)
+    out, state = detect_triangular(frame, TriangularState.empty(), params)
+    got = pl.concat([out, finish_triangular(state, params)])
+    events = []
+    step_state = TriangularState.empty()
+    for r in range(frame.height):
+        closed, step_state = detect_triangular(frame.slice(r, 1), step_state, params)
+        del closed
+        for e in step_state.episodes:
+            if e.seq_last == r:
+                events.append((e.key, r, e.ts_end, e.profit, e.name))
+    assert events, "the bumps should make some rows profitable"
+    ev = event_frame(
+        kind="triangular", key=[e[0] for e in events], timeline="*", seq=[e[1] for e in events],
+        ts=[e[2] for e in events], symbol=[e[4] for e in events], profit=[e[3] for e in events],
+    )  # fmt: skip
+    _, episodes = advance_timeline_codes(EpisodeState.empty(), ["*"], np.zeros(frame.height, dtype=np.int64))
+    closed, episodes = merge_episodes(ev, episodes)
+    generic = pl.concat([closed, finish_episodes(episodes)])
+    cols = ["ts_start", "ts_end", "symbol", "peak_profit", "profit", "rows"]
+    assert got.select(cols).sort(cols).equals(generic.select(cols).sort(cols))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    data=st.data(),
+    max_age_ms=st.sampled_from([None, 300.0, 1_000.0]),
+    transfers=st.sampled_from([(), ("USDT",)]),
+)
+def test_split_parity_on_longer_markets(
+    seed: int, data: st.DataObject, max_age_ms: float | None, transfers: tuple[str, ...]
+) -> None:
+    frame = _market(seed, 400, flagged=0.01)
+    cuts = sorted(data.draw(st.lists(st.integers(0, frame.height), max_size=12)))
+    params = TriangularParams(max_notional=1_000.0, max_age_ms=max_age_ms, transfers=transfers)
+    check_split_parity(TRIANGULAR, frame, params, cuts)
+    assert Batch(quotes=frame).height == 400
