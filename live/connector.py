@@ -50,7 +50,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -73,6 +73,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("live.connector")
+_T = TypeVar("_T")
 
 #: The top-of-book channel subscribed per venue unless the config names another.
 DEFAULT_CHANNELS: dict[str, str] = {
@@ -650,6 +651,27 @@ class Connector:
                 self.stats.oversize += 1
             self.stats.last_error = f"closed: {exc}"
 
+    def _parse_batch(self, parse: Callable[[list[bytes], int], list[_T] | None], batch: list[bytes]) -> list[_T] | None:
+        """One adapter batch call (one ``ts_recv`` for the whole socket read); ``None`` when it declined.
+
+        The adapters decline bad input instead of raising, so an exception here is a bug: counted and logged, and
+        the batch then goes message by message.
+        """
+        try:
+            out = parse(batch, self.clock())
+        except Exception as exc:
+            self.stats.internal_errors += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            _log.exception("%s: error parsing a batch of %d messages", self.venue, len(batch))
+            return None
+        return out if out is not None and len(out) == len(batch) else None
+
+    def _count_batch(self, batch: list[bytes]) -> None:
+        stats = self.stats
+        stats.messages += len(batch)
+        stats.bytes += sum(map(len, batch))
+        stats.data_messages += len(batch)
+
     def _handle_quote_batch(self, slot: _Slot, link: _Link, batch: list[bytes]) -> bool:
         """Every message of ``batch`` as a top of book in one adapter call; False to go message by message.
 
@@ -658,15 +680,8 @@ class Connector:
         one.  All messages of one socket read share one ``ts_recv``.  A Coinbase batch whose ``sequence_num``
         values do not continue the connection's goes message by message too, so the jump is found and flagged.
         """
-        ts_recv = self.clock()
-        try:
-            quotes = self.adapter.parse_quote_batch(batch, ts_recv)
-        except Exception as exc:  # a bug (the adapter declines bad input instead): counted, then one by one
-            self.stats.internal_errors += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            _log.exception("%s: error parsing a batch of %d messages", self.venue, len(batch))
-            return False
-        if quotes is None or len(quotes) != len(batch):
+        quotes = self._parse_batch(self.adapter.parse_quote_batch, batch)
+        if quotes is None:
             return False
         if self.venue == "coinbase":
             first, last = quotes[0][8], quotes[-1][8]
@@ -675,10 +690,7 @@ class Connector:
             if last - first != len(quotes) - 1 or any(q[8] != first + i for i, q in enumerate(quotes)):
                 return False
             link.last_sequence = last
-        stats = self.stats
-        stats.messages += len(batch)
-        stats.bytes += sum(map(len, batch))
-        stats.data_messages += len(batch)
+        self._count_batch(batch)
         if not link.forwarding and not self._forward_from(slot, link):
             return True
         last_quotes = self.last_quotes
@@ -699,20 +711,10 @@ class Connector:
         Like :meth:`_handle_quote_batch`: the adapter declines anything but plain book pushes, which then go
         message by message.  The keeper checks every update exactly as on the per-message path.
         """
-        ts_recv = self.clock()
-        try:
-            updates = self.adapter.parse_book_batch(batch, ts_recv)
-        except Exception as exc:  # a bug (the adapter declines bad input instead): counted, then one by one
-            self.stats.internal_errors += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            _log.exception("%s: error parsing a batch of %d messages", self.venue, len(batch))
+        updates = self._parse_batch(self.adapter.parse_book_batch, batch)
+        if updates is None:
             return False
-        if updates is None or len(updates) != len(batch):
-            return False
-        stats = self.stats
-        stats.messages += len(batch)
-        stats.bytes += sum(map(len, batch))
-        stats.data_messages += len(batch)
+        self._count_batch(batch)
         rows = Rows()
         apply = self.books.apply
         for update in updates:
