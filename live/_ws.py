@@ -3,7 +3,7 @@
 Why the receive loop is our own
 -------------------------------
 The ``websockets`` library's asyncio client hands over one message per ``await recv()``: each frame goes through
-its sans-I/O generator parser, an assembler and a queue, about 20-30 µs of Python per message on this class of
+its sans-I/O generator parser, an assembler and a queue, about 15-30 µs of Python per message on this class of
 machine, which caps a process at a few tens of thousands of messages per second.  A venue feed is the opposite
 of what that design optimises for: a flood of small, unmasked, unfragmented text frames in one direction.
 :class:`FeedConnection` therefore
