@@ -811,52 +811,41 @@ def _merge(
 def _opportunities(episodes: Sequence[OpenEpisode], status: str) -> pl.DataFrame:
     """Episodes as an :data:`arbkit.schema.OPPORTUNITIES` frame, as
     :func:`arbkit.detect._episodes.to_opportunities` makes them (deterministic id, confidence weighted by
-    persistence, sorted by ``(ts_start, id)``), built as one Arrow table: frames of list-of-struct legs from
-    Python objects cost milliseconds, and this runs on every micro-batch that closes an episode."""
+    persistence, sorted by ``(ts_start, id)``), converted by Arrow in one call: Polars frames of list-of-struct
+    legs from Python objects cost milliseconds, and this runs on every micro-batch that closes an episode."""
     if not episodes:
         return _EMPTY.clear()
     ids = [_episode_id(e.key, e.ts_start) for e in episodes]
     order = sorted(range(len(episodes)), key=lambda i: (episodes[i].ts_start, ids[i]))
     chosen = [episodes[i] for i in order]
-    flat = [leg for e in chosen for leg in e.legs]
-    offsets = np.cumsum([0, *(len(e.legs) for e in chosen)], dtype=np.int32)
-    legs = pa.StructArray.from_arrays(
-        [pa.array([leg[j] for leg in flat], type=_LEG_TYPE.field(j).type) for j in range(_LEG_TYPE.num_fields)],
-        fields=list(_LEG_TYPE),
-    )
-    numbers = np.array(
-        [(e.size, e.profit, e.peak_profit, e.profit_percentage, e.confidence, e.legs[0][3]) for e in chosen]
-    )
-    integers = np.array([(e.ts_start, e.ts_end, e.rows) for e in chosen], dtype=np.int64)
-    confidence = numbers[:, 4] * persistence(integers[:, 2])
     n = len(chosen)
+    rows = [e.rows for e in chosen]
+    confidence = np.array([e.confidence for e in chosen]) * persistence(np.array(rows, dtype=np.float64))
     columns = {
         "id": [ids[i] for i in order],
         "kind": [KIND] * n,
-        "ts_start": integers[:, 0],
-        "ts_end": integers[:, 1],
+        "ts_start": [e.ts_start for e in chosen],
+        "ts_end": [e.ts_end for e in chosen],
         "symbol": [e.name for e in chosen],
-        "legs": pa.ListArray.from_arrays(pa.array(offsets), legs, type=_ARROW.field("legs").type),
+        "legs": [[dict(zip(_LEG_FIELDS, leg, strict=True)) for leg in e.legs] for e in chosen],
         "buy_exchange": [e.legs[0][0] for e in chosen],
         "sell_exchange": [e.legs[-1][0] for e in chosen],
-        "buy_price": numbers[:, 5],
-        "sell_price": pa.nulls(n, pa.float64()),
-        "size": numbers[:, 0],
-        "profit": numbers[:, 1],
-        "peak_profit": numbers[:, 2],
-        "profit_percentage": numbers[:, 3],
+        "buy_price": [e.legs[0][3] for e in chosen],
+        "sell_price": [None] * n,
+        "size": [e.size for e in chosen],
+        "profit": [e.profit for e in chosen],
+        "peak_profit": [e.peak_profit for e in chosen],
+        "profit_percentage": [e.profit_percentage for e in chosen],
         "confidence": np.clip(confidence, 0.0, 1.0),
-        "rows": integers[:, 2],
+        "rows": rows,
         "status": [status] * n,
     }
-    table = pa.Table.from_arrays(
-        [values if isinstance(values, pa.Array) else pa.array(values, type=_ARROW.field(name).type)
-         for name, values in columns.items()],
-        schema=_ARROW,
-    )  # fmt: skip
-    out = pl.from_arrow(table)
+    out = pl.from_arrow(pa.RecordBatch.from_pydict(columns, schema=_ARROW))
     assert isinstance(out, pl.DataFrame)
     return out if out.dtypes == _DTYPES else out.cast(schema.OPPORTUNITIES.polars)
+
+
+_LEG_FIELDS = ("exchange", "symbol", "side", "price", "size")
 
 
 def _episode_id(key: str, ts_start: int) -> str:
@@ -865,7 +854,6 @@ def _episode_id(key: str, ts_start: int) -> str:
 
 
 _ARROW = schema.OPPORTUNITIES.arrow
-_LEG_TYPE: pa.StructType = _ARROW.field("legs").type.value_type
 _DTYPES = list(schema.OPPORTUNITIES.polars.values())
 _EMPTY = schema.empty(schema.OPPORTUNITIES)
 
