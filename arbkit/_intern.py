@@ -82,6 +82,7 @@ def _intern_views_py(
 
 _intern_views = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_intern_views_py))
 
+_NEWEST = pl.CompatLevel.newest()  # Arrow string views: the layout Polars holds, so no conversion
 _SMALL = 64  # up to this many rows, Python's dict is as fast as the view table
 
 
@@ -182,10 +183,13 @@ class Interner:
 
 def _view_chunks(series: pl.Series) -> list[pa.Array]:
     """The series' Arrow string-view chunks without copying (one Polars chunk at a time)."""
+    if series.n_chunks() == 1:
+        arrow = series.to_arrow(compat_level=_NEWEST)
+        return arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
     out: list[pa.Array] = []
     offset = 0
     for length in series.chunk_lengths():
-        arrow = series.slice(offset, length).to_arrow(compat_level=pl.CompatLevel.newest())
+        arrow = series.slice(offset, length).to_arrow(compat_level=_NEWEST)
         out.extend(arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow])
         offset += length
     return out

@@ -102,22 +102,29 @@ def triangular_quotes(rows: int, seed: int = 1, dislocations: int = 20) -> pl.Da
 
 
 def numpy_ffill_detector(frame: pl.DataFrame) -> int:
-    """Baseline: as-of bid/ask of every venue per symbol by forward fill, then count rows with best bid > best ask."""
-    order = np.argsort(frame["ts_recv"].to_numpy(), kind="stable")
-    sym = frame["symbol"].cast(pl.Categorical).to_physical().to_numpy()[order]
-    ven = frame["exchange"].cast(pl.Categorical).to_physical().to_numpy()[order]
-    bid, ask = frame["bid"].to_numpy()[order], frame["ask"].to_numpy()[order]
-    by_sym = np.argsort(sym.astype(np.uint16), kind="stable")
-    sym_g, ven_g = sym[by_sym], ven[by_sym]
-    start = np.r_[True, sym_g[1:] != sym_g[:-1]]
-    group_start = np.maximum.accumulate(np.where(start, np.arange(sym_g.size), 0))
-    pos = np.arange(sym_g.size)
-    best_bid = np.full(sym_g.size, -np.inf)
-    best_ask = np.full(sym_g.size, np.inf)
-    for v in np.unique(ven_g):
-        last = np.maximum.accumulate(np.where(ven_g == v, pos, -1))
+    """Baseline: as-of bid/ask of every venue per symbol by forward fill, then count rows with best bid > best ask.
+
+    Like the detector, it uses the file's order when that is already symbol-grouped and time-sorted (the store's
+    layout), and sorts only otherwise.
+    """
+    sym = frame["symbol"].cast(pl.Categorical).to_physical().to_numpy()
+    ven = frame["exchange"].cast(pl.Categorical).to_physical().to_numpy()
+    ts = frame["ts_recv"].to_numpy()
+    bid, ask = frame["bid"].to_numpy(), frame["ask"].to_numpy()
+    change = np.r_[True, sym[1:] != sym[:-1]]
+    grouped = np.unique(sym[change]).size == int(change.sum()) and bool((np.diff(ts)[~change[1:]] >= 0).all())
+    if not grouped:
+        order = np.lexsort((ts, sym))
+        sym, ven, bid, ask = sym[order], ven[order], bid[order], ask[order]
+        change = np.r_[True, sym[1:] != sym[:-1]]
+    pos = np.arange(sym.size)
+    group_start = np.maximum.accumulate(np.where(change, pos, 0))
+    best_bid = np.full(sym.size, -np.inf)
+    best_ask = np.full(sym.size, np.inf)
+    for v in np.unique(ven):
+        last = np.maximum.accumulate(np.where(ven == v, pos, -1))
         ok = last >= group_start
-        idx = by_sym[np.maximum(last, 0)]
+        idx = np.maximum(last, 0)
         best_bid = np.where(ok, np.maximum(best_bid, bid[idx]), best_bid)
         best_ask = np.where(ok, np.minimum(best_ask, ask[idx]), best_ask)
     return int((best_bid > best_ask).sum())

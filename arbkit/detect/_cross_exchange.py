@@ -270,12 +270,13 @@ def _float(series: pl.Series) -> _F:
     return converted
 
 
-def _int(series: pl.Series) -> _I:
-    series = series.cast(pl.Int64)
+def _int(series: pl.Series, dtype: pl.DataType | type[pl.DataType] = pl.Int64) -> npt.NDArray[Any]:
+    """``cast(dtype).fill_null(0)`` as NumPy, without the cast or fill (Polars calls) when they change nothing."""
+    if series.dtype != dtype:
+        series = series.cast(dtype)
     if series.null_count():
         series = series.fill_null(0)
-    values: _I = series.to_numpy()
-    return values
+    return series.to_numpy()
 
 
 @dataclass(frozen=True)
@@ -288,12 +289,14 @@ class _Chunk:
     ask: _F
     bid_size: _F
     ask_size: _F
-    flags: _I
+    flags: npt.NDArray[np.uint16]
 
     @classmethod
     def of(cls, quotes: pl.DataFrame, clock: str, offset: int, length: int) -> _Chunk:
         part = quotes.slice(offset, length) if (offset, length) != (0, quotes.height) else quotes
-        flags = _int(part.get_column("flags")) if "flags" in part.columns else np.zeros(part.height, dtype=np.int64)
+        flags = (
+            _int(part.get_column("flags"), pl.UInt16) if "flags" in part.columns else np.zeros(part.height, np.uint16)
+        )
         bid, ask, bid_size, ask_size = (_float(part.get_column(n)) for n in _CELL_FLOATS)
         return cls(offset, _int(part.get_column(clock)), bid, ask, bid_size, ask_size, flags)
 
@@ -466,7 +469,7 @@ def _episodes(state: CrossExchangeState, candidate: _I, ints: _I, floats: _F, st
     return to_opportunities(frame, status)
 
 
-#: Up to this many episodes (a live micro-batch closes a handful) the frame is built from Python rows in one
+#: Up to this many episodes (a live micro-batch closes a handful) the frame is built from Python dicts in one
 #: Polars call, already sorted by ``(ts_start, id)``; the column-wise build above costs ~30 Polars calls.
 _FEW_EPISODES = 256
 
@@ -489,10 +492,12 @@ def _few_episodes(
             {"exchange": sell_ex[k], "symbol": symbol[k], "side": "sell", "price": sell_fill[k], "size": size[k]},
         ]
         out.append(
-            (ids[k], KIND, ts_start[k], ts_end[k], symbol[k], legs, buy_ex[k], sell_ex[k], buy_price[k],
-             sell_price[k], size[k], profit[k], peak[k], pct[k], confidence[k], rows[k], status)
+            {"id": ids[k], "kind": KIND, "ts_start": ts_start[k], "ts_end": ts_end[k], "symbol": symbol[k],
+             "legs": legs, "buy_exchange": buy_ex[k], "sell_exchange": sell_ex[k], "buy_price": buy_price[k],
+             "sell_price": sell_price[k], "size": size[k], "profit": profit[k], "peak_profit": peak[k],
+             "profit_percentage": pct[k], "confidence": confidence[k], "rows": rows[k], "status": status}
         )  # fmt: skip
-    return pl.DataFrame(out, schema=_OPPORTUNITY_SCHEMA, orient="row")
+    return pl.from_dicts(out, schema=_OPPORTUNITY_SCHEMA)
 
 
 _OPPORTUNITY_SCHEMA = schema.OPPORTUNITIES.polars

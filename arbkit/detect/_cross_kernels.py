@@ -69,7 +69,7 @@ def _scan_py(
     ask: npt.NDArray[np.float64],
     bid_size: npt.NDArray[np.float64],
     ask_size: npt.NDArray[np.float64],
-    flags: npt.NDArray[np.int64],
+    flags: npt.NDArray[np.uint16],
     row_offset: int,
     blocking: int,
     known: npt.NDArray[np.bool_],
