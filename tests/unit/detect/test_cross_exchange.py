@@ -264,3 +264,22 @@ def test_carried_quotes_match_the_alignment_module(frame: pl.DataFrame) -> None:
     _, expected = align_quotes(frame, LastQuotes.empty(), registry=REG)
     got = state.latest_quotes()
     assert got.select(expected.frame.columns).equals(expected.frame, null_equal=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(frame=quote_frames(max_rows=80, max_gap_ms=200, dislocation=0.01))
+def test_few_and_many_episode_builders_agree(frame: pl.DataFrame) -> None:
+    """Micro-batches build their few episodes row-wise, big batches column-wise: the frames must be identical."""
+    import arbkit.detect._cross_exchange as module
+
+    out, state = detect_cross_exchange(frame, CrossExchangeState.empty(), PARAMS)
+    few = pl.concat([out, finish(state, PARAMS)])
+    saved = module._FEW_EPISODES
+    module._FEW_EPISODES = -1
+    try:
+        out, state = detect_cross_exchange(frame, CrossExchangeState.empty(), PARAMS)
+        many = pl.concat([out, finish(state, PARAMS)])
+    finally:
+        module._FEW_EPISODES = saved
+    assert few.schema == many.schema == OPPORTUNITIES.polars
+    assert few.equals(many)
