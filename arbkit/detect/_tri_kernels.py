@@ -12,6 +12,11 @@ gather would use, so which spans are positive depends only on the quotes, never 
 logs themselves are taken by NumPy before the call (one vectorized ``np.log``), so they are the values the full
 grid would use.
 
+Most rows only move cycles that are clearly unprofitable: each cycle keeps a running estimate (its last exact sum
+plus the changes of its terms since), and only cycles whose estimate is within ``_MARGIN`` of zero (or that have
+absorbed ``_MAX_ABSORBED`` changes) are summed exactly.  The estimate's rounding drift is orders of magnitude
+below the margin, so every positive/non-positive decision is the exact sum's.
+
 A plain Python loop, compiled once per process (``numba.njit(cache=True)``, cached on disk): every argument has a
 fixed dtype and layout, so batches of any length reuse one compiled signature.
 """
@@ -24,10 +29,16 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["scan_cycles", "scan_signatures"]
+__all__ = ["prepare_scan", "scan_cycles", "scan_signatures"]
 
 _I = npt.NDArray[np.int64]
 _F = npt.NDArray[np.float64]
+
+#: A cycle whose running estimate is below ``-_MARGIN`` is not summed exactly: the estimate drifts from the exact
+#: sum by a few ulps per absorbed change (about 1e-14 for log rates of any market price), and it is replaced by
+#: an exact sum after ``_MAX_ABSORBED`` changes, so it cannot be off by 1e-9 and the decision is the exact one.
+_MARGIN = 1e-9
+_MAX_ABSORBED = 32
 
 
 def _scan_py(
@@ -44,32 +55,35 @@ def _scan_py(
     edge_column: Any,
     edge_sell: Any,
     edge_log_fee: Any,
+    column_edges: Any,
+    cycles: Any,
+    entry_side: Any,
 ) -> Any:
     n = row_cell.shape[0]
     n_cells = cell_log_sell.shape[0]
-    n_columns = column_cell.shape[0]
     n_edges = edge_column.shape[0]
     n_cycles, legs = cycle_edges.shape
     source = np.empty(n_cells, dtype=np.int64)  # where each cell's current quote is: row r, or n + cell (carried)
     for c in range(n_cells):
         source[c] = n + c
-    # Current term of every edge (log rate + log(1 - fee)); transfers and the extra last slot (pads) add 0.  Every
-    # column has exactly one sell and one buy edge.
+    # Current term of every edge (log rate + log(1 - fee)); transfers and the extra last slot (pads) add 0.
     rate = np.zeros(n_edges + 1, dtype=np.float64)
-    column_edges = np.full((n_columns, 2), n_edges, dtype=np.int64)  # the sell and buy edge of each column
     for e in range(n_edges):
         c = edge_column[e]
         if c >= 0:
-            column_edges[c, 0 if edge_sell[e] else 1] = e
             cell = column_cell[c]
             rate[e] = (cell_log_sell[cell] if edge_sell[e] else cell_log_buy[cell]) + edge_log_fee[e]
-    cycles = np.where(cycle_edges >= 0, cycle_edges, n_edges)
+    # Running estimate of every cycle's sum (last exact sum plus the changes of its terms since), and how many
+    # changes it has absorbed.  A cycle is summed exactly only when the estimate is not clearly negative.
+    estimate = np.zeros(n_cycles, dtype=np.float64)
+    absorbed = np.zeros(n_cycles, dtype=np.int64)
     cap = n_cycles + 64
     span_cycle = np.empty(cap, dtype=np.int64)
     span_start = np.empty(cap, dtype=np.int64)
     span_end = np.empty(cap, dtype=np.int64)
     span_source = np.empty((cap, legs), dtype=np.int64)
     open_span = np.full(n_cycles, -1, dtype=np.int64)
+    change = np.zeros(2, dtype=np.float64)
     m = 0
     for r in range(n):
         cell = row_cell[r]
@@ -77,8 +91,10 @@ def _scan_py(
         column = cell_column[cell]
         if column >= 0:
             sell_edge, buy_edge = column_edges[column, 0], column_edges[column, 1]
-            rate[sell_edge] = row_log_sell[r] + edge_log_fee[sell_edge]
-            rate[buy_edge] = row_log_buy[r] + edge_log_fee[buy_edge]
+            new_sell = row_log_sell[r] + edge_log_fee[sell_edge]
+            new_buy = row_log_buy[r] + edge_log_fee[buy_edge]
+            change[0], change[1] = new_sell - rate[sell_edge], new_buy - rate[buy_edge]
+            rate[sell_edge], rate[buy_edge] = new_sell, new_buy
         if r == 0:
             lo, hi = 0, n_cycles
         elif column >= 0:
@@ -87,11 +103,22 @@ def _scan_py(
             continue
         for i in range(lo, hi):
             k = i if r == 0 else column_cycles[i]
+            if r > 0 and absorbed[k] < _MAX_ABSORBED:
+                guess = estimate[k] + change[entry_side[i]]
+                if guess < -_MARGIN:  # certainly not positive (NaN never passes this test)
+                    estimate[k] = guess
+                    absorbed[k] += 1
+                    if open_span[k] >= 0:
+                        span_end[open_span[k]] = r
+                        open_span[k] = -1
+                    continue
             if open_span[k] >= 0:
                 span_end[open_span[k]] = r
             total = 0.0
             for leg in range(legs):
                 total += rate[cycles[k, leg]]
+            estimate[k] = total
+            absorbed[k] = 0
             if total > 0.0:
                 if m == cap:
                     cap *= 2
@@ -113,6 +140,24 @@ def _scan_py(
     return span_cycle[:m].copy(), span_start[:m].copy(), span_end[:m].copy(), span_source[:m].copy(), source
 
 
+def _prepare_py(column_ptr: Any, column_cycles: Any, cycle_edges: Any, edge_column: Any, edge_sell: Any) -> Any:
+    n_columns, n_edges = column_ptr.shape[0] - 1, edge_column.shape[0]
+    legs = cycle_edges.shape[1]
+    column_edges = np.full((n_columns, 2), n_edges, dtype=np.int64)  # the sell and buy edge of each column
+    for e in range(n_edges):
+        if edge_column[e] >= 0:
+            column_edges[edge_column[e], 0 if edge_sell[e] else 1] = e
+    cycles = np.where(cycle_edges >= 0, cycle_edges, n_edges)  # pads read the last rate slot (0)
+    # Which edge (sell or buy) of the column each CSR entry's cycle uses: a simple cycle uses a column once.
+    entry_side = np.zeros(column_cycles.shape[0], dtype=np.int64)
+    for c in range(n_columns):
+        for i in range(column_ptr[c], column_ptr[c + 1]):
+            for leg in range(legs):
+                if cycles[column_cycles[i], leg] == column_edges[c, 1]:
+                    entry_side[i] = 1
+    return column_edges, cycles, entry_side
+
+
 def _grow_py(values: Any, size: int) -> Any:
     out = np.empty(size, dtype=values.dtype)
     out[: values.shape[0]] = values
@@ -121,6 +166,16 @@ def _grow_py(values: Any, size: int) -> Any:
 
 _grow = numba.njit(cache=True)(_grow_py)
 _scan = numba.njit(cache=True)(_scan_py)
+_prepare = numba.njit(cache=True)(_prepare_py)
+
+
+def prepare_scan(
+    column_ptr: _I, column_cycles: _I, cycle_edges: _I, edge_column: _I, edge_sell: npt.NDArray[np.bool_]
+) -> tuple[_I, _I, _I]:
+    """Static helpers of :func:`scan_cycles` for one graph (made once per topology): each column's sell and buy
+    edge, the cycle index with pads pointing at a zero slot, and which edge of its column each CSR entry uses."""
+    out: tuple[_I, _I, _I] = _prepare(column_ptr, column_cycles, cycle_edges, edge_column, edge_sell)
+    return out
 
 
 def scan_cycles(
@@ -138,6 +193,7 @@ def scan_cycles(
     edge_column: _I,
     edge_sell: npt.NDArray[np.bool_],
     edge_log_fee: _F,
+    prepared: tuple[_I, _I, _I],
 ) -> tuple[_I, _I, _I, _I, _I]:
     """Positive spans of every cycle over a batch's timeline rows, and each cell's final quote source.
 
@@ -154,6 +210,8 @@ def scan_cycles(
     cycle_edges, edge_column, edge_sell, edge_log_fee
         ``(cycles, legs)`` edges (``-1`` pads); per edge its column (``-1``: a transfer, rate 1), side and
         ``log(1 - fee)``.
+    prepared
+        :func:`prepare_scan` of the graph.
 
     Returns
     -------
@@ -171,13 +229,14 @@ def scan_cycles(
     ...     row_cell=i(0, 0), row_log_sell=np.array([0.1, 0.0]), row_log_buy=np.array([-0.05, -0.2]),
     ...     cell_log_sell=np.array([np.nan]), cell_log_buy=np.array([np.nan]), cell_column=i(0), column_cell=i(0),
     ...     column_ptr=i(0, 1), column_cycles=i(0), cycle_edges=np.array([[0, 1]], dtype=np.int64),
-    ...     edge_column=i(0, 0), edge_sell=np.array([True, False]), edge_log_fee=np.zeros(2))
+    ...     edge_column=i(0, 0), edge_sell=np.array([True, False]), edge_log_fee=np.zeros(2),
+    ...     prepared=prepare_scan(i(0, 1), i(0), np.array([[0, 1]], dtype=np.int64), i(0, 0), np.array([True, False])))
     >>> [x.tolist() for x in out]
     [[0], [0], [1], [[0, 0]], [1]]
     """
     out: tuple[_I, _I, _I, _I, _I] = _scan(
         row_cell, row_log_sell, row_log_buy, cell_log_sell, cell_log_buy, cell_column, column_cell, column_ptr,
-        column_cycles, cycle_edges, edge_column, edge_sell, edge_log_fee,
+        column_cycles, cycle_edges, edge_column, edge_sell, edge_log_fee, *prepared,
     )  # fmt: skip
     return out
 

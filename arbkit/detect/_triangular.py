@@ -89,7 +89,7 @@ from arbkit import schema
 from arbkit.align import Clock, _codes, _float, _int_column, _known, _memo, _reason_codes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, persistence, row_confidence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
-from arbkit.detect._tri_kernels import scan_cycles
+from arbkit.detect._tri_kernels import prepare_scan, scan_cycles
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
 __all__ = [
@@ -364,7 +364,7 @@ def detect_triangular(
             cell_log_sell=_log(cells.bid), cell_log_buy=-_log(cells.ask), cell_column=layout.cell_column,
             column_cell=layout.column_cell, column_ptr=layout.column_ptr, column_cycles=layout.column_cycles,
             cycle_edges=layout.cycle_edges, edge_column=layout.edge_column, edge_sell=layout.edge_sell,
-            edge_log_fee=layout.edge_log_fee,
+            edge_log_fee=layout.edge_log_fee, prepared=layout.prepared,
         )  # fmt: skip
         ext: _Values = tuple(np.concatenate([a, b]) for a, b in zip(rows, cells.values(), strict=True))  # type: ignore[assignment]
         books = (state.book, batch_book)
@@ -503,6 +503,7 @@ class _Layout:
     symbol_names: tuple[str, ...]
     names: tuple[str, ...]  # per cycle
     keys: tuple[str, ...]
+    prepared: tuple[_I, _I, _I]  # prepare_scan of the graph
 
 
 def _layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) -> _Layout:
@@ -550,13 +551,15 @@ def _build_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) 
         max_age_ms[j] = profile.max_age_ms if value is None else float(value)
         latency_ms[j] = profile.latency_ms
     edge_fee = np.where(edge_column >= 0, fee[np.maximum(edge_column, 0)] if columns else 0.0, 0.0)
+    column_cycles = np.array([k for u in uses for k in sorted(u)], dtype=np.int64)
+    cycle_edges = np.ascontiguousarray(topology.cycle_index(params.max_legs), dtype=np.int64)
     return _Layout(
         topology=topology,
         cell_column=cell_column,
         column_cell=np.flatnonzero(cell_column >= 0).astype(np.int64),
         column_ptr=ptr,
-        column_cycles=np.array([k for u in uses for k in sorted(u)], dtype=np.int64),
-        cycle_edges=np.ascontiguousarray(topology.cycle_index(params.max_legs), dtype=np.int64),
+        column_cycles=column_cycles,
+        cycle_edges=cycle_edges,
         edge_column=edge_column,
         edge_sell=edge_sell,
         edge_log_fee=np.log1p(-edge_fee),
@@ -572,6 +575,7 @@ def _build_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) 
         symbol_names=tuple(s for _, s in columns),
         names=tuple(c.name for c in topology.cycles),
         keys=tuple(";".join(_leg_text(topology, e) for e in c.edges) for c in topology.cycles),
+        prepared=prepare_scan(ptr, column_cycles, cycle_edges, edge_column, edge_sell),
     )
 
 

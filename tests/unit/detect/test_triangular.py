@@ -168,7 +168,7 @@ def test_incremental_scan_matches_the_full_grid() -> None:
         cell_log_sell=np.log(carried * (1 - 1e-4)), cell_log_buy=-np.log(carried * (1 + 1e-4)),
         cell_column=layout.cell_column, column_cell=layout.column_cell, column_ptr=layout.column_ptr,
         column_cycles=layout.column_cycles, cycle_edges=layout.cycle_edges, edge_column=layout.edge_column,
-        edge_sell=layout.edge_sell, edge_log_fee=layout.edge_log_fee,
+        edge_sell=layout.edge_sell, edge_log_fee=layout.edge_log_fee, prepared=layout.prepared,
     )  # fmt: skip
     assert np.allclose(layout.edge_log_fee, log_fee)
     expected, where = set(), {}
