@@ -29,7 +29,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["prepare_scan", "scan_cycles", "scan_signatures"]
+__all__ = ["prepare_scan", "scan_cycles", "scan_signatures", "string_codes"]
 
 _I = npt.NDArray[np.int64]
 _F = npt.NDArray[np.float64]
@@ -158,6 +158,46 @@ def _prepare_py(column_ptr: Any, column_cycles: Any, cycle_edges: Any, edge_colu
     return column_edges, cycles, entry_side
 
 
+def _string_codes_py(offsets: Any, data: Any) -> Any:
+    n = offsets.shape[0] - 1
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    slot_hash = np.zeros(size, dtype=np.uint64)
+    slot_code = np.full(size, -1, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    inverse = np.empty(n, dtype=np.int64)
+    count = 0
+    for i in range(n):
+        a, b = offsets[i], offsets[i + 1]
+        h = np.uint64(14695981039346656037)  # FNV-1a
+        for j in range(a, b):
+            h = (h ^ np.uint64(data[j])) * np.uint64(1099511628211)
+        slot = np.int64(h & np.uint64(size - 1))
+        while True:
+            code = slot_code[slot]
+            if code < 0:  # a new string
+                slot_hash[slot], slot_code[slot] = h, count
+                first[count] = i
+                inverse[i] = count
+                count += 1
+                break
+            if slot_hash[slot] == h:  # same hash: the same string only if the bytes agree
+                r = first[code]
+                c, d = offsets[r], offsets[r + 1]
+                same = d - c == b - a
+                if same:
+                    for j in range(b - a):
+                        if data[a + j] != data[c + j]:
+                            same = False
+                            break
+                if same:
+                    inverse[i] = code
+                    break
+            slot = (slot + 1) & (size - 1)
+    return first[:count].copy(), inverse
+
+
 def _grow_py(values: Any, size: int) -> Any:
     out = np.empty(size, dtype=values.dtype)
     out[: values.shape[0]] = values
@@ -167,6 +207,27 @@ def _grow_py(values: Any, size: int) -> Any:
 _grow = numba.njit(cache=True)(_grow_py)
 _scan = numba.njit(cache=True)(_scan_py)
 _prepare = numba.njit(cache=True)(_prepare_py)
+_string_codes = numba.njit(cache=True)(_string_codes_py)
+
+
+def string_codes(
+    offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Code the strings of an Arrow string column's buffers (``offsets``, ``data``): ``(first, inverse)`` where
+    ``first[c]`` is the row of the first string of code ``c`` (codes in order of first appearance) and
+    ``inverse[i]`` is row ``i``'s code.  An open-addressing table over FNV-1a hashes; rows whose hash matches
+    are compared byte by byte, so codes are exact.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> text = b"okxbinanceokx"
+    >>> first, inverse = string_codes(np.array([0, 3, 10, 13]), np.frombuffer(text, dtype=np.uint8))
+    >>> [text[[0, 3, 10, 13][f]:[0, 3, 10, 13][f + 1]] for f in first.tolist()], inverse.tolist()
+    ([b'okx', b'binance'], [0, 1, 0])
+    """
+    out: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] = _string_codes(offsets, data)
+    return out
 
 
 def prepare_scan(

@@ -83,13 +83,12 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from arbkit import schema
 from arbkit.align import Clock, _codes, _float, _int_column, _known, _memo, _reason_codes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, persistence, row_confidence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
-from arbkit.detect._tri_kernels import prepare_scan, scan_cycles
+from arbkit.detect._tri_kernels import prepare_scan, scan_cycles, string_codes
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
 __all__ = [
@@ -422,16 +421,29 @@ def _cell_kind(registry: Registry, exchange: str, symbol: str) -> tuple[bool, bo
 
 
 def _name_codes(series: pl.Series) -> tuple[tuple[str, ...], _I]:
-    """Sorted distinct names of a string column and each row's code: Arrow's dictionary encoding (a C++ hash
-    over the column's buffers), about twice as fast as coding a micro-batch in Python; other columns (nulls,
-    categoricals) take :func:`arbkit.align._codes`."""
-    if series.dtype == pl.String and series.null_count() == 0:
-        encoded = pc.dictionary_encode(series.to_arrow())
-        names = encoded.dictionary.to_pylist()
-        order = sorted(range(len(names)), key=names.__getitem__)
-        rank = np.empty(len(names), dtype=np.int64)
-        rank[order] = np.arange(len(names), dtype=np.int64)
-        return tuple(names[i] for i in order), rank[encoded.indices.to_numpy()]
+    """Sorted distinct names of a string column and each row's code, coded from the column's Arrow buffers in
+    compiled code (:func:`arbkit.detect._tri_kernels.string_codes`); columns with nulls or of another dtype take
+    :func:`arbkit.align._codes`."""
+    if series.dtype == pl.String and series.len() and not series.null_count():
+        array = series.to_arrow()
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        width = (
+            np.int64 if pa.types.is_large_string(array.type) else np.int32 if pa.types.is_string(array.type) else None
+        )
+        _, offset_buffer, data_buffer = array.buffers()
+        if width is not None and offset_buffer is not None and data_buffer is not None:
+            offsets = np.frombuffer(offset_buffer, dtype=width)[array.offset : array.offset + len(array) + 1]
+            data = np.frombuffer(data_buffer, dtype=np.uint8)
+            first, inverse = string_codes(offsets.astype(np.int64, copy=False), data)
+            raw = data_buffer.to_pybytes()
+            found = [
+                raw[a:b].decode() for a, b in zip(offsets[first].tolist(), offsets[first + 1].tolist(), strict=True)
+            ]
+            order = sorted(range(len(found)), key=found.__getitem__)
+            rank = np.empty(len(found), dtype=np.int64)
+            rank[order] = np.arange(len(found), dtype=np.int64)
+            return tuple(found[i] for i in order), rank[inverse]
     names, codes = _codes(series)
     return names, codes.astype(np.int64)
 

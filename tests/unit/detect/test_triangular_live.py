@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import pipelines
 from arbkit import schema
+from arbkit.align import _codes
 from arbkit.detect import _tri_kernels
 from arbkit.detect._episodes import (
     EpisodeState,
@@ -21,6 +22,7 @@ from arbkit.detect._episodes import (
 from arbkit.detect._triangular import (
     TriangularParams,
     TriangularState,
+    _name_codes,
     _opportunities,
     detect_triangular,
     finish_triangular,
@@ -156,3 +158,16 @@ def test_split_parity_on_longer_markets(
     params = TriangularParams(max_notional=1_000.0, max_age_ms=max_age_ms, transfers=transfers)
     check_split_parity(TRIANGULAR, frame, params, cuts)
     assert Batch(quotes=frame).height == 400
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(["okx", "binance", "", "BTC/USDT", "ETH/USDT:USDT", "é/ü", "x" * 40]), max_size=80),
+    start=st.integers(0, 5),
+)
+def test_name_codes_match_the_alignment_codes(names: list[str], start: int) -> None:
+    series = pl.Series("exchange", ["pad"] * start + names, dtype=pl.String).slice(start)
+    got_names, got = _name_codes(series)
+    want_names, want = _codes(series)
+    assert got_names == want_names
+    assert got.tolist() == want.tolist()
