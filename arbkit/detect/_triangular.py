@@ -777,8 +777,9 @@ def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> list[OpenEpisode
     percentage = 100.0 * (hits.growth[last] - 1.0)
     venues, symbols = layout.venue_names, layout.symbol_names
     out = []
-    for k, a, b, cols, sells, prices, sizes, trades, amount, profit, top, pct, conf, n in zip(
-        cycle[first].tolist(), first_row.tolist(), last_row.tolist(), column.tolist(), hits.sell[last].tolist(),
+    for k, a, b, ta, tb, cols, sells, prices, sizes, trades, amount, profit, top, pct, conf, n in zip(
+        cycle[first].tolist(), first_row.tolist(), last_row.tolist(), time[first_row].tolist(), time[last_row].tolist(),
+        column.tolist(), hits.sell[last].tolist(),
         hits.price[last].tolist(), hits.size[last].tolist(), trade.tolist(), hits.amount[last].tolist(),
         hits.profit[last].tolist(), peak.tolist(), percentage.tolist(), confidence.tolist(), rows.tolist(),
         strict=True,
@@ -791,7 +792,7 @@ def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> list[OpenEpisode
         out.append(
             OpenEpisode(
                 key=layout.keys[k], name=layout.names[k], seq_start=seq0 + a, seq_last=seq0 + b,
-                ts_start=int(time[a]), ts_end=int(time[b]), legs=legs, size=amount, profit=profit, peak_profit=top,
+                ts_start=ta, ts_end=tb, legs=legs, size=amount, profit=profit, peak_profit=top,
                 profit_percentage=pct, confidence=conf, rows=n,
             )
         )  # fmt: skip

@@ -1,9 +1,10 @@
 """JAX kernels of the detectors: cycle log-rate sums over a currency graph.
 
 :func:`cycle_log_sums` evaluates every cycle at every row (the full ``rows x cycles`` grid), for research, sweeps
-and accelerators.  The triangular detector does not call it on CPU: it evaluates cycles incrementally (only the
-cycles that read the column a row updates, :mod:`arbkit.detect._triangular`), which measured several times faster
-than this kernel on CPU (XLA's CPU gather over ``(rows, cycles, legs)`` is slow) and needs no compilation.
+and accelerators.  The triangular detector does not call it on CPU: it scans each batch once in compiled code and
+re-evaluates only the cycles that read the column a row updates (:mod:`arbkit.detect._tri_kernels`), which is
+work proportional to the rows rather than ``rows x cycles`` and costs one call per micro-batch, where a jitted JAX
+call costs tens of microseconds and XLA's CPU gather over ``(rows, cycles, legs)`` is slow.
 
 The static topology (which quote column and side every edge reads, which edges every cycle chains) is separate
 from the dynamic values (the as-of quotes of every row), so one compiled kernel serves every batch whose padded
