@@ -836,33 +836,45 @@ def _opportunities(episodes: Sequence[OpenEpisode], status: str) -> pl.DataFrame
     order = sorted(range(len(episodes)), key=lambda i: (episodes[i].ts_start, ids[i]))
     chosen = [episodes[i] for i in order]
     n = len(chosen)
-    rows = [e.rows for e in chosen]
-    confidence = np.array([e.confidence for e in chosen]) * persistence(np.array(rows, dtype=np.float64))
-    columns = {
-        "id": [ids[i] for i in order],
-        "kind": [KIND] * n,
-        "ts_start": [e.ts_start for e in chosen],
-        "ts_end": [e.ts_end for e in chosen],
-        "symbol": [e.name for e in chosen],
-        "legs": [[dict(zip(_LEG_FIELDS, leg, strict=True)) for leg in e.legs] for e in chosen],
-        "buy_exchange": [e.legs[0][0] for e in chosen],
-        "sell_exchange": [e.legs[-1][0] for e in chosen],
-        "buy_price": [e.legs[0][3] for e in chosen],
-        "sell_price": [None] * n,
-        "size": [e.size for e in chosen],
-        "profit": [e.profit for e in chosen],
-        "peak_profit": [e.peak_profit for e in chosen],
-        "profit_percentage": [e.profit_percentage for e in chosen],
-        "confidence": np.clip(confidence, 0.0, 1.0),
-        "rows": rows,
-        "status": [status] * n,
-    }
-    out = pl.from_arrow(pa.RecordBatch.from_pydict(columns, schema=_ARROW))
-    assert isinstance(out, pl.DataFrame)
+    numbers = np.array([(e.size, e.profit, e.peak_profit, e.profit_percentage, e.confidence) for e in chosen])
+    integers = np.array([(e.ts_start, e.ts_end, e.rows) for e in chosen], dtype=np.int64).T.copy()
+    confidence = np.clip(numbers[:, 4] * persistence(integers[2].astype(np.float64)), 0.0, 1.0)
+    numbers = numbers.T.copy()  # contiguous columns: zero-copy into Arrow
+    strings = pa.string()
+    columns = [
+        pa.array([ids[i] for i in order], type=strings),
+        pa.array([KIND] * n, type=strings),
+        pa.array(integers[0]),
+        pa.array(integers[1]),
+        pa.array([e.name for e in chosen], type=strings),
+        _legs_array(chosen),
+        pa.array([e.legs[0][0] for e in chosen], type=strings),
+        pa.array([e.legs[-1][0] for e in chosen], type=strings),
+        pa.array([e.legs[0][3] for e in chosen], type=pa.float64()),
+        pa.nulls(n, type=pa.float64()),
+        pa.array(numbers[0]),
+        pa.array(numbers[1]),
+        pa.array(numbers[2]),
+        pa.array(numbers[3]),
+        pa.array(confidence),
+        pa.array(integers[2]),
+        pa.array([status] * n, type=strings),
+    ]
+    out = pl.DataFrame(pa.RecordBatch.from_arrays(columns, schema=_ARROW))
     return out if out.dtypes == _DTYPES else out.cast(schema.OPPORTUNITIES.polars)
 
 
-_LEG_FIELDS = ("exchange", "symbol", "side", "price", "size")
+def _legs_array(episodes: Sequence[OpenEpisode]) -> pa.Array:
+    """The ``legs`` column as an Arrow list of structs built from flat field arrays (nested Python dicts cost
+    several times more to convert)."""
+    flat = [leg for e in episodes for leg in e.legs]
+    fields = [pa.array([leg[j] for leg in flat], type=_LEG.field(j).type) for j in range(_LEG.num_fields)]
+    offsets = pa.array(np.cumsum([0, *(len(e.legs) for e in episodes)], dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(fields, fields=list(_LEG)), type=_LEGS)
+
+
+_LEGS = schema.OPPORTUNITIES.arrow.field("legs").type
+_LEG: pa.StructType = _LEGS.value_type
 
 
 def _episode_id(key: str, ts_start: int) -> str:
