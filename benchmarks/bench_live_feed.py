@@ -89,7 +89,7 @@ def _simulator_process(conn: Connection, n_per_symbol: int, speed: float, restam
         sim = await serve(frame, speed=speed, autostart=False, restamp_event_time=restamp, ping_interval=None)
         conn.send((sim.port, {p: sim.symbols(p) for p in sim.paths}))
         await sim.wait_done(timeout=600)
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(conn.poll, 600)  # until the parent has received everything
         await sim.close()
 
     asyncio.run(main())
@@ -166,6 +166,7 @@ class Simulator:
         target = _blast_process if blast else _simulator_process
         self.proc = ctx.Process(target=target, args=(child, n_per_symbol, speed, restamp), daemon=True)
         self.proc.start()
+        self.conn = parent
         if not parent.poll(120):
             raise RuntimeError("simulator did not start")
         self.port, self.paths = parent.recv()
@@ -179,6 +180,8 @@ class Simulator:
             await ctl.recv()
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send("stop")
         self.proc.join(2)
         if self.proc.is_alive():
             self.proc.terminate()

@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import orjson
+import polars as pl
 
 from arbkit.instruments import InstrumentKind, parse_symbol
 
@@ -60,9 +61,12 @@ __all__ = [
     "SessionState",
     "Tick",
     "format_number",
+    "format_numbers",
     "kraken_checksum",
     "okx_checksum",
     "row_market",
+    "set_texts",
+    "with_number_texts",
 ]
 
 
@@ -80,6 +84,67 @@ def format_number(value: float) -> str:
     elif text.endswith(".0"):
         text = text[:-2]
     return text
+
+
+def format_numbers(values: pl.Series) -> pl.Series:
+    """:func:`format_number` of a whole column at once (null stays null), for the replay's vectorised rendering.
+
+    Polars writes the same shortest round-trip digits as ``repr``; only its ``.0`` suffix differs, and the rare
+    exponent, NaN and infinity texts are rewritten by :func:`format_number` itself.
+
+    Examples
+    --------
+    >>> format_numbers(pl.Series([0.00001, 65000.5, 3.0, None])).to_list()
+    ['0.00001', '65000.5', '3', None]
+    """
+    text = values.cast(pl.Float64).cast(pl.String)
+    odd = text.str.contains("[eNi]")
+    text = text.str.strip_suffix(".0")
+    if odd.any():
+        where = odd.fill_null(False).arg_true()
+        text = text.scatter(where, [format_number(v) for v in values.gather(where).to_list()])
+    return text
+
+
+def with_number_texts(rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` (quote columns ``bid``, ``bid_size``, ``ask``, ``ask_size``) plus the texts :meth:`Encoder.render`
+    reads: ``bid_text``, ``bid_size_text``, ``ask_text``, ``ask_size_text``, null where the value is."""
+    names = ("bid", "bid_size", "ask", "ask_size")
+    return rows.with_columns(format_numbers(rows.get_column(name)).alias(f"{name}_text") for name in names)
+
+
+def _iso_texts(ns: pl.Expr, digits: int) -> pl.Expr:
+    """:func:`_iso` of a column of nanosecond times (``digits`` of 6 or 9)."""
+    return ns.cast(pl.Datetime("ns")).dt.strftime(f"%Y-%m-%dT%H:%M:%S%.{digits}fZ")
+
+
+def _concat(rows: pl.DataFrame, parts: list[str | pl.Expr]) -> list[str]:
+    """One text per row: literals and string columns joined (every part must be non-null)."""
+    exprs = [pl.lit(p) if isinstance(p, str) else p for p in parts]
+    return rows.select(pl.concat_str(exprs)).to_series().to_list()  # type: ignore[no-any-return]
+
+
+def _text(name: str, absent: str = "") -> pl.Expr:
+    """A prepared number text column, ``absent`` where the value is null (``tick.<name> or absent``)."""
+    return pl.col(name).fill_null(absent)
+
+
+def _ms() -> pl.Expr:
+    return (pl.col("ts_event") // 1_000_000).cast(pl.String)
+
+
+def _one_level(side: str, tail: str) -> pl.Expr:
+    """``[["price","size"<tail>]]`` for a side that is present, ``[]`` otherwise (OKX and Bybit level lists)."""
+    level = pl.concat_str(
+        [pl.lit('[["'), pl.col(f"{side}_text"), pl.lit('","'), _text(f"{side}_size_text"), pl.lit(tail)]
+    )
+    return pl.when(pl.col(side).is_not_null()).then(level).otherwise(pl.lit("[]"))
+
+
+def _with_number_texts(rows: pl.DataFrame, exprs: dict[str, pl.Expr]) -> pl.DataFrame:
+    """``rows`` plus text columns of computed floats (:func:`format_numbers` of each expression)."""
+    values = rows.select(**exprs)
+    return rows.with_columns(format_numbers(values.get_column(name)).alias(name) for name in exprs)
 
 
 def okx_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
@@ -151,6 +216,15 @@ class Tick:
     ask_text: str = ""
     ask_size_text: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def set_texts(tick: Tick) -> Tick:
+    """Fill ``tick``'s number texts (``""`` where the value is absent); returns it."""
+    tick.bid_text = format_number(tick.bid) if tick.bid is not None else ""
+    tick.bid_size_text = format_number(tick.bid_size) if tick.bid_size is not None else ""
+    tick.ask_text = format_number(tick.ask) if tick.ask is not None else ""
+    tick.ask_size_text = format_number(tick.ask_size) if tick.ask_size is not None else ""
+    return tick
 
 
 @dataclass(slots=True)
@@ -270,6 +344,10 @@ class Encoder:
     diff_channels: ClassVar[tuple[str, ...]] = ()  # diff streams synced by a REST snapshot (no push on subscribe)
     funding_channels: ClassVar[tuple[str, ...]] = ()  # channels replaying FUNDING rows
     option_channels: ClassVar[tuple[str, ...]] = ()  # channels replaying OPTION_QUOTES rows
+    # Top-of-book channels whose messages need no state kept by prepare(): the replay renders them for many
+    # ticks at once (render) and each session only finishes the text (emit).
+    rendered_channels: ClassVar[tuple[str, ...]] = ()
+    snapshot_first: ClassVar[bool] = False  # a session's first message per channel and symbol is a snapshot
 
     def __init__(self, market: str) -> None:
         self.market = market
@@ -285,14 +363,26 @@ class Encoder:
     # -- market data ----------------------------------------------------------------------------------------
     def prepare(self, tick: Tick) -> None:
         """Once per tick: number texts and any book state derived from it."""
-        tick.bid_text = format_number(tick.bid) if tick.bid is not None else ""
-        tick.bid_size_text = format_number(tick.bid_size) if tick.bid_size is not None else ""
-        tick.ask_text = format_number(tick.ask) if tick.ask is not None else ""
-        tick.ask_size_text = format_number(tick.ask_size) if tick.ask_size is not None else ""
+        set_texts(tick)
 
     def encode(self, state: SessionState, channel: str, tick: Tick, *, corrupt: bool = False) -> str | None:
         """The data message for ``tick`` on ``channel`` for this session (``None`` to send nothing)."""
         raise NotImplementedError
+
+    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+        """Messages of a :attr:`rendered_channels` channel for many ticks at once, one per row of ``rows``.
+
+        ``rows`` has the :class:`Tick` fields as columns (``ts_event``, ``symbol``, ``venue_symbol``, ``bid``,
+        ``bid_size``, ``ask``, ``ask_size``, ``seq``) and the number texts (``bid_text``, ``bid_size_text``,
+        ``ask_text``, ``ask_size_text``, :func:`format_numbers` of the values, null where the value is).  The
+        texts equal what :meth:`encode` writes for a session that is past its first message on the channel,
+        once :meth:`emit` has finished them; a test holds the two byte for byte.
+        """
+        raise NotImplementedError(f"{self.venue} renders no {channel!r} messages")
+
+    def emit(self, state: SessionState, channel: str, venue_symbol: str, text: str) -> str:
+        """A rendered message as sent to one session (the per-connection parts filled in)."""
+        return text
 
     def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
         """The message for a stored book snapshot on a depth channel (``None`` where the venue has none)."""
@@ -350,6 +440,31 @@ class BinanceEncoder(Encoder):
     channels = ("bookTicker", "depth5", "depth10", "depth20", "depth", "depth@100ms", "markPrice", "markPrice@1s")
     diff_channels = ("depth", "depth@100ms")
     funding_channels = ("markPrice", "markPrice@1s")
+    rendered_channels = ("bookTicker",)
+
+    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+        if channel != "bookTicker":
+            return super().render(channel, rows)
+        bid, ask = pl.col("bid").is_not_null(), pl.col("ask").is_not_null()
+        tail: list[str | pl.Expr] = [
+            '","b":"',
+            _text("bid_text", "0"),
+            '","B":"',
+            pl.when(bid).then(_text("bid_size_text")).otherwise(pl.lit("0")),
+            '","a":"',
+            _text("ask_text", "0"),
+            '","A":"',
+            pl.when(ask).then(_text("ask_size_text")).otherwise(pl.lit("0")),
+            '"}',
+        ]
+        seq, sym = pl.col("seq").cast(pl.String), pl.col("venue_symbol")
+        if self.market == "spot":
+            return _concat(rows, ['{"u":', seq, ',"s":"', sym, *tail])
+        ms = _ms()
+        return _concat(rows, ['{"e":"bookTicker","u":', seq, ',"E":', ms, ',"T":', ms, ',"s":"', sym, *tail])
+
+    def emit(self, state: SessionState, channel: str, venue_symbol: str, text: str) -> str:
+        return self._wrap(state, channel, venue_symbol, text)
 
     def encode_funding(self, state: SessionState, channel: str, row: FundingTick) -> str | None:
         # USD-M markPriceUpdate: p mark, i index, P estimated settle price, r funding rate, T next funding time.
@@ -488,6 +603,47 @@ class OkxEncoder(Encoder):
     book_channels = ("books",)
     depth_channels = ("books5",)
     funding_channels = ("funding-rate",)
+    rendered_channels = ("bbo-tbt", "tickers")
+
+    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+        arg: list[str | pl.Expr] = [
+            f'{{"arg":{{"channel":"{channel}","instId":"',
+            pl.col("venue_symbol"),
+            '"},"data":[',
+        ]
+        if channel == "bbo-tbt":
+            asks, bids = _one_level("ask", '","0","1"]]'), _one_level("bid", '","0","1"]]')
+            seq = pl.col("seq").cast(pl.String)
+            return _concat(rows, [*arg, '{"asks":', asks, ',"bids":', bids, ',"ts":"', _ms(), '","seqId":', seq, "}]}"])
+        if channel != "tickers":
+            return super().render(channel, rows)
+        inst_types = {s: self._inst_type(s) for s in rows.get_column("symbol").unique().to_list()}
+        bid_or_ask = pl.coalesce(pl.col("bid_text"), pl.col("ask_text"), pl.lit(""))
+        ticker: list[str | pl.Expr] = [
+            '{"instType":"',
+            pl.col("symbol").replace_strict(inst_types, return_dtype=pl.String),
+            '","instId":"',
+            pl.col("venue_symbol"),
+            '","last":"',
+            bid_or_ask,
+            '","lastSz":"0","askPx":"',
+            _text("ask_text"),
+            '","askSz":"',
+            _text("ask_size_text"),
+            '","bidPx":"',
+            _text("bid_text"),
+            '","bidSz":"',
+            _text("bid_size_text"),
+            '","ts":"',
+            _ms(),
+            '"}]}',
+        ]
+        return _concat(rows, [*arg, *ticker])
+
+    def _inst_type(self, symbol: str) -> str:
+        if parse_symbol(symbol).kind is InstrumentKind.FUTURE:
+            return "FUTURES"
+        return {"spot": "SPOT", "linear": "SWAP", "inverse": "SWAP", "option": "OPTION"}[row_market(symbol)]
 
     def encode_funding(self, state: SessionState, channel: str, row: FundingTick) -> str | None:
         # funding-rate push: fundingRate / fundingTime (the next settlement) / nextFundingRate (the predicted
@@ -572,13 +728,8 @@ class OkxEncoder(Encoder):
             asks = f'[["{tick.ask_text}","{tick.ask_size_text}","0","1"]]' if tick.ask is not None else "[]"
             return f'{{"arg":{arg},"data":[{{"asks":{asks},"bids":{bids},"ts":"{ms}","seqId":{tick.seq}}}]}}'
         if channel == "tickers":
-            inst_type = {"spot": "SPOT", "linear": "SWAP", "inverse": "SWAP", "option": "OPTION"}[
-                row_market(tick.symbol)
-            ]
-            if parse_symbol(tick.symbol).kind is InstrumentKind.FUTURE:
-                inst_type = "FUTURES"
             ticker: dict[str, str] = {
-                "instType": inst_type,
+                "instType": self._inst_type(tick.symbol),
                 "instId": tick.venue_symbol,
                 "last": tick.bid_text or tick.ask_text,
                 "lastSz": "0",
@@ -630,6 +781,16 @@ class BybitEncoder(Encoder):
     channels = ("orderbook.1", "orderbook.50", "tickers")
     depth_channels = ("orderbook.50",)
     funding_channels = ("tickers",)
+    rendered_channels = ("orderbook.1",)
+
+    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+        if channel != "orderbook.1":
+            return super().render(channel, rows)
+        sym, seq, ms = pl.col("venue_symbol"), pl.col("seq").cast(pl.String), _ms()
+        b, a = _one_level("bid", '"]]'), _one_level("ask", '"]]')
+        parts: list[str | pl.Expr] = [f'{{"topic":"{channel}.', sym, '","type":"snapshot","ts":', ms]
+        parts += [',"data":{"s":"', sym, '","b":', b, ',"a":', a, ',"u":', seq, ',"seq":', seq, '},"cts":', ms, "}"]
+        return _concat(rows, parts)
 
     def encode_funding(self, state: SessionState, channel: str, row: FundingTick) -> str | None:
         # linear tickers snapshot: fundingRate, nextFundingTime, markPrice, indexPrice (no predicted rate)
@@ -696,6 +857,47 @@ class CoinbaseEncoder(Encoder):
     venue = "coinbase"
     default_channel = "ticker"
     channels = ("ticker", "heartbeats")
+    rendered_channels = ("ticker",)
+    snapshot_first = True
+
+    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+        # the connection's sequence_num is left as a NUL mark (never part of JSON text) for emit() to fill in
+        if channel != "ticker":
+            return super().render(channel, rows)
+        bid_or_ask = pl.coalesce(pl.col("bid_text"), pl.col("ask_text"), pl.lit(""))
+        ask_or_bid = pl.coalesce(pl.col("ask_text"), pl.col("bid_text"), pl.lit(""))
+        parts: list[str | pl.Expr] = [
+            '{"channel":"ticker","client_id":"","timestamp":"',
+            _iso_texts(pl.col("ts_event"), 9),
+            '","sequence_num":\x00,"events":[{"type":"update","tickers":[{"type":"ticker","product_id":"',
+            pl.col("venue_symbol"),
+            '","price":"',
+            bid_or_ask,
+            '","volume_24_h":"0","low_24_h":"',
+            bid_or_ask,
+            '","high_24_h":"',
+            ask_or_bid,
+            '","low_52_w":"',
+            bid_or_ask,
+            '","high_52_w":"',
+            ask_or_bid,
+            '","price_percent_chg_24_h":"0","best_bid":"',
+            _text("bid_text"),
+            '","best_bid_quantity":"',
+            _text("bid_size_text"),
+            '","best_ask":"',
+            _text("ask_text"),
+            '","best_ask_quantity":"',
+            _text("ask_size_text"),
+            '"}]}]}',
+        ]
+        return _concat(rows, parts)
+
+    def emit(self, state: SessionState, channel: str, venue_symbol: str, text: str) -> str:
+        head, _, tail = text.partition("\x00")
+        out = f"{head}{state.sequence}{tail}"
+        state.sequence += 1
+        return out
 
     def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
         reply = Reply()
@@ -779,6 +981,41 @@ class KrakenEncoder(Encoder):
     default_channel = "ticker"
     channels = ("ticker", "book")
     book_channels = ("book",)
+    rendered_channels = ("ticker",)
+    snapshot_first = True
+
+    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+        if channel != "ticker":
+            return super().render(channel, rows)
+        bid, ask = pl.col("bid").fill_null(0.0), pl.col("ask").fill_null(0.0)
+        bid_or_ask = pl.when(bid != 0.0).then(bid).otherwise(ask)
+        ask_or_bid = pl.when(ask != 0.0).then(ask).otherwise(bid)
+        mid = pl.when((bid != 0.0) & (ask != 0.0)).then((bid + ask) / 2).otherwise(bid_or_ask)
+        rows = _with_number_texts(rows, {"_last": bid_or_ask, "_vwap": mid, "_high": ask_or_bid})
+        parts: list[str | pl.Expr] = [
+            '{"channel":"ticker","type":"update","data":[{"symbol":"',
+            pl.col("venue_symbol"),
+            '","bid":',
+            _text("bid_text", "0"),
+            ',"bid_qty":',
+            _text("bid_size_text", "0"),
+            ',"ask":',
+            _text("ask_text", "0"),
+            ',"ask_qty":',
+            _text("ask_size_text", "0"),
+            ',"last":',
+            pl.col("_last"),
+            ',"volume":0,"vwap":',
+            pl.col("_vwap"),
+            ',"low":',
+            pl.col("_last"),
+            ',"high":',
+            pl.col("_high"),
+            ',"change":0,"change_pct":0,"timestamp":"',
+            _iso_texts(pl.col("ts_event"), 6),
+            '"}]}',
+        ]
+        return _concat(rows, parts)
 
     def __init__(self, market: str) -> None:
         super().__init__(market)
@@ -889,6 +1126,39 @@ class DeribitEncoder(Encoder):
     default_channel = "ticker"
     channels = ("ticker", "quote")
     option_channels = ("ticker",)
+    rendered_channels = ("ticker", "quote")
+
+    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+        if channel not in self.rendered_channels:
+            return super().render(channel, rows)
+        sym, ms = pl.col("venue_symbol"), _ms()
+        quote: list[str | pl.Expr] = [
+            '"best_bid_price":',
+            _text("bid_text", "0"),
+            ',"best_bid_amount":',
+            _text("bid_size_text", "0"),
+            ',"best_ask_price":',
+            _text("ask_text", "0"),
+            ',"best_ask_amount":',
+            _text("ask_size_text", "0"),
+        ]
+        head: list[str | pl.Expr] = ['{"jsonrpc":"2.0","method":"subscription","params":{"channel":"']
+        if channel == "quote":
+            data = ['{"timestamp":', ms, ',"instrument_name":"', sym, '",', *quote, "}"]
+            return _concat(rows, [*head, "quote.", sym, '","data":', *data, "}}"])
+        bid, ask = pl.col("bid").fill_null(0.0), pl.col("ask").fill_null(0.0)
+        mid = (
+            pl.when((bid != 0.0) & (ask != 0.0))
+            .then((bid + ask) / 2)
+            .otherwise(pl.when(bid != 0.0).then(bid).otherwise(ask))
+        )
+        rows = _with_number_texts(rows, {"_mid": mid})
+        m = pl.col("_mid")
+        data = ['{"timestamp":', ms, ',"state":"open","instrument_name":"', sym, '",', *quote]
+        data += [',"mark_price":', m, ',"index_price":', m, ',"last_price":', m, ',"min_price":0,"max_price":0']
+        data += [',"open_interest":0,"settlement_price":', m, ',"stats":{"volume":0,"price_change":0,"low":', m]
+        data += [',"high":', m, "}}"]
+        return _concat(rows, [*head, "ticker.", sym, '.100ms","data":', *data, "}}"])
 
     def encode_option(self, state: SessionState, channel: str, row: OptionTick) -> str | None:
         # option ticker: prices in the base coin, IVs in percent, an absent side as price 0 / amount 0
