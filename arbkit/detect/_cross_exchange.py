@@ -24,8 +24,8 @@ and the legs carry the average fill prices.
 
 Speed: the detector is one compiled pass over the rows (:mod:`arbkit.detect._cross_kernels`): venue and symbol
 strings become integer codes (:mod:`arbkit._intern`, zero-copy for short names), each row replaces its
-``(symbol, venue)`` cell in dense carried arrays, and the venue pairs of a row are evaluated only when its best
-fee-adjusted bid beats its best fee-adjusted ask (loose by 1e-9 relative).  Rows need only be in clock order per
+``(symbol, venue)`` cell in dense carried arrays, and the ordered venue pairs of the row's symbol are evaluated
+on the cells, each dropped at its first failing test.  Rows need only be in clock order per
 symbol, so a store file sorted by symbol then time is scanned chunk by chunk, zero-copy, without a global sort;
 other input is put in canonical order first.  Hits (row, buy venue, sell venue) are priced column-wise (book
 walk, confidence) and folded into the open episodes by a second compiled pass; strings are made only for the
@@ -352,40 +352,25 @@ def detect_cross_exchange(
         Episodes that closed in this batch (:data:`arbkit.schema.OPPORTUNITIES`, status ``"expired"``) and the
         next state.  Call :func:`finish_cross_exchange` at the end of a run for the open ones.
     """
-    batch_book = book if book is not None else pl.DataFrame()
+    batch_book = book if book is not None else _NO_BOOK
     if quotes.height == 0:
         if batch_book.height == 0:
             return _EMPTY_OPPORTUNITIES.clear(), state
         return _EMPTY_OPPORTUNITIES.clear(), _with_book(state, update_books(state.book, batch_book, params.clock))
     venues, ven = _codes(quotes.get_column("exchange"), state.venues)
     symbols, sym = _codes(quotes.get_column("symbol"), state.symbols)
-    work = _grown(state, symbols, venues)
     tables = _tables(symbols, venues, params)
     chunks = [_Chunk.of(quotes, params.clock, o, n) for o, n in _chunk_bounds(quotes)]
-    last = np.full(len(symbols), np.iinfo(np.int64).min, dtype=np.int64)
-    in_order = all(kernels.per_key_monotone(sym[c.offset : c.offset + c.clock.size], c.clock, last) for c in chunks)
-    empty_order = np.zeros(0, dtype=np.int64)
-    if in_order:
-        plan = [(c, empty_order) for c in chunks]
-    else:  # canonical order: stable sort by clock (ties keep batch order)
+    # Input order first (store files, live batches: each symbol's clock already non-decreasing); the scan gives
+    # up at the first row out of order, and the batch is then scanned again in canonical order.
+    scanned = _scan(state, symbols, venues, sym, ven, tables, params, [(c, _IN_ORDER) for c in chunks])
+    if scanned is None:
         whole = _Chunk.concat(chunks)
         plan = [(whole, np.argsort(whole.clock, kind="stable").astype(np.int64))]
-    reasons = np.zeros(len(REASONS), dtype=np.int64)
-    suppressed = np.zeros(2, dtype=np.int64)
+        scanned = _scan(state, symbols, venues, sym, ven, tables, params, plan)
+        assert scanned is not None
+    work, reasons, suppressed, parts_i, parts_f = scanned
     cells = work.cells
-    parts_i, parts_f = [], []
-    for chunk, order in plan:
-        rows = slice(chunk.offset, chunk.offset + chunk.clock.size)
-        n_hits, hit_i, hit_f = kernels.scan(
-            order, sym[rows], ven[rows],
-            chunk.clock, chunk.bid, chunk.ask, chunk.bid_size, chunk.ask_size, chunk.flags, chunk.offset,
-            QuoteFlag.blocking(), tables.known, tables.fee, tables.lot, tables.min_notional, tables.limit,
-            float(params.max_notional), float(params.min_profit), cells.bid, cells.ask, cells.bid_size,
-            cells.ask_size, cells.time, cells.flags, cells.reason, work.next_seq, reasons, suppressed,
-        )  # fmt: skip
-        if n_hits:
-            parts_i.append(hit_i[:n_hits])
-            parts_f.append(hit_f[:n_hits])
     counters = {REASONS[i]: int(c) for i, c in enumerate(reasons) if i > 0 and c}
     counters |= {"suppressed_stale": int(suppressed[0]), "suppressed_flagged": int(suppressed[1])}
     new_book = update_books(state.book, batch_book, params.clock) if batch_book.height else state.book
@@ -409,6 +394,45 @@ def detect_cross_exchange(
 
 
 _NO_WALK = np.zeros((0, 7))
+_NO_BOOK = pl.DataFrame()
+_IN_ORDER = np.zeros(0, dtype=np.int64)
+_BLOCKING = QuoteFlag.blocking()
+_I64_MIN = np.iinfo(np.int64).min
+
+
+def _scan(
+    state: CrossExchangeState,
+    symbols: tuple[str, ...],
+    venues: tuple[str, ...],
+    sym: npt.NDArray[np.int32],
+    ven: npt.NDArray[np.int32],
+    tables: _Tables,
+    params: CrossExchangeParams,
+    plan: list[tuple[_Chunk, _I]],
+) -> tuple[CrossExchangeState, _I, _I, list[_I], list[_F]] | None:
+    """Run the compiled scan over ``plan`` on a fresh working copy of ``state``; ``None`` if a chunk given in
+    input order turned out not to be in clock order per symbol."""
+    work = _grown(state, symbols, venues)
+    cells = work.cells
+    reasons = np.zeros(len(REASONS), dtype=np.int64)
+    suppressed = np.zeros(2, dtype=np.int64)
+    last_clock = np.full(len(symbols), _I64_MIN, dtype=np.int64)
+    parts_i, parts_f = [], []
+    for chunk, order in plan:
+        rows = slice(chunk.offset, chunk.offset + chunk.clock.size)
+        n_hits, hit_i, hit_f = kernels.scan(
+            order, sym[rows], ven[rows],
+            chunk.clock, chunk.bid, chunk.ask, chunk.bid_size, chunk.ask_size, chunk.flags, chunk.offset,
+            _BLOCKING, tables.known, tables.fee, tables.lot, tables.min_notional, tables.limit,
+            float(params.max_notional), float(params.min_profit), cells.bid, cells.ask, cells.bid_size,
+            cells.ask_size, cells.time, cells.flags, cells.reason, work.next_seq, reasons, suppressed, last_clock,
+        )  # fmt: skip
+        if n_hits < 0:
+            return None
+        if n_hits:
+            parts_i.append(hit_i[:n_hits])
+            parts_f.append(hit_f[:n_hits])
+    return work, reasons, suppressed, parts_i, parts_f
 
 
 def _stack(parts: list[npt.NDArray[Any]], empty: tuple[int, int], dtype: type) -> npt.NDArray[Any]:

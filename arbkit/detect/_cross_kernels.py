@@ -2,8 +2,9 @@
 
 The detector is a sequential scan: every row replaces its ``(symbol, venue)`` cell's latest quote and then every
 ordered venue pair of that symbol is evaluated on the cells.  Vectorized NumPy needs an as-of gather of
-``rows x venues`` values and a screen over all of them; a compiled loop touches each row once and the pairs of a
-row only when its best fee-adjusted bid beats its best fee-adjusted ask.  JAX on CPU has no cheap per-row scan
+``rows x venues`` values and a screen over all of them; a compiled loop touches each row once and evaluates its
+pairs directly (cheaper than a best-bid/best-ask screen: a pair is dropped at its first failing test, mostly
+``profit per unit > 0``).  JAX on CPU has no cheap per-row scan
 (a jitted call costs 30-95 us, ``lax.scan`` steps are slow), so these loops are numba-compiled; they use only
 ``+ - * /``, ``floor`` and comparisons, evaluated in the same order as the formulas in
 :mod:`arbkit.detect._cross_exchange`, so results do not depend on how a history is split into batches.
@@ -22,7 +23,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HIT_F", "HIT_I", "OPEN_F", "OPEN_I", "fold", "per_key_monotone", "scan"]
+__all__ = ["HIT_F", "HIT_I", "OPEN_F", "OPEN_I", "fold", "scan"]
 
 # Columns of the hit arrays returned by ``scan``.
 HIT_I = ("row", "seq", "time", "buy", "sell", "buy_time", "sell_time")
@@ -36,16 +37,6 @@ OPEN_F = ("buy_price", "sell_price", "buy_fill", "sell_fill", "size", "profit", 
 # Row check codes, in the order of :class:`arbkit.align.Reason`.
 _MISSING_PRICE, _NON_POSITIVE, _CROSSED, _BAD_SIZE, _UNKNOWN, _FLAGGED = 1, 2, 3, 4, 5, 6
 _NO_QUOTE = 255
-
-
-def _per_key_monotone_py(key: npt.NDArray[np.int32], clock: npt.NDArray[np.int64], last: npt.NDArray[np.int64]) -> bool:
-    """Whether ``clock`` never decreases along the rows of each key (``last`` carries across chunks)."""
-    for i in range(key.shape[0]):
-        k = key[i]
-        if clock[i] < last[k]:
-            return False
-        last[k] = clock[i]
-    return True
 
 
 def _grow_i(a: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -89,9 +80,16 @@ def _scan_py(
     next_seq: npt.NDArray[np.int64],
     reasons: npt.NDArray[np.int64],
     suppressed: npt.NDArray[np.int64],
+    last_clock: npt.NDArray[np.int64],
 ) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Scan rows in ``order`` (all rows in input order when empty); see the module and the detector docstring."""
+    """Scan rows in ``order``, or in input order when ``order`` is empty; see the module and the detector.
+
+    In input order, each symbol's clock must not decrease (``last_clock`` carries it across chunks): the scan
+    returns -1 at the first row that breaks it, leaving the carried arrays half updated (the caller then
+    starts again from fresh copies, in canonical order).
+    """
     n_ven = limit.shape[0]
+    check = order.shape[0] == 0
     n = order.shape[0] if order.shape[0] > 0 else sym.shape[0]
     hits_i = np.empty((max(64, n // 16), 7), dtype=np.int64)
     hits_f = np.empty((max(64, n // 16), 8), dtype=np.float64)
@@ -101,6 +99,10 @@ def _scan_py(
         s = sym[i]
         v = ven[i]
         t = clock[i]
+        if check:
+            if t < last_clock[s]:
+                return -1, hits_i, hits_f
+            last_clock[s] = t
         b0, a0, bs0, as0 = bid[i], ask[i], bid_size[i], ask_size[i]
         # Row checks, first failing one wins (arbkit.align.Reason order).
         reason = 0
@@ -124,18 +126,6 @@ def _scan_py(
         c_reason[s, v] = reason
         seq = next_seq[s]
         next_seq[s] = seq + 1
-        # Screen: best fee-adjusted bid against best fee-adjusted ask over the present quotes (loose by 1e-9).
-        net_bid = np.nan
-        net_ask = np.nan
-        for u in range(n_ven):
-            x = c_bid[s, u] * (1.0 - fee[s, u])
-            if not np.isnan(x) and not (net_bid >= x):
-                net_bid = x
-            y = c_ask[s, u] * (1.0 + fee[s, u])
-            if not np.isnan(y) and not (net_ask <= y):
-                net_ask = y
-        if not (net_bid > net_ask * (1.0 - 1e-9)):
-            continue
         for a in range(n_ven):
             ask_a = c_ask[s, a]
             if np.isnan(ask_a):
@@ -383,5 +373,4 @@ _merge = cast(Any, _jit(_merge_py))
 fold = cast(
     Callable[..., tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]], _jit(_fold_py)
 )
-per_key_monotone = cast(Callable[..., bool], _jit(_per_key_monotone_py))
 scan = cast(Callable[..., tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64]]], _jit(_scan_py))
