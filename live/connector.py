@@ -715,10 +715,7 @@ class Connector:
         if updates is None:
             return False
         self._count_batch(batch)
-        rows = Rows()
-        apply = self.books.apply
-        for update in updates:
-            apply(update, rows)
+        rows = self.books.apply_batch(updates, Rows())
         if not link.forwarding and not self._forward_from(slot, link):
             return True
         self._stage(rows)
