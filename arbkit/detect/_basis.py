@@ -42,6 +42,12 @@ counted (``suppressed_flagged`` / ``suppressed_stale``); it ends the episode.
 
 Timeline: a candidate's rows are every quote row of its legs (and funding row of its perpetual legs) once both
 legs have been quoted; consecutive active rows of one direction merge into an episode (:mod:`._episodes`).
+
+Speed: a step is one compiled pass over its rows (:mod:`._b_scan`) on dense carried cells (the latest quote and
+funding row per instrument), which advances every candidate's row counter and screens out the rows where neither
+direction can be profitable; only the remaining rows are evaluated exactly (the NumPy formulas above and the JAX
+kernel), and their events are folded into the open episodes in compiled code.  Strings and frames are made only
+for the episodes that close, so a live micro-batch costs in proportion to its own rows.
 """
 
 from __future__ import annotations
@@ -49,23 +55,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from arbkit.align import Clock, check_quotes, count_reasons, max_age_ns
+from arbkit import schema
+from arbkit.align import Clock, _int_column, _known, _memo, _reason_codes, count_reasons, max_age_ns
+from arbkit.detect import _b_scan
+from arbkit.detect._b_common import SlotText, csr, episodes_frame, open_arrays, pair_ids, pair_names, regrid
 from arbkit.detect._b_kernels import two_leg_profit
-from arbkit.detect._b_timeline import Stream, build_stream, merged_order
+from arbkit.detect._b_scan import OPEN_F
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
-from arbkit.detect._episodes import (
-    EpisodeState,
-    advance_timelines,
-    event_frame,
-    finish_episodes,
-    merge_episodes,
-)
+from arbkit.detect._episodes import event_frame
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, expiry_ns
 from arbkit.pipeline import Batch
 from arbkit.schema import QuoteFlag
@@ -74,11 +77,10 @@ __all__ = ["BasisParams", "BasisState", "evaluate_basis", "finish_basis", "step_
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 _NS_PER_YEAR = 365.0 * 24 * 3600 * 1e9
 _NS_PER_HOUR = 3600 * 10**9
-_QUOTE_COLUMNS = ("bid", "bid_size", "ask", "ask_size", "flags", "reason")
-_FUNDING_COLUMNS = ("rate", "next_funding_time", "mark", "flags")
 CANDIDATES = ("spot_perp", "spot_future", "perp_perp")
 
 
@@ -126,28 +128,6 @@ class BasisParams:
     candidates: tuple[str, ...] = CANDIDATES
     kind: str = "basis"
     max_age_ms: float | None = None
-
-
-_QUOTE_STATE = pl.Schema(
-    {"exchange": pl.String, "symbol": pl.String, "time": pl.Int64} | dict.fromkeys(_QUOTE_COLUMNS, pl.Float64)
-)
-_FUNDING_STATE = pl.Schema(
-    {"exchange": pl.String, "symbol": pl.String, "time": pl.Int64} | dict.fromkeys(_FUNDING_COLUMNS, pl.Float64)
-)
-
-
-@dataclass(frozen=True)
-class BasisState:
-    """Last quote and funding row per instrument, open episodes and the counters of rejected/suppressed rows."""
-
-    quotes: pl.DataFrame
-    funding: pl.DataFrame
-    episodes: EpisodeState
-    counts: Mapping[str, int]
-
-    @classmethod
-    def empty(cls) -> BasisState:
-        return cls(pl.DataFrame(schema=_QUOTE_STATE), pl.DataFrame(schema=_FUNDING_STATE), EpisodeState.empty(), {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,101 +180,6 @@ def _classify(exchange: str, symbol: str, params: BasisParams) -> _Info | None:
     )
 
 
-def _bump(counts: dict[str, int], more: Mapping[str, int]) -> None:
-    for k, v in more.items():
-        if v:
-            counts[k] = counts.get(k, 0) + int(v)
-
-
-def _f(frame: pl.DataFrame, name: str) -> FloatArray:
-    return frame.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64, copy=False)
-
-
-@dataclass
-class _Legs:
-    """Gathered values of one leg at the evaluation rows (prices in USDT)."""
-
-    bid: FloatArray
-    ask: FloatArray
-    bid_size: FloatArray  # base units
-    ask_size: FloatArray
-    time: IntArray
-    usable: npt.NDArray[np.bool_]
-    stale: npt.NDArray[np.bool_]
-    flagged: npt.NDArray[np.bool_]
-    fee: FloatArray
-    rate: FloatArray  # funding (perps), 0 otherwise
-    mark: FloatArray
-    next_funding: FloatArray  # ns
-    funding_ok: npt.NDArray[np.bool_]
-    latency_ms: FloatArray
-    max_age_ms: FloatArray
-
-
-def _gather(
-    info: _Info,
-    code: int,
-    at: IntArray,
-    now: IntArray,
-    quotes: Stream,
-    funding: Stream,
-    params: BasisParams,
-    max_age: int,
-) -> _Legs:
-    idx = quotes.latest(code, at)
-    c = quotes.columns
-    bid = c["bid"][idx] * info.to_usdt
-    ask = c["ask"][idx] * info.to_usdt
-    time = quotes.time[idx]
-
-    def base_units(size: FloatArray, price: FloatArray) -> FloatArray:
-        if info.inverse:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.asarray(size * info.contract_size / (price / info.to_usdt), dtype=np.float64)
-        return np.asarray(size * info.contract_size, dtype=np.float64)
-
-    reason = c["reason"][idx]
-    fresh = (now - time) <= max_age
-    ok = reason == 0
-    flagged = (reason != 0) & np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask > 0)
-    n = len(at)
-    rate = np.zeros(n)
-    mark = (bid + ask) / 2.0
-    period = round(info.funding_hours * _NS_PER_HOUR)
-    grid = ((now // period) + 1) * period if period > 0 else now
-    next_funding: FloatArray = grid.astype(np.float64)
-    funding_ok = np.ones(n, dtype=np.bool_)
-    if info.role == "perp":
-        fcode = funding.code(info.exchange, quotes.keys[code][1])
-        fidx = funding.latest(fcode, at)
-        have = ~funding.missing[fidx]
-        fc = funding.columns
-        rate = np.where(have, fc["rate"][fidx], 0.0)
-        mark = np.where(have & np.isfinite(fc["mark"][fidx]), fc["mark"][fidx] * info.to_usdt, mark)
-        nft = fc["next_funding_time"][fidx]
-        next_funding = np.where(have & np.isfinite(nft) & (nft > now), nft, next_funding)
-        fflags = np.nan_to_num(fc["flags"][fidx], nan=0.0).astype(np.int64)
-        funding_ok = ~have | ((fflags & QuoteFlag.blocking()) == 0)
-    profile = params.registry.profile(info.exchange)
-    return _Legs(
-        bid=bid,
-        ask=ask,
-        bid_size=base_units(c["bid_size"][idx], bid),
-        ask_size=base_units(c["ask_size"][idx], ask),
-        time=time,
-        usable=ok & fresh & funding_ok,
-        stale=ok & ~fresh,
-        flagged=flagged | (ok & ~funding_ok),
-        fee=np.full(n, info.taker_fee),
-        rate=rate,
-        mark=mark,
-        next_funding=next_funding,
-        funding_ok=funding_ok,
-        latency_ms=np.full(n, profile.latency_ms),
-        max_age_ms=np.full(n, max_age / 1e6),
-    )
-
-
 def _pairs(
     keys: tuple[tuple[str, str], ...], infos: Mapping[tuple[str, str], _Info], params: BasisParams
 ) -> list[tuple[str, int, int]]:
@@ -322,14 +207,431 @@ def _pairs(
     return out
 
 
-def _leg_struct(exchange: str, symbol: str, side: str, price: float, size: float) -> dict[str, Any]:
-    return {"exchange": exchange, "symbol": symbol, "side": side, "price": price, "size": size}
+@dataclass(frozen=True)
+class BasisState:
+    """Everything a step carries, on sorted instrument keys and on the candidates they form.
+
+    ``keys`` are the instruments with quote rows (``cells``: ``bid, ask, bid_size, ask_size, flags, reason`` of
+    the latest row, ``cell_time`` its clock, ``cell_seen`` whether there is one); ``funding_keys`` the perpetuals
+    with funding rows (``funding``: ``rate, next_funding_time, mark, flags``).  ``timelines`` name the candidates
+    (the order of :func:`_pairs`), ``next_seq`` counts each one's timeline rows, ``open_i`` / ``open_f`` hold the
+    open episode of every slot ``2 * candidate + direction`` (columns :data:`arbkit.detect._b_scan.OPEN_I` /
+    ``OPEN_F``; ``rows == 0``: none open), ``counts`` the rejected and suppressed rows.
+    """
+
+    keys: tuple[tuple[str, str], ...]
+    cells: FloatArray
+    cell_time: IntArray
+    cell_seen: BoolArray
+    funding_keys: tuple[tuple[str, str], ...]
+    funding: FloatArray
+    funding_time: IntArray
+    funding_seen: BoolArray
+    timelines: tuple[str, ...]
+    next_seq: IntArray
+    open_i: IntArray
+    open_f: FloatArray
+    counts: Mapping[str, int]
+
+    @classmethod
+    def empty(cls) -> BasisState:
+        open_i, open_f = open_arrays(0)
+        return cls(
+            (), np.zeros((0, 6)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
+            (), np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
+            (), np.zeros(0, np.int64), open_i, open_f, {},
+        )  # fmt: skip
+
+
+_KEY_INFO = ("to_usdt", "fee", "contract_size", "latency_ms", "funding_hours")
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """Static tables of a key set: per key (``key_f`` columns :data:`_KEY_INFO`, ``period`` ns, ``max_age`` ns,
+    ``is_perp``, ``inverse``, ``expiry``, ``funding_of``), per candidate (legs, family, the keys' CSR lists), per
+    slot (strings)."""
+
+    key_f: FloatArray
+    period: IntArray
+    max_age: IntArray
+    is_perp: BoolArray
+    inverse: BoolArray
+    expiry: IntArray
+    funding_of: IntArray
+    cand_a: IntArray
+    cand_b: IntArray
+    family: IntArray
+    key_ptr: IntArray
+    key_cands: IntArray
+    fkey_ptr: IntArray
+    fkey_cands: IntArray
+    timelines: tuple[str, ...]
+    slot_of_candidate: IntArray  # candidate of every slot
+    text: SlotText
+
+
+def _tables(keys: tuple[tuple[str, str], ...], fkeys: tuple[tuple[str, str], ...], params: BasisParams) -> _Tables:
+    memo = _memo(params.registry)
+    memo_key = ("basis.tables", keys, fkeys, params.spot_quotes, params.usd_per_usdt, params.candidates,
+                params.kind, params.max_age_ms)  # fmt: skip
+    found = memo.get(memo_key)
+    if found is not None:
+        return cast(_Tables, found)
+    infos = [_info(k, params) for k in keys]
+    known = {k: i for k, i in zip(keys, infos, strict=True) if i is not None}
+    venues = tuple(sorted({k[0] for k in keys}))
+    age_of = dict(zip(venues, max_age_ns(venues, params.registry, params.max_age_ms).tolist(), strict=True))
+    f_index = {k: i for i, k in enumerate(fkeys)}
+    key_f = np.zeros((len(keys), len(_KEY_INFO)))
+    period = np.zeros(len(keys), dtype=np.int64)
+    max_age = np.zeros(len(keys), dtype=np.int64)
+    is_perp = np.zeros(len(keys), dtype=np.bool_)
+    inverse = np.zeros(len(keys), dtype=np.bool_)
+    expiry = np.zeros(len(keys), dtype=np.int64)
+    funding_of = np.full(len(keys), -1, dtype=np.int64)
+    for code, (key, info) in enumerate(zip(keys, infos, strict=True)):
+        if info is None:
+            continue
+        latency = params.registry.profile(info.exchange).latency_ms
+        key_f[code] = (info.to_usdt, info.taker_fee, info.contract_size, latency, info.funding_hours)
+        period[code] = round(info.funding_hours * _NS_PER_HOUR)
+        max_age[code] = age_of[key[0]]
+        is_perp[code] = info.role == "perp"
+        inverse[code] = info.inverse
+        expiry[code] = info.expiry
+        if info.role == "perp":
+            funding_of[code] = f_index.get(key, -1)
+    pairs = _pairs(keys, known, params)
+    families = {name: i for i, name in enumerate(CANDIDATES)}
+    cand_a = np.array([a for _, a, _ in pairs], dtype=np.int64)
+    cand_b = np.array([b for _, _, b in pairs], dtype=np.int64)
+    family = np.array([families[f] for f, _, _ in pairs], dtype=np.int64)
+    key_ptr, key_cands = csr(len(keys), [(a, b) for _, a, b in pairs])
+    fkey_ptr, fkey_cands = csr(len(fkeys), [(int(funding_of[a]), int(funding_of[b])) for _, a, b in pairs])
+    timelines, key_text, symbol, buy_ex, sell_ex, legs = [], [], [], [], [], []
+    for _, a, b in pairs:
+        ka, kb = keys[a], keys[b]
+        timeline = f"{params.kind}:{ka[0]}:{ka[1]}|{kb[0]}:{kb[1]}"
+        timelines.append(timeline)
+        for direction, buy, sell in ((0, ka, kb), (1, kb, ka)):
+            key_text.append(f"{timeline}>{direction}")
+            symbol.append(f"{ka[1]} vs {kb[1]}")
+            buy_ex.append(buy[0])
+            sell_ex.append(sell[0])
+            legs.append(((buy[0], buy[1], "buy"), (sell[0], sell[1], "sell")))
+    text = SlotText(tuple(key_text), tuple(symbol), tuple(buy_ex), tuple(sell_ex), tuple(legs))
+    tables = _Tables(
+        key_f, period, max_age, is_perp, inverse, expiry, funding_of, cand_a, cand_b, family, key_ptr, key_cands,
+        fkey_ptr, fkey_cands, tuple(timelines), np.repeat(np.arange(len(pairs), dtype=np.int64), 2), text,
+    )  # fmt: skip
+    memo[memo_key] = tables
+    return tables
+
+
+def _info(key: tuple[str, str], params: BasisParams) -> _Info | None:
+    memo = _memo(params.registry)
+    memo_key = ("basis.info", key, params.spot_quotes, params.usd_per_usdt)
+    if memo_key not in memo:
+        memo[memo_key] = _classify(key[0], key[1], params)
+    return cast(_Info | None, memo[memo_key])
+
+
+def _bump(counts: dict[str, int], more: Mapping[str, int]) -> None:
+    for k, v in more.items():
+        if v:
+            counts[k] = counts.get(k, 0) + int(v)
+
+
+def _f(frame: pl.DataFrame, name: str) -> FloatArray:
+    series = frame.get_column(name)
+    if series.dtype == pl.Float64 and series.null_count() == 0:
+        values: FloatArray = series.to_numpy()
+        return values
+    return series.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64, copy=False)
+
+
+def _clock(frame: pl.DataFrame, clock: str) -> IntArray:
+    return frame.get_column(clock).to_numpy().astype(np.int64, copy=False)
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """A batch scanned onto the carried cells: the emitted rows, the next state (episodes not yet folded)."""
+
+    tables: _Tables
+    emit_i: IntArray
+    emit_f: FloatArray
+    state: BasisState
+
+
+def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) -> _Scanned:
+    counts = dict(state.counts)
+    quotes, funding = batch.quotes, batch.funding
+    q_ids, q_inv = pair_ids(quotes)
+    f_ids, f_inv = pair_ids(funding)
+    q_names, f_names = pair_names(q_ids), pair_names(f_ids)
+    q_info = [_info(k, params) for k in q_names]
+    f_info = [_info(k, params) for k in f_names]
+    q_kept = np.array([i is not None for i in q_info], dtype=np.bool_)
+    f_kept = np.array([i is not None and i.role == "perp" for i in f_info], dtype=np.bool_)
+    # Row checks (arbkit.align.check_quotes) with the registry lookups done once per instrument.
+    known = np.array([_known(params.registry, ex, sym) for ex, sym in q_names], dtype=np.bool_)
+    q_values = np.empty((quotes.height, 6))
+    for c, name in enumerate(("bid", "ask", "bid_size", "ask_size")):
+        q_values[:, c] = _f(quotes, name) if quotes.height else 0.0
+    flags = _int_column(quotes, "flags", pl.Int64) if "flags" in quotes.columns and quotes.height else None
+    reason = _reason_codes(q_values[:, 0], q_values[:, 1], q_values[:, 2], q_values[:, 3], flags,
+                           known[q_inv] if quotes.height else np.zeros(0, np.bool_))  # fmt: skip
+    q_values[:, 4] = _f(quotes, "flags") if "flags" in quotes.columns and quotes.height else np.nan
+    q_values[:, 5] = reason
+    keep_rows = q_kept[q_inv] if quotes.height else np.zeros(0, np.bool_)
+    f_keep_rows = f_kept[f_inv] if funding.height else np.zeros(0, np.bool_)
+    _bump(counts, count_reasons(reason))
+    _bump(counts, {"unused": int((~keep_rows & (reason == 0)).sum())})
+    _bump(counts, {"funding_unused": int((~f_keep_rows).sum())})
+    # Grow the grids with the batch's new instruments (sorted, so codes never depend on the cut).
+    keys = state.keys
+    new = {k for k, ok in zip(q_names, q_kept.tolist(), strict=True) if ok} - set(keys)
+    fkeys = state.funding_keys
+    f_new = {k for k, ok in zip(f_names, f_kept.tolist(), strict=True) if ok} - set(fkeys)
+    work = _grown(state, tuple(sorted({*keys, *new})), tuple(sorted({*fkeys, *f_new})), params)
+    tables = _tables(work.keys, work.funding_keys, params)
+    key_at = {k: i for i, k in enumerate(work.keys)}
+    fkey_at = {k: i for i, k in enumerate(work.funding_keys)}
+    q_code = np.array([key_at.get(k, -1) if ok else -1 for k, ok in zip(q_names, q_kept.tolist(), strict=True)],
+                      dtype=np.int64)  # fmt: skip
+    f_code = np.array([fkey_at.get(k, -1) if ok else -1 for k, ok in zip(f_names, f_kept.tolist(), strict=True)],
+                      dtype=np.int64)  # fmt: skip
+    f_values = np.empty((funding.height, 4))
+    if funding.height:
+        predicted, current = _f(funding, "predicted_rate"), _f(funding, "funding_rate")
+        rate = np.where(np.isfinite(predicted), predicted, current) if params.use_predicted_rate else current
+        f_values[:, 0] = rate
+        f_values[:, 1] = _f(funding, "next_funding_time")
+        f_values[:, 2] = _f(funding, "mark_price")
+        f_values[:, 3] = _f(funding, "flags")
+    q_clock = _clock(quotes, params.clock) if quotes.height else np.zeros(0, np.int64)
+    f_clock = _clock(funding, params.clock) if funding.height else np.zeros(0, np.int64)
+    clocks = np.concatenate([q_clock, f_clock])
+    order = np.zeros(0, dtype=np.int64)
+    if clocks.size > 1 and (np.diff(clocks) < 0).any():  # canonical order: clock, then table, then row
+        order = np.argsort(clocks, kind="stable").astype(np.int64)
+    n_emit, emit_i, emit_f = _b_scan.basis_scan(
+        order, quotes.height, q_code[q_inv] if quotes.height else np.zeros(0, np.int64), q_clock, q_values,
+        f_code[f_inv] if funding.height else np.zeros(0, np.int64), f_clock, f_values,
+        work.cells, work.cell_time, work.cell_seen, work.funding, work.funding_time, work.funding_seen,
+        tables.key_ptr, tables.key_cands, tables.fkey_ptr, tables.fkey_cands, tables.cand_a, tables.cand_b,
+        tables.family, tables.funding_of, np.ascontiguousarray(tables.key_f[:, 0]),
+        np.ascontiguousarray(tables.key_f[:, 1]), tables.period, tables.is_perp, tables.expiry,
+        float(params.borrow_rate), float(params.rate), screen, work.next_seq,
+    )  # fmt: skip
+    return _Scanned(tables, emit_i[:n_emit], emit_f[:n_emit], dataclasses.replace(work, counts=counts))
+
+
+def _grown(
+    state: BasisState, keys: tuple[tuple[str, str], ...], fkeys: tuple[tuple[str, str], ...], params: BasisParams
+) -> BasisState:
+    """A copy of ``state`` on the grids ``keys`` x ``fkeys`` (supersets of the state's): the scan updates its
+    inputs in place, so the caller's state is never touched."""
+    if keys == state.keys and fkeys == state.funding_keys:
+        return BasisState(
+            keys, state.cells.copy(), state.cell_time.copy(), state.cell_seen.copy(), fkeys, state.funding.copy(),
+            state.funding_time.copy(), state.funding_seen.copy(), state.timelines, state.next_seq.copy(),
+            state.open_i.copy(), state.open_f.copy(), state.counts,
+        )  # fmt: skip
+    timelines = _tables(keys, fkeys, params).timelines
+    slots_old = [f"{t}>{d}" for t in state.timelines for d in (0, 1)]
+    slots_new = [f"{t}>{d}" for t in timelines for d in (0, 1)]
+    old_keys, old_fkeys = state.keys, state.funding_keys
+    return BasisState(
+        keys,
+        regrid(old_keys, keys, state.cells, np.nan),
+        regrid(old_keys, keys, state.cell_time, -1),
+        regrid(old_keys, keys, state.cell_seen, False),
+        fkeys,
+        regrid(old_fkeys, fkeys, state.funding, np.nan),
+        regrid(old_fkeys, fkeys, state.funding_time, -1),
+        regrid(old_fkeys, fkeys, state.funding_seen, False),
+        timelines,
+        regrid(state.timelines, timelines, state.next_seq, 0),
+        regrid(slots_old, slots_new, state.open_i, 0),
+        regrid(slots_old, slots_new, state.open_f, np.nan),
+        state.counts,
+    )
+
+
+@dataclass
+class _Leg:
+    """One leg's values at the emitted rows (prices in USDT), the quantities of the module docstring."""
+
+    bid: FloatArray
+    ask: FloatArray
+    bid_size: FloatArray  # base units
+    ask_size: FloatArray
+    time: IntArray
+    usable: BoolArray
+    stale: BoolArray
+    flagged: BoolArray
+    fee: FloatArray
+    rate: FloatArray
+    mark: FloatArray
+    next_funding: FloatArray
+    latency_ms: FloatArray
+    max_age_ms: FloatArray
+
+
+def _leg(tables: _Tables, code: IntArray, now: IntArray, emit_i: IntArray, emit_f: FloatArray, side: int) -> _Leg:
+    """The gathered values of leg ``side`` (0: a, 1: b), with the NumPy formulas of the per-candidate gather."""
+    q = emit_f[:, 6 * side : 6 * side + 6]
+    fq = emit_f[:, 12 + 4 * side : 16 + 4 * side]
+    to_usdt = tables.key_f[code, 0]
+    contract = tables.key_f[code, 2]
+    inverse = tables.inverse[code]
+    bid = q[:, 0] * to_usdt
+    ask = q[:, 1] * to_usdt
+    time = emit_i[:, 3 + side]
+
+    def base_units(size: FloatArray, price: FloatArray) -> FloatArray:
+        units: FloatArray = np.where(inverse, size * contract / (price / to_usdt), size * contract)
+        return units
+
+    reason = q[:, 5]
+    max_age = tables.max_age[code]
+    fresh = (now - time) <= max_age
+    ok = reason == 0
+    flagged = (reason != 0) & np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask > 0)
+    period = tables.period[code]
+    grid = np.where(period > 0, ((now // np.maximum(period, 1)) + 1) * period, now)
+    have = emit_i[:, 5 + side].astype(np.bool_) & tables.is_perp[code]
+    rate = np.where(have, fq[:, 0], 0.0)
+    mark = (bid + ask) / 2.0
+    mark = np.where(have & np.isfinite(fq[:, 2]), fq[:, 2] * to_usdt, mark)
+    nft = fq[:, 1]
+    next_funding = np.where(have & np.isfinite(nft) & (nft > now), nft, grid.astype(np.float64))
+    fflags = np.nan_to_num(fq[:, 3], nan=0.0).astype(np.int64)
+    funding_ok = ~have | ((fflags & QuoteFlag.blocking()) == 0)
+    return _Leg(
+        bid=bid,
+        ask=ask,
+        bid_size=base_units(q[:, 2], bid),
+        ask_size=base_units(q[:, 3], ask),
+        time=time,
+        usable=ok & fresh & funding_ok,
+        stale=ok & ~fresh,
+        flagged=flagged | (ok & ~funding_ok),
+        fee=tables.key_f[code, 1],
+        rate=rate,
+        mark=mark,
+        next_funding=next_funding,
+        latency_ms=tables.key_f[code, 3],
+        max_age_ms=max_age / 1e6,
+    )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Exact evaluation of the emitted rows: per direction ``(profit per unit, size, profit, active)``, the
+    candidate and seq of each row, and what :func:`evaluate_basis` reports besides."""
+
+    candidate: IntArray
+    seq: IntArray
+    now: IntArray
+    legs: tuple[_Leg, _Leg]
+    directions: tuple[tuple[FloatArray, FloatArray, FloatArray, BoolArray], ...]
+    usable: BoolArray
+    expiry_t: FloatArray
+    suppressed: dict[str, int]
+
+
+def _evaluate_rows(scanned: _Scanned, params: BasisParams) -> _Rows:
+    with np.errstate(all="ignore"):  # NaN legs (rejected rows) and expired futures are decided below, not warned
+        return _evaluate(scanned, params)
+
+
+def _evaluate(scanned: _Scanned, params: BasisParams) -> _Rows:
+    tables, emit_i, emit_f = scanned.tables, scanned.emit_i, scanned.emit_f
+    cand = emit_i[:, 0]
+    now = emit_i[:, 2]
+    la = _leg(tables, tables.cand_a[cand], now, emit_i, emit_f, 0)
+    lb = _leg(tables, tables.cand_b[cand], now, emit_i, emit_f, 1)
+    family = tables.family[cand]
+    # Carry by family (the formulas of the module docstring), each on every row, picked per row.
+    tau = np.maximum(lb.next_funding - now, 0.0) / _NS_PER_YEAR
+    expiry_t = np.where(family == 1, (tables.expiry[tables.cand_b[cand]] - now) / _NS_PER_YEAR, 0.0)
+    growth = np.expm1(params.rate * np.maximum(expiry_t, 0.0))
+    perp_perp = lb.rate * lb.mark - la.rate * la.mark
+    carry0 = np.select([family == 0, family == 1], [lb.rate * lb.mark, -la.ask * growth], perp_perp)
+    carry1 = np.select(
+        [family == 0, family == 1],
+        [
+            -lb.rate * lb.mark - params.borrow_rate * tau * la.bid,
+            la.bid * growth - params.borrow_rate * np.maximum(expiry_t, 0.0) * la.bid,
+        ],
+        -perp_perp,
+    )
+    n = cand.shape[0]
+    both = two_leg_profit(
+        np.concatenate([la.ask, lb.ask]),
+        np.concatenate([lb.bid, la.bid]),
+        np.concatenate([la.fee, lb.fee]),
+        np.concatenate([lb.fee, la.fee]),
+        np.concatenate([carry0, carry1]),
+    )
+    alive = np.where(family == 1, expiry_t > 0, expiry_t >= 0)
+    usable = la.usable & lb.usable & alive
+    directions = []
+    suppressed = {"suppressed_flagged": 0, "suppressed_stale": 0}
+    for profit_unit, buy, sell in ((both[:n], la, lb), (both[n:], lb, la)):
+        size = np.minimum(np.minimum(buy.ask_size, sell.bid_size), params.max_notional / buy.ask)
+        size = np.where(np.isfinite(size) & (size > 0), size, 0.0)
+        profit = profit_unit * size
+        profitable = np.isfinite(profit) & (profit > params.min_profit) & (size > 0) & alive
+        active = profitable & usable
+        blocked = profitable & ~usable
+        stale_only = blocked & (la.stale | lb.stale) & ~(la.flagged | lb.flagged)
+        suppressed["suppressed_stale"] += int(stale_only.sum())
+        suppressed["suppressed_flagged"] += int((blocked & ~stale_only).sum())
+        directions.append((profit_unit, size, profit, active))
+    return _Rows(cand, emit_i[:, 1], now, (la, lb), tuple(directions), usable, expiry_t, suppressed)
+
+
+def _events(rows: _Rows) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
+    """The active rows as ``(slot, seq, ts, values)`` (values in ``OPEN_F`` order), sorted by slot then seq."""
+    la, lb = rows.legs
+    parts = []
+    for direction, (profit_unit, size, profit, active), buy, sell in zip(
+        (0, 1), rows.directions, (la, lb), (lb, la), strict=True
+    ):
+        hit = np.flatnonzero(active)
+        if hit.size == 0:
+            continue
+        now = rows.now[hit]
+        fresh = np.minimum(
+            freshness((now - buy.time[hit]) / 1e6, buy.latency_ms[hit], buy.max_age_ms[hit]),
+            freshness((now - sell.time[hit]) / 1e6, sell.latency_ms[hit], sell.max_age_ms[hit]),
+        )
+        depth = np.minimum(depth_factor(size[hit], buy.ask_size[hit]), depth_factor(size[hit], sell.bid_size[hit]))
+        bp, sp = buy.ask[hit], sell.bid[hit]
+        values = np.column_stack(
+            [bp, sp, size[hit], profit[hit], profit[hit], 100.0 * profit_unit[hit] / bp,
+             row_confidence(fresh, depth), bp, sp, np.full(hit.size, np.nan)]
+        )  # fmt: skip
+        parts.append((2 * rows.candidate[hit] + direction, rows.seq[hit], now, values))
+    if not parts:
+        return _NO_EVENTS
+    slot, seq, ts, values = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    order = np.lexsort((seq, slot))
+    return slot[order], seq[order], ts[order], np.ascontiguousarray(values[order])
+
+
+_NO_EVENTS = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(OPEN_F))))
 
 
 def evaluate_basis(
     batch: Batch, state: BasisState, params: BasisParams
 ) -> tuple[pl.DataFrame, pl.DataFrame, BasisState]:
-    """Evaluate every basis candidate on every row of its timeline in ``batch``.
+    """Evaluate every basis candidate on every row of its timeline in ``batch`` (research; unscreened).
 
     Returns
     -------
@@ -339,252 +641,86 @@ def evaluate_basis(
         annualized_funding, usable``) for research, and the state advanced over the batch (episodes not yet
         merged: :func:`step_basis` does that).
     """
-    counts = dict(state.counts)
-    clock = params.clock
-    quotes = batch.quotes
-    funding = batch.funding
-    reason = check_quotes(quotes, params.registry)
-    infos: dict[tuple[str, str], _Info | None] = {}
-
-    def info_of(key: tuple[str, str]) -> _Info | None:
-        if key not in infos:
-            infos[key] = _classify(key[0], key[1], params)
-        return infos[key]
-
-    q_ex = quotes.get_column("exchange").to_list()
-    q_sym = quotes.get_column("symbol").to_list()
-    q_keep = np.array([info_of(k) is not None for k in zip(q_ex, q_sym, strict=True)], dtype=np.bool_)
-    _bump(counts, count_reasons(reason))
-    _bump(counts, {"unused": int((~q_keep & (reason == 0)).sum())})
-    f_ex = funding.get_column("exchange").to_list()
-    f_sym = funding.get_column("symbol").to_list()
-    f_info = [info_of(k) for k in zip(f_ex, f_sym, strict=True)]
-    f_keep = np.array([i is not None and i.role == "perp" for i in f_info], dtype=np.bool_)
-    _bump(counts, {"funding_unused": int((~f_keep).sum())})
-
-    q_pos, f_pos = merged_order(
-        [quotes.get_column(clock).to_numpy().astype(np.int64), funding.get_column(clock).to_numpy().astype(np.int64)]
+    scanned = _scan(batch, state, params, screen=False)
+    rows = _evaluate_rows(scanned, params)
+    tables = scanned.tables
+    la, lb = rows.legs
+    n = rows.candidate.shape[0]
+    cand = rows.candidate
+    b_hours = tables.key_f[tables.cand_b[cand], 4]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        premium = ((lb.bid + lb.ask) / 2.0) / ((la.bid + la.ask) / 2.0) - 1.0
+        annualized = np.where(tables.family[cand] == 1, premium / rows.expiry_t, premium * (8760.0 / b_hours))
+    annual_funding = np.where(tables.is_perp[tables.cand_b[cand]], lb.rate * (8760.0 / b_hours), 0.0)
+    names = np.array(CANDIDATES, dtype=object)[tables.family[cand]] if n else np.zeros(0, dtype=object)
+    timelines = np.array(tables.timelines, dtype=object)[cand] if n else np.zeros(0, dtype=object)
+    detail = pl.DataFrame(
+        {
+            "candidate": np.concatenate([names, names]).tolist(),
+            "timeline": np.concatenate([timelines, timelines]).tolist(),
+            "ts": np.concatenate([rows.now, rows.now]),
+            "direction": np.repeat(np.array([0, 1], dtype=np.int8), n),
+            "profit": np.concatenate([rows.directions[0][2], rows.directions[1][2]]),
+            "size": np.concatenate([rows.directions[0][1], rows.directions[1][1]]),
+            "annualized_basis": np.concatenate([annualized, annualized]),
+            "annualized_funding": np.concatenate([annual_funding, annual_funding]),
+            "usable": np.concatenate([rows.usable, rows.usable]),
+        },
+        schema=_DETAIL_SCHEMA,
     )
-    qk = np.flatnonzero(q_keep)
-    fk = np.flatnonzero(f_keep)
-    q_cols = {
-        "bid": _f(quotes, "bid")[qk],
-        "bid_size": _f(quotes, "bid_size")[qk],
-        "ask": _f(quotes, "ask")[qk],
-        "ask_size": _f(quotes, "ask_size")[qk],
-        "flags": _f(quotes, "flags")[qk],
-        "reason": reason[qk].astype(np.float64),
+    order = np.lexsort((np.concatenate([rows.seq, rows.seq]), detail["direction"].to_numpy(), np.tile(cand, 2)))
+    detail = detail[order]
+    slot, seq, ts, values = _events(rows)
+    text = tables.text
+    picked = slot.tolist()
+    leg_rows = values[:, 7:9].tolist()
+    size = values[:, 2].tolist()
+    events = event_frame(
+        kind=params.kind,
+        key=[text.key[s] for s in picked],
+        timeline=[tables.timelines[s // 2] for s in picked],
+        seq=seq,
+        ts=ts,
+        symbol=[text.symbol[s] for s in picked],
+        legs=[
+            [_leg_struct(ex, sym, side, price, z) for (ex, sym, side), price in zip(text.legs[s], prices, strict=True)]
+            for s, prices, z in zip(picked, leg_rows, size, strict=True)
+        ],
+        buy_exchange=[text.buy_exchange[s] for s in picked],
+        sell_exchange=[text.sell_exchange[s] for s in picked],
+        buy_price=values[:, 0],
+        sell_price=values[:, 1],
+        size=values[:, 2],
+        profit=values[:, 3],
+        profit_percentage=values[:, 5],
+        confidence=values[:, 6],
+    )
+    counts = dict(scanned.state.counts)
+    _bump(counts, rows.suppressed)
+    return events, detail, dataclasses.replace(scanned.state, counts=dict(sorted(counts.items())))
+
+
+_DETAIL_SCHEMA = pl.Schema(
+    {
+        "candidate": pl.String,
+        "timeline": pl.String,
+        "ts": pl.Int64,
+        "direction": pl.Int8,
+        "profit": pl.Float64,
+        "size": pl.Float64,
+        "annualized_basis": pl.Float64,
+        "annualized_funding": pl.Float64,
+        "usable": pl.Boolean,
     }
-    qs = build_stream(
-        [q_ex[i] for i in qk],
-        [q_sym[i] for i in qk],
-        quotes.get_column(clock).to_numpy().astype(np.int64)[qk],
-        q_pos[qk],
-        q_cols,
-        state.quotes,
-    )
-    predicted = _f(funding, "predicted_rate")
-    current = _f(funding, "funding_rate")
-    rate = np.where(np.isfinite(predicted), predicted, current) if params.use_predicted_rate else current
-    f_cols = {
-        "rate": rate[fk],
-        "next_funding_time": _f(funding, "next_funding_time")[fk],
-        "mark": _f(funding, "mark_price")[fk],
-        "flags": _f(funding, "flags")[fk],
-    }
-    fs = build_stream(
-        [f_ex[i] for i in fk],
-        [f_sym[i] for i in fk],
-        funding.get_column(clock).to_numpy().astype(np.int64)[fk],
-        f_pos[fk],
-        f_cols,
-        state.funding,
-    )
-    resolved = {k: info_of(k) for k in qs.keys}
-    known = {k: v for k, v in resolved.items() if v is not None}
-    ages = max_age_ns(tuple(sorted({k[0] for k in qs.keys})), params.registry, params.max_age_ms)
-    age_of = dict(zip(sorted({k[0] for k in qs.keys}), ages.tolist(), strict=True))
-    # timeline clock of every global position
-    n_pos = quotes.height + funding.height
-    pos_clock = np.zeros(n_pos, dtype=np.int64)
-    pos_clock[q_pos] = quotes.get_column(clock).to_numpy()
-    pos_clock[f_pos] = funding.get_column(clock).to_numpy()
+)
 
-    timelines: list[npt.NDArray[np.object_]] = []
-    seq_order: list[IntArray] = []
-    event_parts: list[dict[str, Any]] = []
-    detail_parts: list[pl.DataFrame] = []
-    suppressed_flagged = 0
-    suppressed_stale = 0
-    for candidate, a, b in _pairs(qs.keys, known, params):
-        ka, kb = qs.keys[a], qs.keys[b]
-        ia, ib = known[ka], known[kb]
-        parts = [qs.positions(a), qs.positions(b)]
-        for key, inf in ((ka, ia), (kb, ib)):
-            if inf.role == "perp":
-                parts.append(fs.positions(fs.code(*key)))
-        at = np.unique(np.concatenate(parts))
-        if len(at) == 0:
-            continue
-        both = ~qs.missing[qs.latest(a, at)] & ~qs.missing[qs.latest(b, at)]
-        at = at[both]
-        if len(at) == 0:
-            continue
-        now = pos_clock[at]
-        la = _gather(ia, a, at, now, qs, fs, params, age_of[ka[0]])
-        lb = _gather(ib, b, at, now, qs, fs, params, age_of[kb[0]])
-        timeline = f"{params.kind}:{ka[0]}:{ka[1]}|{kb[0]}:{kb[1]}"
-        timelines.append(np.full(len(at), timeline, dtype=object))
-        seq_order.append(at)
-        n = len(at)
-        # Direction 0 buys leg a and sells leg b; direction 1 the reverse.
-        if candidate == "spot_perp":
-            tau = np.maximum(lb.next_funding - now, 0.0) / _NS_PER_YEAR
-            carry0 = lb.rate * lb.mark
-            carry1 = -lb.rate * lb.mark - params.borrow_rate * tau * la.bid
-            expiry_t = np.zeros(n)
-        elif candidate == "spot_future":
-            expiry_t = (ib.expiry - now) / _NS_PER_YEAR
-            growth = np.expm1(params.rate * np.maximum(expiry_t, 0.0))
-            carry0 = -la.ask * growth
-            carry1 = la.bid * growth - params.borrow_rate * np.maximum(expiry_t, 0.0) * la.bid
-        else:
-            carry0 = lb.rate * lb.mark - la.rate * la.mark
-            carry1 = -carry0
-            expiry_t = np.zeros(n)
-        profit0 = two_leg_profit(la.ask, lb.bid, la.fee, lb.fee, carry0)
-        profit1 = two_leg_profit(lb.ask, la.bid, lb.fee, la.fee, carry1)
-        alive = expiry_t >= 0 if candidate != "spot_future" else expiry_t > 0
-        usable = la.usable & lb.usable & alive
-        mid_a = (la.bid + la.ask) / 2.0
-        mid_b = (lb.bid + lb.ask) / 2.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            premium = mid_b / mid_a - 1.0
-            if candidate == "spot_future":
-                annualized = premium / expiry_t
-            else:
-                annualized = premium * (8760.0 / ib.funding_hours)
-        annual_funding = lb.rate * (8760.0 / ib.funding_hours) if ib.role == "perp" else np.zeros(n)
-        for direction, profit_unit, buy, sell, buy_key, sell_key in (
-            (0, profit0, la, lb, ka, kb),
-            (1, profit1, lb, la, kb, ka),
-        ):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                size = np.minimum(np.minimum(buy.ask_size, sell.bid_size), params.max_notional / buy.ask)
-            size = np.where(np.isfinite(size) & (size > 0), size, 0.0)
-            profit = profit_unit * size
-            profitable = np.isfinite(profit) & (profit > params.min_profit) & (size > 0) & alive
-            active = profitable & usable
-            blocked = profitable & ~usable
-            stale_only = blocked & (la.stale | lb.stale) & ~(la.flagged | lb.flagged)
-            suppressed_stale += int(stale_only.sum())
-            suppressed_flagged += int((blocked & ~stale_only).sum())
-            detail_parts.append(
-                pl.DataFrame(
-                    {
-                        "candidate": [candidate] * n,
-                        "timeline": [timeline] * n,
-                        "ts": now,
-                        "direction": np.full(n, direction, dtype=np.int8),
-                        "profit": profit,
-                        "size": size,
-                        "annualized_basis": annualized,
-                        "annualized_funding": annual_funding,
-                        "usable": usable,
-                    }
-                )
-            )
-            hit = np.flatnonzero(active)
-            if len(hit) == 0:
-                continue
-            fresh = np.minimum(
-                freshness((now - buy.time) / 1e6, buy.latency_ms, buy.max_age_ms),
-                freshness((now - sell.time) / 1e6, sell.latency_ms, sell.max_age_ms),
-            )
-            depth = np.minimum(depth_factor(size, buy.ask_size), depth_factor(size, sell.bid_size))
-            conf = row_confidence(fresh, depth)
-            bp, sp = buy.ask, sell.bid
-            event_parts.append(
-                {
-                    "key": [f"{timeline}>{direction}"] * len(hit),
-                    "timeline": [timeline] * len(hit),
-                    "pos": at[hit],
-                    "ts": now[hit],
-                    "symbol": [f"{ka[1]} vs {kb[1]}"] * len(hit),
-                    "legs": [
-                        [
-                            _leg_struct(buy_key[0], buy_key[1], "buy", float(bp[i]), float(size[i])),
-                            _leg_struct(sell_key[0], sell_key[1], "sell", float(sp[i]), float(size[i])),
-                        ]
-                        for i in hit
-                    ],
-                    "buy_exchange": [buy_key[0]] * len(hit),
-                    "sell_exchange": [sell_key[0]] * len(hit),
-                    "buy_price": bp[hit],
-                    "sell_price": sp[hit],
-                    "size": size[hit],
-                    "profit": profit[hit],
-                    "profit_percentage": 100.0 * profit_unit[hit] / bp[hit],
-                    "confidence": conf[hit],
-                }
-            )
-    _bump(counts, {"suppressed_flagged": suppressed_flagged, "suppressed_stale": suppressed_stale})
 
-    # Number every candidate row on its timeline (in timeline order), then attach seq to the events.
-    episodes = state.episodes
-    events = event_frame(kind=params.kind, key=[], timeline=[], seq=[], ts=[], profit=[])
-    if timelines:
-        all_tl = np.concatenate(timelines)
-        all_pos = np.concatenate(seq_order)
-        order = np.argsort(all_pos, kind="stable")
-        seq_sorted, episodes = advance_timelines(episodes, pl.Series(all_tl[order].tolist(), dtype=pl.String))
-        seq = np.empty_like(seq_sorted)
-        seq[order] = seq_sorted
-        lookup = pl.DataFrame(
-            {"timeline": all_tl.tolist(), "pos": all_pos, "seq": seq},
-            schema={"timeline": pl.String, "pos": pl.Int64, "seq": pl.Int64},
-        )
-        if event_parts:
-            raw = pl.concat(
-                [
-                    pl.DataFrame(p, schema_overrides={"pos": pl.Int64, "ts": pl.Int64}, strict=False)
-                    for p in event_parts
-                ],
-                how="vertical_relaxed",
-            )
-            raw = raw.join(lookup, on=["timeline", "pos"], how="left")
-            events = event_frame(
-                kind=params.kind,
-                **{c: raw.get_column(c) for c in raw.columns if c != "pos"},
-            )
-    detail = (
-        pl.concat(detail_parts)
-        if detail_parts
-        else pl.DataFrame(
-            schema={
-                "candidate": pl.String,
-                "timeline": pl.String,
-                "ts": pl.Int64,
-                "direction": pl.Int8,
-                "profit": pl.Float64,
-                "size": pl.Float64,
-                "annualized_basis": pl.Float64,
-                "annualized_funding": pl.Float64,
-                "usable": pl.Boolean,
-            }
-        )
-    )
-    new_state = BasisState(
-        quotes=qs.state(_QUOTE_COLUMNS).cast(_QUOTE_STATE),
-        funding=fs.state(_FUNDING_COLUMNS).cast(_FUNDING_STATE),
-        episodes=episodes,
-        counts=dict(sorted(counts.items())),
-    )
-    return events, detail, new_state
+def _leg_struct(exchange: str, symbol: str, side: str, price: float, size: float) -> dict[str, Any]:
+    return {"exchange": exchange, "symbol": symbol, "side": side, "price": price, "size": size}
 
 
 def step_basis(batch: Batch, state: BasisState, params: BasisParams) -> tuple[pl.DataFrame, BasisState]:
-    """One strategy step: evaluate the batch, merge events into episodes, emit the closed ones.
+    """One strategy step: scan the batch, evaluate the screened rows, fold events into episodes, emit the closed.
 
     Examples
     --------
@@ -596,15 +732,39 @@ def step_basis(batch: Batch, state: BasisState, params: BasisParams) -> tuple[pl
     ...                   "symbol": ["BTC/USDT", "BTC/USDT:USDT"], "bid": [99.9, 102.0], "bid_size": [1.0, 2.0],
     ...                   "ask": [100.0, 102.1], "ask_size": [1.0, 2.0]})
     >>> out, state = step_basis(Batch.of(quotes=q), BasisState.empty(), BasisParams())
-    >>> out.height, state.episodes.open.select("buy_exchange", "sell_exchange", "size").rows()
+    >>> out.height, finish_basis(state, BasisParams()).select("buy_exchange", "sell_exchange", "size").rows()
     (0, [('binance', 'okx', 1.0)])
     """
-    events, _, state = evaluate_basis(batch, state, params)
-    closed, episodes = merge_episodes(events, state.episodes)
-    return closed, dataclasses.replace(state, episodes=episodes)
+    if batch.quotes.height == 0 and batch.funding.height == 0:
+        return _EMPTY.clear(), state
+    scanned = _scan(batch, state, params, screen=True)
+    work = scanned.state
+    counts = dict(work.counts)
+    events = _NO_EVENTS
+    if scanned.emit_i.shape[0]:
+        rows = _evaluate_rows(scanned, params)
+        _bump(counts, rows.suppressed)
+        events = _events(rows)
+    closed = _EMPTY.clear()
+    slot, seq, ts, values = events
+    if slot.size or (work.open_i[:, 4] > 0).any():
+        tables = scanned.tables
+        n, slots, ints, floats = _b_scan.fold(
+            slot, seq, ts, values, tables.slot_of_candidate, work.open_i, work.open_f, work.next_seq
+        )
+        if n:
+            closed = episodes_frame(params.kind, tables.text, slots[:n], ints[:n], floats[:n], "expired")
+    return closed, dataclasses.replace(work, counts=dict(sorted(counts.items())))
 
 
 def finish_basis(state: BasisState, params: BasisParams) -> pl.DataFrame:
     """The episodes still open at the end of a run (status ``"active"``)."""
-    del params
-    return finish_episodes(state.episodes)
+    slots = np.flatnonzero(state.open_i[:, 4] > 0)
+    if slots.size == 0:
+        return _EMPTY.clear()
+    text = _tables(state.keys, state.funding_keys, params).text
+    return episodes_frame(params.kind, text, slots.astype(np.int64), state.open_i[slots], state.open_f[slots],
+                          "active")  # fmt: skip
+
+
+_EMPTY = schema.empty(schema.OPPORTUNITIES)

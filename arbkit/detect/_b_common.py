@@ -1,0 +1,136 @@
+"""Plumbing shared by the basis and parity detectors: instrument codes, dense carried state, closed episodes.
+
+* Rows name their instrument by ``(exchange, symbol)`` strings; :func:`pair_ids` codes them through the
+  process-wide interners of :mod:`arbkit._intern` and one process-wide table of pairs, so a step resolves each
+  instrument it meets (registry lookups) once per process, not once per row or per step.
+* The carried state lives in dense arrays indexed by sorted instrument keys and by candidate; when a batch brings
+  new instruments, :func:`regrid` copies the arrays onto the grown (still sorted) grid, so a state depends only on
+  the rows seen, never on where a history was cut.
+* :func:`episodes_frame` turns the closed (or, at the end, open) episodes of the fold in :mod:`._b_scan` into an
+  :data:`arbkit.schema.OPPORTUNITIES` frame, with the values and order of
+  :func:`arbkit.detect._episodes.to_opportunities`; strings are made only here, once per episode.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from arbkit import schema
+from arbkit._intern import shared
+from arbkit.detect._b_scan import OPEN_F, OPEN_I
+from arbkit.detect._confidence import persistence
+from arbkit.detect._episodes import episode_id
+
+__all__ = ["SlotText", "csr", "episodes_frame", "open_arrays", "pair_ids", "pair_names", "regrid"]
+
+_I = npt.NDArray[np.int64]
+_F = npt.NDArray[np.float64]
+
+_PAIRS: dict[int, int] = {}
+_PAIR_NAMES: list[tuple[str, str]] = []
+_LOCK = threading.Lock()
+
+
+def pair_ids(frame: pl.DataFrame) -> tuple[_I, _I]:
+    """``(unique, inverse)``: the process-wide ids of the distinct ``(exchange, symbol)`` pairs of ``frame`` and,
+    for each row, the position of its pair in ``unique``."""
+    if frame.height == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    ex = shared("exchange").codes(frame.get_column("exchange")).astype(np.int64)
+    sym = shared("symbol").codes(frame.get_column("symbol")).astype(np.int64)
+    combined = (ex << 32) | sym
+    uniq, inverse = np.unique(combined, return_inverse=True)
+    ids = np.empty(uniq.shape[0], dtype=np.int64)
+    exchanges, symbols = shared("exchange").names, shared("symbol").names
+    with _LOCK:
+        for i, value in enumerate(uniq.tolist()):
+            found = _PAIRS.get(value)
+            if found is None:
+                found = _PAIRS[value] = len(_PAIR_NAMES)
+                _PAIR_NAMES.append((exchanges[value >> 32], symbols[value & 0xFFFFFFFF]))
+            ids[i] = found
+    return ids, inverse.astype(np.int64, copy=False).reshape(-1)
+
+
+def pair_names(ids: _I) -> list[tuple[str, str]]:
+    """The ``(exchange, symbol)`` of each pair id."""
+    return [_PAIR_NAMES[i] for i in ids.tolist()]
+
+
+def csr(n_keys: int, members: Sequence[tuple[int, ...]]) -> tuple[_I, _I]:
+    """``(ptr, items)``: for every key, the candidates whose legs include it (``members[c]``: keys of candidate
+    ``c``, ``-1`` for none), candidates in increasing order."""
+    lists: list[list[int]] = [[] for _ in range(n_keys)]
+    for c, keys in enumerate(members):
+        for k in keys:
+            if k >= 0 and (not lists[k] or lists[k][-1] != c):
+                lists[k].append(c)
+    ptr = np.zeros(n_keys + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(x) for x in lists])
+    items = np.array([c for x in lists for c in x], dtype=np.int64)
+    return ptr, items
+
+
+def open_arrays(n_slots: int) -> tuple[_I, _F]:
+    """Empty open-episode arrays for ``n_slots`` slots."""
+    return np.zeros((n_slots, len(OPEN_I)), dtype=np.int64), np.full((n_slots, len(OPEN_F)), np.nan)
+
+
+def regrid(old: Sequence[object], new: Sequence[object], array: npt.NDArray[np.generic], fill: object) -> np.ndarray:
+    """``array`` (rows indexed by ``old`` names) on the rows of ``new`` (a superset), other rows ``fill``."""
+    out = np.full((len(new), *array.shape[1:]), fill, dtype=array.dtype)
+    if len(old):
+        at = {name: i for i, name in enumerate(new)}
+        out[np.array([at[name] for name in old], dtype=np.int64)] = array
+    return out
+
+
+@dataclass(frozen=True)
+class SlotText:
+    """The strings of every slot ``(candidate, trade)``: episode key, symbol, exchanges and legs
+    ``(exchange, symbol, side)``, the legs' prices taken from the ``leg0..`` columns of :data:`OPEN_F`."""
+
+    key: tuple[str, ...]
+    symbol: tuple[str, ...]
+    buy_exchange: tuple[str, ...]
+    sell_exchange: tuple[str, ...]
+    legs: tuple[tuple[tuple[str, str, str], ...], ...]
+
+
+_OPPORTUNITY_SCHEMA = schema.OPPORTUNITIES.polars
+_LEG0 = OPEN_F.index("leg0")
+
+
+def episodes_frame(kind: str, text: SlotText, slots: _I, ints: _I, floats: _F, status: str) -> pl.DataFrame:
+    """Episodes (slot ids and their :data:`OPEN_I` / :data:`OPEN_F` rows) as an OPPORTUNITIES frame sorted by
+    ``(ts_start, id)``."""
+    ts_start = ints[:, 2].tolist()
+    slot_list = slots.tolist()
+    ids = [episode_id(kind, text.key[s], t) for s, t in zip(slot_list, ts_start, strict=True)]
+    confidence = np.clip(floats[:, 6] * persistence(ints[:, 4]), 0.0, 1.0).tolist()
+    ts_end, rows = ints[:, 3].tolist(), ints[:, 4].tolist()
+    buy_price, sell_price, size = floats[:, 0].tolist(), floats[:, 1].tolist(), floats[:, 2].tolist()
+    profit, peak, pct = floats[:, 3].tolist(), floats[:, 4].tolist(), floats[:, 5].tolist()
+    leg_prices = floats[:, _LEG0:].tolist()
+    out = []
+    for k in sorted(range(len(ids)), key=lambda k: (ts_start[k], ids[k])):
+        s = slot_list[k]
+        legs = [
+            {"exchange": ex, "symbol": sym, "side": side, "price": leg_prices[k][j], "size": size[k]}
+            for j, (ex, sym, side) in enumerate(text.legs[s])
+        ]
+        out.append(
+            {"id": ids[k], "kind": kind, "ts_start": ts_start[k], "ts_end": ts_end[k], "symbol": text.symbol[s],
+             "legs": legs, "buy_exchange": text.buy_exchange[s], "sell_exchange": text.sell_exchange[s],
+             "buy_price": buy_price[k], "sell_price": sell_price[k], "size": size[k], "profit": profit[k],
+             "peak_profit": peak[k], "profit_percentage": pct[k], "confidence": confidence[k], "rows": rows[k],
+             "status": status}
+        )  # fmt: skip
+    return pl.from_dicts(out, schema=_OPPORTUNITY_SCHEMA) if out else schema.empty(schema.OPPORTUNITIES)

@@ -1,0 +1,385 @@
+"""Compiled row scans of the basis and put-call parity detectors, and the episode fold they share.
+
+Both detectors evaluate a *candidate* (two legs for basis, call + put + future for parity) on every row of its
+timeline: every row of one of its legs once the required legs have been quoted.  A scan walks the batch's rows in
+canonical order once, replaces the row's cell (the latest row per instrument, whatever its quality, as in
+:mod:`arbkit.align`), advances the row counter of every candidate the row belongs to and estimates both trades of
+each such candidate.  A candidate row is *emitted* for the exact evaluation (NumPy and the JAX kernels of
+:mod:`arbkit.detect._b_kernels`, the formulas of the detector modules) unless both trades are clearly unprofitable:
+estimate below ``-1e-9`` times the sum of the magnitudes entering it.  The estimate differs from the exact value
+by a few rounding errors only (the JAX kernels may fuse multiply-adds), so the screen never changes a decision;
+with ``screen`` off every row is emitted (research detail frames).
+
+The fold merges the events (rows where a trade is active) into the open episode of their slot ``(candidate,
+trade)``: a slot's event continues the open episode when its ``seq`` is the next row of the timeline, otherwise the
+open one closes.  After the batch, every open episode whose timeline moved past it closes too; the rules of
+:mod:`arbkit.detect._episodes`.  All functions update the carried arrays in place (callers pass copies).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, cast
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["EMIT_BASIS_F", "EMIT_PARITY_F", "OPEN_F", "OPEN_I", "basis_scan", "fold", "parity_scan"]
+
+_F = npt.NDArray[np.float64]
+_I = npt.NDArray[np.int64]
+_B = npt.NDArray[np.bool_]
+
+#: Columns of the open-episode arrays, one row per slot (``rows == 0``: no open episode).
+OPEN_I = ("seq_start", "seq_last", "ts_start", "ts_end", "rows")
+OPEN_F = ("buy_price", "sell_price", "size", "profit", "peak_profit", "profit_percentage", "confidence",
+          "leg0", "leg1", "leg2")  # fmt: skip
+#: Emitted basis rows: ints ``(candidate, seq, now, time_a, time_b, funding_a, funding_b)`` (funding: seen or
+#: not), floats: the quote cells of both legs then the funding cells of both legs.
+EMIT_BASIS_F = ("bid_a", "ask_a", "bid_size_a", "ask_size_a", "flags_a", "reason_a",
+                "bid_b", "ask_b", "bid_size_b", "ask_size_b", "flags_b", "reason_b",
+                "rate_a", "next_funding_a", "mark_a", "funding_flags_a",
+                "rate_b", "next_funding_b", "mark_b", "funding_flags_b")  # fmt: skip
+#: Emitted parity rows: ints ``(candidate, seq, now, time_call, time_put, time_future, future_seen)``, floats: the
+#: call and put cells (``bid, ask, bid_size, ask_size, underlying_price, reason``) then the future's (no
+#: underlying).
+EMIT_PARITY_F = ("bid_c", "ask_c", "bid_size_c", "ask_size_c", "underlying_c", "reason_c",
+                 "bid_p", "ask_p", "bid_size_p", "ask_size_p", "underlying_p", "reason_p",
+                 "bid_f", "ask_f", "bid_size_f", "ask_size_f", "reason_f")  # fmt: skip
+
+_NS_PER_YEAR = 365.0 * 24 * 3600 * 1e9
+_SCREEN = 1e-9
+
+
+def _grow_i(a: _I) -> _I:
+    out = np.empty((a.shape[0] * 2, a.shape[1]), dtype=np.int64)
+    out[: a.shape[0]] = a
+    return out
+
+
+def _grow_f(a: _F) -> _F:
+    out = np.empty((a.shape[0] * 2, a.shape[1]), dtype=np.float64)
+    out[: a.shape[0]] = a
+    return out
+
+
+def _basis_leg(
+    k: int, fk: int, now: int, cells: _F, f_cells: _F, f_seen: _B, to_usdt: _F, period: _I, is_perp: _B
+) -> tuple[float, float, float, float, float]:
+    """Estimate of ``(bid, ask, rate, mark, next_funding)`` of leg ``k`` in USDT (see ``_basis._gather``)."""
+    bid = cells[k, 0] * to_usdt[k]
+    ask = cells[k, 1] * to_usdt[k]
+    mark = (bid + ask) / 2.0
+    p = period[k]
+    nft = float(((now // p) + 1) * p) if p > 0 else float(now)
+    rate = 0.0
+    if is_perp[k] and fk >= 0 and f_seen[fk]:
+        rate = f_cells[fk, 0]
+        if np.isfinite(f_cells[fk, 2]):
+            mark = f_cells[fk, 2] * to_usdt[k]
+        if np.isfinite(f_cells[fk, 1]) and f_cells[fk, 1] > now:
+            nft = f_cells[fk, 1]
+    return bid, ask, rate, mark, nft
+
+
+def _basis_scan_py(
+    order: _I,
+    n_quotes: int,
+    q_key: _I,
+    q_clock: _I,
+    q_values: _F,
+    f_key: _I,
+    f_clock: _I,
+    f_values: _F,
+    cells: _F,
+    cell_time: _I,
+    cell_seen: _B,
+    f_cells: _F,
+    f_time: _I,
+    f_seen: _B,
+    key_ptr: _I,
+    key_cands: _I,
+    fkey_ptr: _I,
+    fkey_cands: _I,
+    cand_a: _I,
+    cand_b: _I,
+    cand_family: _I,
+    funding_of: _I,
+    to_usdt: _F,
+    fee: _F,
+    period: _I,
+    is_perp: _B,
+    expiry: _I,
+    borrow_rate: float,
+    rate: float,
+    screen: bool,
+    next_seq: _I,
+) -> tuple[int, _I, _F]:
+    """Scan quote rows (``q_*``, values ``bid, ask, bid_size, ask_size, flags, reason``) and funding rows (``f_*``,
+    values ``rate, next_funding_time, mark, flags``) in ``order`` (global indices, quotes first; input order when
+    empty); key ``-1``: a row no candidate uses."""
+    n = order.shape[0] if order.shape[0] > 0 else n_quotes + f_key.shape[0]
+    emit_i = np.empty((64, 7), dtype=np.int64)
+    emit_f = np.empty((64, 20), dtype=np.float64)
+    n_emit = 0
+    for j in range(n):
+        g = order[j] if order.shape[0] > 0 else j
+        if g < n_quotes:
+            k = q_key[g]
+            if k < 0:
+                continue
+            now = q_clock[g]
+            for c in range(6):
+                cells[k, c] = q_values[g, c]
+            cell_time[k] = now
+            cell_seen[k] = True
+            lo, hi = key_ptr[k], key_ptr[k + 1]
+            touched = key_cands
+        else:
+            r = g - n_quotes
+            k = f_key[r]
+            if k < 0:
+                continue
+            now = f_clock[r]
+            for c in range(4):
+                f_cells[k, c] = f_values[r, c]
+            f_time[k] = now
+            f_seen[k] = True
+            lo, hi = fkey_ptr[k], fkey_ptr[k + 1]
+            touched = fkey_cands
+        for t in range(lo, hi):
+            cand = touched[t]
+            a = cand_a[cand]
+            b = cand_b[cand]
+            if not (cell_seen[a] and cell_seen[b]):
+                continue
+            seq = next_seq[cand]
+            next_seq[cand] = seq + 1
+            fa = funding_of[a]
+            fb = funding_of[b]
+            if screen:
+                bid_a, ask_a, rate_a, mark_a, _ = _basis_leg(a, fa, now, cells, f_cells, f_seen, to_usdt, period,
+                                                             is_perp)  # fmt: skip
+                bid_b, ask_b, rate_b, mark_b, nft_b = _basis_leg(b, fb, now, cells, f_cells, f_seen, to_usdt, period,
+                                                                 is_perp)  # fmt: skip
+                family = cand_family[cand]
+                if family == 0:
+                    tau = max(nft_b - now, 0.0) / _NS_PER_YEAR
+                    carry0 = rate_b * mark_b
+                    carry1 = -rate_b * mark_b - borrow_rate * tau * bid_a
+                elif family == 1:
+                    years = max((expiry[b] - now) / _NS_PER_YEAR, 0.0)
+                    growth = math.expm1(rate * years)
+                    carry0 = -ask_a * growth
+                    carry1 = bid_a * growth - borrow_rate * years * bid_a
+                else:
+                    carry0 = rate_b * mark_b - rate_a * mark_a
+                    carry1 = -carry0
+                fee_a, fee_b = fee[a], fee[b]
+                p0 = bid_b - ask_a - 2.0 * (fee_a * ask_a + fee_b * bid_b) + carry0
+                p1 = bid_a - ask_b - 2.0 * (fee_b * ask_b + fee_a * bid_a) + carry1
+                scale = abs(bid_a) + abs(ask_a) + abs(bid_b) + abs(ask_b)
+                if p0 < -_SCREEN * (scale + abs(carry0)) and p1 < -_SCREEN * (scale + abs(carry1)):
+                    continue
+            if n_emit == emit_i.shape[0]:
+                emit_i = _grow_i(emit_i)
+                emit_f = _grow_f(emit_f)
+            emit_i[n_emit, 0] = cand
+            emit_i[n_emit, 1] = seq
+            emit_i[n_emit, 2] = now
+            emit_i[n_emit, 3] = cell_time[a]
+            emit_i[n_emit, 4] = cell_time[b]
+            emit_i[n_emit, 5] = 1 if fa >= 0 and f_seen[fa] else 0
+            emit_i[n_emit, 6] = 1 if fb >= 0 and f_seen[fb] else 0
+            for c in range(6):
+                emit_f[n_emit, c] = cells[a, c]
+                emit_f[n_emit, 6 + c] = cells[b, c]
+            for c in range(4):
+                emit_f[n_emit, 12 + c] = f_cells[fa, c] if fa >= 0 else np.nan
+                emit_f[n_emit, 16 + c] = f_cells[fb, c] if fb >= 0 else np.nan
+            n_emit += 1
+    return n_emit, emit_i, emit_f
+
+
+def _parity_scan_py(
+    order: _I,
+    n_options: int,
+    o_key: _I,
+    o_clock: _I,
+    o_values: _F,
+    f_key: _I,
+    f_clock: _I,
+    f_values: _F,
+    cells: _F,
+    cell_time: _I,
+    cell_seen: _B,
+    f_cells: _F,
+    f_time: _I,
+    f_seen: _B,
+    key_ptr: _I,
+    key_cands: _I,
+    fkey_ptr: _I,
+    fkey_cands: _I,
+    cand_call: _I,
+    cand_put: _I,
+    cand_future: _I,
+    in_base: _B,
+    expiry: _I,
+    strike: _F,
+    rate: float,
+    dividend: float,
+    screen: bool,
+    next_seq: _I,
+) -> tuple[int, _I, _F]:
+    """Scan option rows (``o_*``, values ``bid, ask, bid_size, ask_size, underlying_price, reason``) and future rows
+    (``f_*``, values ``bid, ask, bid_size, ask_size, reason``) in ``order`` (global indices, options first)."""
+    n = order.shape[0] if order.shape[0] > 0 else n_options + f_key.shape[0]
+    emit_i = np.empty((64, 7), dtype=np.int64)
+    emit_f = np.empty((64, 17), dtype=np.float64)
+    n_emit = 0
+    for j in range(n):
+        g = order[j] if order.shape[0] > 0 else j
+        if g < n_options:
+            k = o_key[g]
+            if k < 0:
+                continue
+            now = o_clock[g]
+            for c in range(6):
+                cells[k, c] = o_values[g, c]
+            cell_time[k] = now
+            cell_seen[k] = True
+            lo, hi = key_ptr[k], key_ptr[k + 1]
+            touched = key_cands
+        else:
+            r = g - n_options
+            k = f_key[r]
+            if k < 0:
+                continue
+            now = f_clock[r]
+            for c in range(5):
+                f_cells[k, c] = f_values[r, c]
+            f_time[k] = now
+            f_seen[k] = True
+            lo, hi = fkey_ptr[k], fkey_ptr[k + 1]
+            touched = fkey_cands
+        for t in range(lo, hi):
+            cand = touched[t]
+            ci = cand_call[cand]
+            pi = cand_put[cand]
+            if not (cell_seen[ci] and cell_seen[pi]):
+                continue
+            seq = next_seq[cand]
+            next_seq[cand] = seq + 1
+            fi = cand_future[cand]
+            have = fi >= 0 and f_seen[fi]
+            if screen:
+                cu = cells[ci, 4]
+                pu = cells[pi, 4]
+                cm = cu if in_base[ci] else 1.0
+                pm = pu if in_base[pi] else 1.0
+                cb, ca = cells[ci, 0] * cm, cells[ci, 1] * cm
+                pb, pa = cells[pi, 0] * pm, cells[pi, 1] * pm
+                years = max((expiry[cand] - now) / _NS_PER_YEAR, 0.0)
+                if have:
+                    fb, fa = f_cells[fi, 0], f_cells[fi, 1]
+                else:
+                    index = cu if cell_time[ci] >= cell_time[pi] else pu
+                    fb = index * math.exp((rate - dividend) * years)
+                    fa = fb
+                k_disc = math.exp(-rate * years)
+                rev = cb - pa - (fa - strike[cand]) * k_disc
+                conv = pb - ca - (strike[cand] - fb) * k_disc
+                scale = abs(cb) + abs(ca) + abs(pb) + abs(pa) + abs(fb) + abs(fa) + abs(strike[cand])
+                # On positive prices fees only lower both trades: the fee-free estimates bound them from above.
+                positive = cb > 0.0 and ca > 0.0 and pb > 0.0 and pa > 0.0 and fb > 0.0 and fa > 0.0
+                positive = positive and cu > 0.0 and pu > 0.0
+                if positive and rev < -_SCREEN * scale and conv < -_SCREEN * scale:
+                    continue
+            if n_emit == emit_i.shape[0]:
+                emit_i = _grow_i(emit_i)
+                emit_f = _grow_f(emit_f)
+            emit_i[n_emit, 0] = cand
+            emit_i[n_emit, 1] = seq
+            emit_i[n_emit, 2] = now
+            emit_i[n_emit, 3] = cell_time[ci]
+            emit_i[n_emit, 4] = cell_time[pi]
+            emit_i[n_emit, 5] = f_time[fi] if fi >= 0 else -1
+            emit_i[n_emit, 6] = 1 if have else 0
+            for c in range(6):
+                emit_f[n_emit, c] = cells[ci, c]
+                emit_f[n_emit, 6 + c] = cells[pi, c]
+            for c in range(5):
+                emit_f[n_emit, 12 + c] = f_cells[fi, c] if fi >= 0 else np.nan
+            n_emit += 1
+    return n_emit, emit_i, emit_f
+
+
+def _fold_py(
+    slot: _I, seq: _I, ts: _I, values: _F, candidate_of: _I, open_i: _I, open_f: _F, next_seq: _I
+) -> tuple[int, _I, _I, _F]:
+    """Fold events (sorted by slot then seq; ``values`` in :data:`OPEN_F` order without the peak, i.e. the
+    event's ``profit`` at column 3) into the open episodes; return the closed ones ``(n, slots, ints, floats)``."""
+    n_cols_i = open_i.shape[1]
+    n_cols_f = open_f.shape[1]
+    closed_slot = np.empty(max(16, slot.shape[0]), dtype=np.int64)
+    closed_i = np.empty((closed_slot.shape[0], n_cols_i), dtype=np.int64)
+    closed_f = np.empty((closed_slot.shape[0], n_cols_f), dtype=np.float64)
+    n_closed = 0
+    for e in range(slot.shape[0]):
+        s = slot[e]
+        if open_i[s, 4] > 0 and seq[e] == open_i[s, 1] + 1:
+            open_i[s, 1] = seq[e]
+            open_i[s, 3] = ts[e]
+            open_i[s, 4] += 1
+            peak = open_f[s, 4]
+            for c in range(n_cols_f):
+                open_f[s, c] = values[e, c]
+            profit = values[e, 3]
+            open_f[s, 4] = profit if profit > peak else peak
+            continue
+        if open_i[s, 4] > 0:
+            if n_closed == closed_slot.shape[0]:
+                closed_i = _grow_i(closed_i)
+                closed_f = _grow_f(closed_f)
+                grown = np.empty(closed_slot.shape[0] * 2, dtype=np.int64)
+                grown[:n_closed] = closed_slot[:n_closed]
+                closed_slot = grown
+            closed_slot[n_closed] = s
+            closed_i[n_closed] = open_i[s]
+            closed_f[n_closed] = open_f[s]
+            n_closed += 1
+        open_i[s, 0] = seq[e]
+        open_i[s, 1] = seq[e]
+        open_i[s, 2] = ts[e]
+        open_i[s, 3] = ts[e]
+        open_i[s, 4] = 1
+        for c in range(n_cols_f):
+            open_f[s, c] = values[e, c]
+        open_f[s, 4] = values[e, 3]
+    for s in range(open_i.shape[0]):
+        if open_i[s, 4] > 0 and open_i[s, 1] + 1 < next_seq[candidate_of[s]]:
+            if n_closed == closed_slot.shape[0]:
+                closed_i = _grow_i(closed_i)
+                closed_f = _grow_f(closed_f)
+                grown = np.empty(closed_slot.shape[0] * 2, dtype=np.int64)
+                grown[:n_closed] = closed_slot[:n_closed]
+                closed_slot = grown
+            closed_slot[n_closed] = s
+            closed_i[n_closed] = open_i[s]
+            closed_f[n_closed] = open_f[s]
+            n_closed += 1
+            open_i[s] = 0
+            open_f[s] = np.nan
+    return n_closed, closed_slot, closed_i, closed_f
+
+
+_jit: Callable[[Any], Any] = numba.njit(cache=True, nogil=True, error_model="numpy")
+_grow_i = cast(Any, _jit(_grow_i))
+_grow_f = cast(Any, _jit(_grow_f))
+_basis_leg = cast(Any, _jit(_basis_leg))
+_Scan = Callable[..., tuple[int, _I, _F]]
+basis_scan = cast(_Scan, _jit(_basis_scan_py))
+parity_scan = cast(_Scan, _jit(_parity_scan_py))
+fold = cast(Callable[..., tuple[int, _I, _I, _F]], _jit(_fold_py))
