@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import zlib
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -370,9 +371,7 @@ def test_stale_after_max_age_without_updates() -> None:
 def test_stale_when_venue_time_lags_receive_time() -> None:
     k = keeper()
     update = upd("okx", snapshot=True, seq=10, **SNAP)
-    lagging = BookUpdate(
-        **{**{f: getattr(update, f) for f in update.__dataclass_fields__}, "ts_event": T0 - 2_000 * MS}
-    )
+    lagging = msgspec.structs.replace(update, ts_event=T0 - 2_000 * MS)
     quote = k.apply(lagging)
     assert quote is not None
     assert quote[9] & QuoteFlag.STALE
