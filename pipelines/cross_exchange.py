@@ -38,6 +38,7 @@ class CrossExchange:
     name: str = "cross_exchange"
     params_type: type[CrossExchangeParams] = CrossExchangeParams
     tables: tuple[str, ...] = ("quotes", "book")
+    orders_rows: bool = True  # takes each symbol's rows in canonical clock order itself
 
     def init(self, params: CrossExchangeParams) -> CrossExchangeState:
         del params

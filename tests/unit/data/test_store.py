@@ -329,3 +329,27 @@ def test_append_valid_writes_good_rows_once_and_reports_the_bad(tmp_path: Path) 
     assert grouped.scan("quotes").collect().get_column("ts_recv").to_list() == [T0 + 3]
     with pytest.raises(schema.SchemaError, match="column is not part of the table"):
         store.append_valid("quotes", frame.with_columns(pl.lit(1).alias("bogus")))
+
+
+def test_unsorted_scan_orders_ties_like_the_sorted_scan(tmp_path: Path) -> None:
+    """``sort=False`` returns the files' rows as stored; a stable sort by clock then orders equal timestamps the
+    way the sorted scan does (the contract ``detect_store`` relies on for strategies that order rows)."""
+    store = Store(tmp_path)
+    rows = []
+    for i, (exchange, symbol, ts) in enumerate(
+        [("okx", "ETH/USDT", 5), ("binance", "ETH/USDT", 5), ("okx", "BTC/USDT", 5), ("binance", "BTC/USDT", 3),
+         ("okx", "BTC/USDT", 3), ("binance", "ETH/USDT", 1)]
+    ):  # fmt: skip
+        rows.append(
+            {"ts_event": ts, "ts_recv": ts, "exchange": exchange, "symbol": symbol, "bid": 1.0 + i, "bid_size": 1.0,
+             "ask": 2.0 + i, "ask_size": 1.0, "seq": i, "flags": 0}
+        )  # fmt: skip
+    store.append("quotes", pl.DataFrame(rows, schema=schema.QUOTES.polars))
+    ordered = store.scan("quotes").collect().sort("ts_recv", maintain_order=True)
+    raw = store.scan("quotes", sort=False).collect()
+    assert raw.height == ordered.height
+    assert (
+        raw.sort("ts_recv", maintain_order=True)
+        .sort("symbol", maintain_order=True)
+        .equals(ordered.sort("symbol", maintain_order=True))
+    )
