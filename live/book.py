@@ -364,10 +364,22 @@ class BookKeeper:
         counters.messages += 1
         counters.snapshots += 1
         counters.applied += 1
-        bids = self.bids = {lv[0]: lv for lv in update.bids if lv[1] > 0.0}
-        asks = self.asks = {lv[0]: lv for lv in update.asks if lv[1] > 0.0}
-        best_bid = self._best_bid = max(bids) if bids else None
-        best_ask = self._best_ask = min(asks) if asks else None
+        new_bids, new_asks = update.bids, update.asks
+        bid: Level | None
+        ask: Level | None
+        one_level = len(new_bids) == 1 and len(new_asks) == 1  # orderbook.1: no comprehensions, no sorts
+        if one_level and new_bids[0][1] > 0.0 and new_asks[0][1] > 0.0:
+            bid, ask = new_bids[0], new_asks[0]
+            bids, asks = {bid[0]: bid}, {ask[0]: ask}
+        else:
+            one_level = False
+            bids = {lv[0]: lv for lv in new_bids if lv[1] > 0.0}
+            asks = {lv[0]: lv for lv in new_asks if lv[1] > 0.0}
+            bid = bids[max(bids)] if bids else None
+            ask = asks[min(asks)] if asks else None
+        self.bids, self.asks = bids, asks
+        best_bid = self._best_bid = bid[0] if bid else None
+        best_ask = self._best_ask = ask[0] if ask else None
         self._bid_dirty = self._ask_dirty = False
         self.synced = True
         self.resyncing = False
@@ -383,8 +395,6 @@ class BookKeeper:
         if best_bid is not None and best_ask is not None and best_bid > best_ask:
             flags |= _CROSSED
             counters.crossed += 1
-        bid = bids[best_bid] if best_bid is not None else None
-        ask = asks[best_ask] if best_ask is not None else None
         exchange, symbol = self.exchange, self.symbol
         quotes.append(
             (
@@ -401,6 +411,10 @@ class BookKeeper:
             )
         )
         if book is None:
+            return
+        if one_level and bid is not None and ask is not None:
+            book.append((ts_event, ts_recv, exchange, symbol, "bid", 0, bid[0], bid[1], seq, flags))
+            book.append((ts_event, ts_recv, exchange, symbol, "ask", 0, ask[0], ask[1], seq, flags))
             return
         depth = self.depth
         for side, levels in (("bid", self.sorted_bids(depth)), ("ask", self.sorted_asks(depth))):
