@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,18 @@ from arbkit.detect._b_scan import OPEN_F, OPEN_I
 from arbkit.detect._confidence import persistence
 from arbkit.detect._episodes import episode_id
 
-__all__ = ["SlotText", "csr", "episodes_frame", "open_arrays", "pair_ids", "pair_names", "regrid"]
+__all__ = [
+    "SlotText",
+    "bump",
+    "clock_of",
+    "csr",
+    "episodes_frame",
+    "floats_of",
+    "open_arrays",
+    "pair_ids",
+    "pair_names",
+    "regrid",
+]
 
 _I = npt.NDArray[np.int64]
 _F = npt.NDArray[np.float64]
@@ -57,6 +68,27 @@ def pair_ids(frame: pl.DataFrame) -> tuple[_I, _I]:
                 _PAIR_NAMES.append((exchanges[value >> 32], symbols[value & 0xFFFFFFFF]))
             ids[i] = found
     return ids, inverse.astype(np.int64, copy=False).reshape(-1)
+
+
+def bump(counts: dict[str, int], more: Mapping[str, int]) -> None:
+    """Add the non-zero counters of ``more`` to ``counts``."""
+    for k, v in more.items():
+        if v:
+            counts[k] = counts.get(k, 0) + int(v)
+
+
+def floats_of(frame: pl.DataFrame, name: str) -> _F:
+    """A column as float64 NumPy, nulls as NaN (zero-copy when it already is one)."""
+    series = frame.get_column(name)
+    if series.dtype == pl.Float64 and series.null_count() == 0:
+        values: _F = series.to_numpy()
+        return values
+    return series.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64, copy=False)
+
+
+def clock_of(frame: pl.DataFrame, clock: str) -> _I:
+    """The clock column as int64 NumPy."""
+    return frame.get_column(clock).to_numpy().astype(np.int64, copy=False)
 
 
 def pair_names(ids: _I) -> list[tuple[str, str]]:

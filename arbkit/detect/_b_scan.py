@@ -205,13 +205,13 @@ def _basis_scan_py(
 
 def _parity_scan_py(
     order: _I,
-    n_options: int,
-    o_key: _I,
-    o_clock: _I,
-    o_values: _F,
+    n_futures: int,
     f_key: _I,
     f_clock: _I,
     f_values: _F,
+    o_key: _I,
+    o_clock: _I,
+    o_values: _F,
     cells: _F,
     cell_time: _I,
     cell_seen: _B,
@@ -233,33 +233,34 @@ def _parity_scan_py(
     screen: bool,
     next_seq: _I,
 ) -> tuple[int, _I, _F]:
-    """Scan option rows (``o_*``, values ``bid, ask, bid_size, ask_size, underlying_price, reason``) and future rows
-    (``f_*``, values ``bid, ask, bid_size, ask_size, reason``) in ``order`` (global indices, options first)."""
-    n = order.shape[0] if order.shape[0] > 0 else n_options + f_key.shape[0]
+    """Scan future rows (``f_*``, values ``bid, ask, bid_size, ask_size, reason``) and option rows (``o_*``, values
+    ``bid, ask, bid_size, ask_size, underlying_price, reason``) in ``order`` (global indices, quotes first, the
+    canonical table order; input order when empty)."""
+    n = order.shape[0] if order.shape[0] > 0 else n_futures + o_key.shape[0]
     emit_i = np.empty((64, 7), dtype=np.int64)
     emit_f = np.empty((64, 17), dtype=np.float64)
     n_emit = 0
     for j in range(n):
         g = order[j] if order.shape[0] > 0 else j
-        if g < n_options:
-            k = o_key[g]
+        if g >= n_futures:
+            r = g - n_futures
+            k = o_key[r]
             if k < 0:
                 continue
-            now = o_clock[g]
+            now = o_clock[r]
             for c in range(6):
-                cells[k, c] = o_values[g, c]
+                cells[k, c] = o_values[r, c]
             cell_time[k] = now
             cell_seen[k] = True
             lo, hi = key_ptr[k], key_ptr[k + 1]
             touched = key_cands
         else:
-            r = g - n_options
-            k = f_key[r]
+            k = f_key[g]
             if k < 0:
                 continue
-            now = f_clock[r]
+            now = f_clock[g]
             for c in range(5):
-                f_cells[k, c] = f_values[r, c]
+                f_cells[k, c] = f_values[g, c]
             f_time[k] = now
             f_seen[k] = True
             lo, hi = fkey_ptr[k], fkey_ptr[k + 1]

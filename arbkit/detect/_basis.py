@@ -64,7 +64,18 @@ import polars as pl
 from arbkit import schema
 from arbkit.align import Clock, _int_column, _known, _memo, _reason_codes, count_reasons, max_age_ns
 from arbkit.detect import _b_scan
-from arbkit.detect._b_common import SlotText, csr, episodes_frame, open_arrays, pair_ids, pair_names, regrid
+from arbkit.detect._b_common import (
+    SlotText,
+    bump,
+    clock_of,
+    csr,
+    episodes_frame,
+    floats_of,
+    open_arrays,
+    pair_ids,
+    pair_names,
+    regrid,
+)
 from arbkit.detect._b_kernels import two_leg_profit
 from arbkit.detect._b_scan import OPEN_F
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
@@ -337,24 +348,6 @@ def _info(key: tuple[str, str], params: BasisParams) -> _Info | None:
     return cast(_Info | None, memo[memo_key])
 
 
-def _bump(counts: dict[str, int], more: Mapping[str, int]) -> None:
-    for k, v in more.items():
-        if v:
-            counts[k] = counts.get(k, 0) + int(v)
-
-
-def _f(frame: pl.DataFrame, name: str) -> FloatArray:
-    series = frame.get_column(name)
-    if series.dtype == pl.Float64 and series.null_count() == 0:
-        values: FloatArray = series.to_numpy()
-        return values
-    return series.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64, copy=False)
-
-
-def _clock(frame: pl.DataFrame, clock: str) -> IntArray:
-    return frame.get_column(clock).to_numpy().astype(np.int64, copy=False)
-
-
 @dataclass(frozen=True)
 class _Scanned:
     """A batch scanned onto the carried cells: the emitted rows, the next state (episodes not yet folded)."""
@@ -379,17 +372,17 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
     known = np.array([_known(params.registry, ex, sym) for ex, sym in q_names], dtype=np.bool_)
     q_values = np.empty((quotes.height, 6))
     for c, name in enumerate(("bid", "ask", "bid_size", "ask_size")):
-        q_values[:, c] = _f(quotes, name) if quotes.height else 0.0
+        q_values[:, c] = floats_of(quotes, name) if quotes.height else 0.0
     flags = _int_column(quotes, "flags", pl.Int64) if "flags" in quotes.columns and quotes.height else None
     reason = _reason_codes(q_values[:, 0], q_values[:, 1], q_values[:, 2], q_values[:, 3], flags,
                            known[q_inv] if quotes.height else np.zeros(0, np.bool_))  # fmt: skip
-    q_values[:, 4] = _f(quotes, "flags") if "flags" in quotes.columns and quotes.height else np.nan
+    q_values[:, 4] = floats_of(quotes, "flags") if "flags" in quotes.columns and quotes.height else np.nan
     q_values[:, 5] = reason
     keep_rows = q_kept[q_inv] if quotes.height else np.zeros(0, np.bool_)
     f_keep_rows = f_kept[f_inv] if funding.height else np.zeros(0, np.bool_)
-    _bump(counts, count_reasons(reason))
-    _bump(counts, {"unused": int((~keep_rows & (reason == 0)).sum())})
-    _bump(counts, {"funding_unused": int((~f_keep_rows).sum())})
+    bump(counts, count_reasons(reason))
+    bump(counts, {"unused": int((~keep_rows & (reason == 0)).sum())})
+    bump(counts, {"funding_unused": int((~f_keep_rows).sum())})
     # Grow the grids with the batch's new instruments (sorted, so codes never depend on the cut).
     keys = state.keys
     new = {k for k, ok in zip(q_names, q_kept.tolist(), strict=True) if ok} - set(keys)
@@ -405,14 +398,14 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
                       dtype=np.int64)  # fmt: skip
     f_values = np.empty((funding.height, 4))
     if funding.height:
-        predicted, current = _f(funding, "predicted_rate"), _f(funding, "funding_rate")
+        predicted, current = floats_of(funding, "predicted_rate"), floats_of(funding, "funding_rate")
         rate = np.where(np.isfinite(predicted), predicted, current) if params.use_predicted_rate else current
         f_values[:, 0] = rate
-        f_values[:, 1] = _f(funding, "next_funding_time")
-        f_values[:, 2] = _f(funding, "mark_price")
-        f_values[:, 3] = _f(funding, "flags")
-    q_clock = _clock(quotes, params.clock) if quotes.height else np.zeros(0, np.int64)
-    f_clock = _clock(funding, params.clock) if funding.height else np.zeros(0, np.int64)
+        f_values[:, 1] = floats_of(funding, "next_funding_time")
+        f_values[:, 2] = floats_of(funding, "mark_price")
+        f_values[:, 3] = floats_of(funding, "flags")
+    q_clock = clock_of(quotes, params.clock) if quotes.height else np.zeros(0, np.int64)
+    f_clock = clock_of(funding, params.clock) if funding.height else np.zeros(0, np.int64)
     clocks = np.concatenate([q_clock, f_clock])
     order = np.zeros(0, dtype=np.int64)
     if clocks.size > 1 and (np.diff(clocks) < 0).any():  # canonical order: clock, then table, then row
@@ -696,7 +689,7 @@ def evaluate_basis(
         confidence=values[:, 6],
     )
     counts = dict(scanned.state.counts)
-    _bump(counts, rows.suppressed)
+    bump(counts, rows.suppressed)
     return events, detail, dataclasses.replace(scanned.state, counts=dict(sorted(counts.items())))
 
 
@@ -743,7 +736,7 @@ def step_basis(batch: Batch, state: BasisState, params: BasisParams) -> tuple[pl
     events = _NO_EVENTS
     if scanned.emit_i.shape[0]:
         rows = _evaluate_rows(scanned, params)
-        _bump(counts, rows.suppressed)
+        bump(counts, rows.suppressed)
         events = _events(rows)
     closed = _EMPTY.clear()
     slot, seq, ts, values = events

@@ -21,29 +21,42 @@ A row is active when the profit at size exceeds ``min_profit`` and every leg use
 :func:`arbkit.align.check_quotes`, no blocking flag, no older than the venue's max age); a profitable row on an
 unusable leg is counted as suppressed and ends the episode.  A candidate's timeline is every row of its call,
 put and future once call and put have both been quoted.
+
+Speed: a step is one compiled pass over its rows (:mod:`._b_scan`) on dense carried cells (the latest row per
+option and future), which advances every candidate's row counter and screens out rows where neither trade can be
+profitable; the remaining rows are evaluated exactly (the formulas above, one JAX call), and their events folded
+into the open episodes in compiled code.  Frames are built only for the episodes that close.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from arbkit.align import Clock, check_quotes, count_reasons, max_age_ns
-from arbkit.detect._b_kernels import parity_profit
-from arbkit.detect._b_timeline import Stream, build_stream, merged_order
-from arbkit.detect._confidence import depth_factor, freshness, row_confidence
-from arbkit.detect._episodes import (
-    EpisodeState,
-    advance_timelines,
-    event_frame,
-    finish_episodes,
-    merge_episodes,
+from arbkit import schema
+from arbkit.align import Clock, _int_column, _known, _memo, _reason_codes, count_reasons, max_age_ns
+from arbkit.detect import _b_scan
+from arbkit.detect._b_common import (
+    SlotText,
+    bump,
+    clock_of,
+    csr,
+    episodes_frame,
+    floats_of,
+    open_arrays,
+    pair_ids,
+    pair_names,
+    regrid,
 )
+from arbkit.detect._b_kernels import parity_profit
+from arbkit.detect._b_scan import OPEN_F
+from arbkit.detect._confidence import depth_factor, freshness, row_confidence
+from arbkit.detect._episodes import event_frame
 from arbkit.instruments import (
     InstrumentKind,
     Registry,
@@ -60,10 +73,11 @@ __all__ = ["ParityParams", "ParityState", "evaluate_parity", "finish_parity", "s
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 _NS_PER_YEAR = 365.0 * 24 * 3600 * 1e9
-_OPTION_COLUMNS = ("bid", "bid_size", "ask", "ask_size", "underlying_price", "reason")
-_FUTURE_COLUMNS = ("bid", "bid_size", "ask", "ask_size", "reason")
+_TRADES = ("reversal", "conversion")
+_SIDES = (("sell", "buy", "buy"), ("buy", "sell", "sell"))
 
 
 @dataclass(frozen=True)
@@ -100,29 +114,40 @@ class ParityParams:
     max_age_ms: float | None = None
 
 
-def _state_schema(columns: tuple[str, ...]) -> pl.Schema:
-    return pl.Schema(
-        {"exchange": pl.String, "symbol": pl.String, "time": pl.Int64} | dict.fromkeys(columns, pl.Float64)
-    )
-
-
 @dataclass(frozen=True)
 class ParityState:
-    """Last option and future row per instrument, open episodes, and counters of rejected/suppressed rows."""
+    """Everything a step carries, on sorted instrument keys and on the candidates they form.
 
-    options: pl.DataFrame
-    futures: pl.DataFrame
-    episodes: EpisodeState
+    ``option_keys`` are the options seen (``cells``: ``bid, ask, bid_size, ask_size, underlying_price, reason`` of
+    the latest row, ``cell_time`` its clock, ``cell_seen`` whether there is one), ``future_keys`` the dated futures
+    seen in the quotes (``futures``: ``bid, ask, bid_size, ask_size, reason``).  ``timelines`` name the candidates
+    (sorted groups), ``next_seq`` counts each one's timeline rows, ``open_i`` / ``open_f`` hold the open episode of
+    every slot ``2 * candidate + trade`` (reversal, conversion; columns of :mod:`arbkit.detect._b_scan`), ``counts``
+    the rejected and suppressed rows.
+    """
+
+    option_keys: tuple[tuple[str, str], ...]
+    cells: FloatArray
+    cell_time: IntArray
+    cell_seen: BoolArray
+    future_keys: tuple[tuple[str, str], ...]
+    futures: FloatArray
+    future_time: IntArray
+    future_seen: BoolArray
+    timelines: tuple[str, ...]
+    next_seq: IntArray
+    open_i: IntArray
+    open_f: FloatArray
     counts: dict[str, int]
 
     @classmethod
     def empty(cls) -> ParityState:
+        open_i, open_f = open_arrays(0)
         return cls(
-            pl.DataFrame(schema=_state_schema(_OPTION_COLUMNS)),
-            pl.DataFrame(schema=_state_schema(_FUTURE_COLUMNS)),
-            EpisodeState.empty(),
-            {},
-        )
+            (), np.zeros((0, 6)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
+            (), np.zeros((0, 5)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
+            (), np.zeros(0, np.int64), open_i, open_f, {},
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,305 +181,351 @@ def _classify(exchange: str, symbol: str, registry: Registry) -> _Option | None:
     )
 
 
-def _f(frame: pl.DataFrame, name: str) -> FloatArray:
-    return frame.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64, copy=False)
+def _option(key: tuple[str, str], registry: Registry) -> _Option | None:
+    memo = _memo(registry)
+    memo_key = ("parity.option", key)
+    if memo_key not in memo:
+        memo[memo_key] = _classify(key[0], key[1], registry)
+    return cast(_Option | None, memo[memo_key])
 
 
-def _bump(counts: dict[str, int], more: dict[str, int]) -> None:
-    for k, v in more.items():
-        if v:
-            counts[k] = counts.get(k, 0) + int(v)
+def _is_future(symbol: str) -> bool:
+    try:
+        return parse_symbol(symbol).kind is InstrumentKind.FUTURE
+    except ValueError:
+        return False
+
+
+_CAND_F = ("strike", "option_fee", "fee_cap", "future_fee", "future_contract", "latency_ms")
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """Static tables of a key set: per option key ``in_base``; per candidate the legs, ``expiry``, ``max_age`` (ns),
+    ``future_inverse`` and the :data:`_CAND_F` floats; the keys' CSR lists; per slot the strings."""
+
+    in_base: BoolArray
+    cand_call: IntArray
+    cand_put: IntArray
+    cand_future: IntArray
+    expiry: IntArray
+    max_age: IntArray
+    future_inverse: BoolArray
+    cand_f: FloatArray
+    key_ptr: IntArray
+    key_cands: IntArray
+    fkey_ptr: IntArray
+    fkey_cands: IntArray
+    timelines: tuple[str, ...]
+    slot_of_candidate: IntArray
+    text: SlotText
+
+
+def _tables(okeys: tuple[tuple[str, str], ...], fkeys: tuple[tuple[str, str], ...], params: ParityParams) -> _Tables:
+    registry = params.registry
+    memo = _memo(registry)
+    memo_key = ("parity.tables", okeys, fkeys, params.kind, params.max_age_ms)
+    found = memo.get(memo_key)
+    if found is not None:
+        return cast(_Tables, found)
+    infos = [_option(k, registry) for k in okeys]
+    groups: dict[tuple[str, str, str, float], list[int]] = {}
+    for code, opt in enumerate(infos):
+        if opt is not None:
+            groups.setdefault(opt.group, [-1, -1])[0 if opt.call else 1] = code
+    venues = tuple(sorted({g[0] for g in groups}))
+    ages = dict(zip(venues, max_age_ns(venues, registry, params.max_age_ms).tolist(), strict=True))
+    f_index = {k: i for i, k in enumerate(fkeys)}
+    chosen = [(g, groups[g]) for g in sorted(groups) if min(groups[g]) >= 0]
+    n = len(chosen)
+    cand_call = np.array([c for _, (c, _) in chosen], dtype=np.int64)
+    cand_put = np.array([p for _, (_, p) in chosen], dtype=np.int64)
+    cand_future = np.array([f_index.get((g[0], g[1]), -1) for g, _ in chosen], dtype=np.int64)
+    expiry = np.zeros(n, dtype=np.int64)
+    max_age = np.zeros(n, dtype=np.int64)
+    future_inverse = np.zeros(n, dtype=np.bool_)
+    cand_f = np.zeros((n, len(_CAND_F)))
+    timelines, key_text, symbol, exchanges, legs = [], [], [], [], []
+    for i, (group, (c_code, p_code)) in enumerate(chosen):
+        exchange, future_symbol, strike_text, strike = group
+        copt = infos[c_code]
+        assert copt is not None
+        try:
+            fut = registry.get(exchange, future_symbol)
+            future_fee, f_contract, f_inverse = fut.taker_fee, fut.contract_size, fut.info.inverse
+        except UnknownInstrumentError:
+            future_fee, f_contract, f_inverse = 0.0, 1.0, False
+        expiry[i] = copt.expiry
+        max_age[i] = ages[exchange]
+        future_inverse[i] = f_inverse
+        latency = registry.profile(exchange).latency_ms
+        cand_f[i] = (strike, copt.taker_fee, copt.fee_cap, future_fee, f_contract, latency)
+        timeline = f"{params.kind}:{exchange}:{future_symbol}-{strike_text}"
+        timelines.append(timeline)
+        symbols = (okeys[c_code][1], okeys[p_code][1], future_symbol)
+        for name, sides in zip(_TRADES, _SIDES, strict=True):
+            key_text.append(f"{timeline}>{name}")
+            symbol.append(f"{future_symbol}-{strike_text}")
+            exchanges.append(exchange)
+            legs.append(tuple((exchange, sym, side) for sym, side in zip(symbols, sides, strict=True)))
+    in_base = np.array([o is not None and o.premium_in_base for o in infos], dtype=np.bool_)
+    key_ptr, key_cands = csr(len(okeys), [(int(c), int(p)) for c, p in zip(cand_call, cand_put, strict=True)])
+    fkey_ptr, fkey_cands = csr(len(fkeys), [(int(f),) for f in cand_future])
+    text = SlotText(tuple(key_text), tuple(symbol), tuple(exchanges), tuple(exchanges), tuple(legs))
+    tables = _Tables(
+        in_base, cand_call, cand_put, cand_future, expiry, max_age, future_inverse, cand_f, key_ptr, key_cands,
+        fkey_ptr, fkey_cands, tuple(timelines), np.repeat(np.arange(n, dtype=np.int64), 2), text,
+    )  # fmt: skip
+    memo[memo_key] = tables
+    return tables
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """A batch scanned onto the carried cells: the emitted rows, the next state (episodes not yet folded)."""
+
+    tables: _Tables
+    emit_i: IntArray
+    emit_f: FloatArray
+    state: ParityState
+
+
+def _quote_values(frame: pl.DataFrame, names: tuple[str, ...], known: BoolArray) -> tuple[FloatArray, IntArray]:
+    """``names`` then the row check reason as float columns, and the reasons (:func:`arbkit.align.check_quotes`)."""
+    values = np.empty((frame.height, len(names) + 1))
+    for c, name in enumerate(names):
+        values[:, c] = floats_of(frame, name)
+    flags = _int_column(frame, "flags", pl.Int64) if "flags" in frame.columns else None
+    reason = _reason_codes(values[:, 0], values[:, 1], values[:, 2], values[:, 3], flags, known)
+    values[:, len(names)] = reason
+    return values, reason.astype(np.int64)
+
+
+def _scan(batch: Batch, state: ParityState, params: ParityParams, screen: bool) -> _Scanned:
+    counts = dict(state.counts)
+    registry = params.registry
+    options, quotes = batch.option_quotes, batch.quotes
+    o_ids, o_inv = pair_ids(options)
+    q_ids, q_inv = pair_ids(quotes)
+    o_names, q_names = pair_names(o_ids), pair_names(q_ids)
+    o_kept = np.array([_option(k, registry) is not None for k in o_names], dtype=np.bool_)
+    q_kept = np.array([_is_future(sym) for _, sym in q_names], dtype=np.bool_)
+    o_known = np.array([_known(registry, ex, sym) for ex, sym in o_names], dtype=np.bool_)
+    q_known = np.array([_known(registry, ex, sym) for ex, sym in q_names], dtype=np.bool_)
+    o_values, o_reason = _quote_values(options, _OPTION_VALUES, o_known[o_inv])
+    o_keep = o_kept[o_inv]
+    bump(counts, count_reasons(o_reason[o_keep].astype(np.uint8)))
+    bump(counts, {"unused": int((~o_keep & (o_reason == 0)).sum())})
+    bump(counts, {"unknown_instrument": int((~o_keep & (o_reason != 0)).sum())})
+    q_rows = np.flatnonzero(q_kept[q_inv])
+    f_frame = quotes[q_rows] if q_rows.size != quotes.height else quotes
+    f_values, f_reason = _quote_values(f_frame, _FUTURE_VALUES, q_known[q_inv[q_rows]])
+    bump(counts, {f"future_{k}": v for k, v in count_reasons(f_reason.astype(np.uint8)).items()})
+    okeys = state.option_keys
+    o_new = {k for k, ok in zip(o_names, o_kept.tolist(), strict=True) if ok} - set(okeys)
+    fkeys = state.future_keys
+    f_new = {k for k, ok in zip(q_names, q_kept.tolist(), strict=True) if ok} - set(fkeys)
+    work = _grown(state, tuple(sorted({*okeys, *o_new})), tuple(sorted({*fkeys, *f_new})), params)
+    tables = _tables(work.option_keys, work.future_keys, params)
+    o_at = {k: i for i, k in enumerate(work.option_keys)}
+    f_at = {k: i for i, k in enumerate(work.future_keys)}
+    o_code = np.array([o_at.get(k, -1) for k in o_names], dtype=np.int64)
+    q_code = np.array([f_at.get(k, -1) for k in q_names], dtype=np.int64)
+    # Future rows keep their place among all quote rows: the canonical order ranks quotes before options.
+    q_clock = clock_of(quotes, params.clock)
+    o_clock = clock_of(options, params.clock)
+    q_all = np.full((quotes.height, len(_FUTURE_VALUES) + 1), np.nan)
+    q_all[q_rows] = f_values
+    clocks = np.concatenate([q_clock, o_clock])
+    order = np.zeros(0, dtype=np.int64)
+    if clocks.size > 1 and (np.diff(clocks) < 0).any():
+        order = np.argsort(clocks, kind="stable").astype(np.int64)
+    cf = tables.cand_f
+    n_emit, emit_i, emit_f = _b_scan.parity_scan(
+        order, quotes.height, q_code[q_inv], q_clock, q_all, o_code[o_inv], o_clock, o_values,
+        work.cells, work.cell_time, work.cell_seen, work.futures, work.future_time, work.future_seen,
+        tables.key_ptr, tables.key_cands, tables.fkey_ptr, tables.fkey_cands, tables.cand_call, tables.cand_put,
+        tables.cand_future, tables.in_base, tables.expiry, np.ascontiguousarray(cf[:, 0]), float(params.rate),
+        float(params.dividend), screen, work.next_seq,
+    )  # fmt: skip
+    return _Scanned(tables, emit_i[:n_emit], emit_f[:n_emit], dataclasses.replace(work, counts=counts))
+
+
+_OPTION_VALUES = ("bid", "ask", "bid_size", "ask_size", "underlying_price")
+_FUTURE_VALUES = ("bid", "ask", "bid_size", "ask_size")
+
+
+def _grown(
+    state: ParityState, okeys: tuple[tuple[str, str], ...], fkeys: tuple[tuple[str, str], ...], params: ParityParams
+) -> ParityState:
+    """A copy of ``state`` on the grids ``okeys`` x ``fkeys`` (supersets of the state's): the scan updates its
+    inputs in place, so the caller's state is never touched."""
+    if okeys == state.option_keys and fkeys == state.future_keys:
+        return ParityState(
+            okeys, state.cells.copy(), state.cell_time.copy(), state.cell_seen.copy(), fkeys, state.futures.copy(),
+            state.future_time.copy(), state.future_seen.copy(), state.timelines, state.next_seq.copy(),
+            state.open_i.copy(), state.open_f.copy(), state.counts,
+        )  # fmt: skip
+    timelines = _tables(okeys, fkeys, params).timelines
+    slots_old = [f"{t}>{d}" for t in state.timelines for d in _TRADES]
+    slots_new = [f"{t}>{d}" for t in timelines for d in _TRADES]
+    old_o, old_f = state.option_keys, state.future_keys
+    return ParityState(
+        okeys,
+        regrid(old_o, okeys, state.cells, np.nan),
+        regrid(old_o, okeys, state.cell_time, -1),
+        regrid(old_o, okeys, state.cell_seen, False),
+        fkeys,
+        regrid(old_f, fkeys, state.futures, np.nan),
+        regrid(old_f, fkeys, state.future_time, -1),
+        regrid(old_f, fkeys, state.future_seen, False),
+        timelines,
+        regrid(state.timelines, timelines, state.next_seq, 0),
+        regrid(slots_old, slots_new, state.open_i, 0),
+        regrid(slots_old, slots_new, state.open_f, np.nan),
+        state.counts,
+    )
+
+
+def _events(
+    scanned: _Scanned, params: ParityParams
+) -> tuple[tuple[IntArray, IntArray, IntArray, FloatArray], dict[str, int]]:
+    """Exact evaluation of the emitted rows: the events ``(slot, seq, ts, values)`` sorted by slot then seq
+    (values in ``OPEN_F`` order) and the suppressed counters."""
+    with np.errstate(all="ignore"):  # NaN legs (rejected rows) and expired chains are decided here, not warned
+        return _evaluate(scanned, params)
+
+
+def _evaluate(
+    scanned: _Scanned, params: ParityParams
+) -> tuple[tuple[IntArray, IntArray, IntArray, FloatArray], dict[str, int]]:
+    tables, emit_i, emit_f = scanned.tables, scanned.emit_i, scanned.emit_f
+    cand = emit_i[:, 0]
+    now = emit_i[:, 2]
+    c, p, f = emit_f[:, 0:6], emit_f[:, 6:12], emit_f[:, 12:17]
+    cf = tables.cand_f[cand]
+    strike, option_fee, fee_cap, future_fee, f_contract, latency = (cf[:, j] for j in range(len(_CAND_F)))
+    f_inverse = tables.future_inverse[cand]
+    max_age = tables.max_age[cand]
+    cu, pu = c[:, 4], p[:, 4]
+    c_mult = np.where(tables.in_base[tables.cand_call[cand]], cu, 1.0)
+    p_mult = np.where(tables.in_base[tables.cand_put[cand]], pu, 1.0)
+    call_bid, call_ask = c[:, 0] * c_mult, c[:, 1] * c_mult
+    put_bid, put_ask = p[:, 0] * p_mult, p[:, 1] * p_mult
+    t = (tables.expiry[cand] - now) / _NS_PER_YEAR
+    have = emit_i[:, 6].astype(np.bool_)
+    c_time, p_time, f_time = emit_i[:, 3], emit_i[:, 4], emit_i[:, 5]
+    index = np.where(c_time >= p_time, cu, pu)
+    synthetic = index * np.exp((params.rate - params.dividend) * np.maximum(t, 0.0))
+    f_bid = np.where(have, f[:, 0], synthetic)
+    f_ask = np.where(have, f[:, 1], synthetic)
+    rev, conv = parity_profit(call_bid, call_ask, put_bid, put_ask, cu, pu, f_bid, f_ask, strike,
+                              np.maximum(t, 0.0), params.rate, option_fee, fee_cap, future_fee)  # fmt: skip
+
+    def usable(reason: FloatArray, time: IntArray) -> tuple[BoolArray, BoolArray]:
+        ok = reason == 0
+        fresh = (now - time) <= max_age
+        return ok & fresh, ok & ~fresh
+
+    def units(size: FloatArray, price: FloatArray) -> FloatArray:
+        out: FloatArray = np.where(f_inverse, size * f_contract / price, size * f_contract)
+        return out
+
+    c_ok, c_stale = usable(c[:, 5], c_time)
+    p_ok, p_stale = usable(p[:, 5], p_time)
+    f_ok, f_stale = usable(f[:, 4], f_time)
+    f_ok = np.where(have, f_ok, True)
+    f_stale = have & f_stale
+    legs_ok = c_ok & p_ok & f_ok & (t > 0)
+    any_stale = c_stale | p_stale | f_stale
+    suppressed = {"suppressed_flagged": 0, "suppressed_stale": 0}
+    parts = []
+    for trade, (profit_unit, opt_sizes, fut_size, prices) in enumerate(
+        (
+            (rev, (c[:, 2], p[:, 3]), np.where(have, units(f[:, 3], f_ask), np.inf), (call_bid, put_ask, f_ask)),
+            (conv, (c[:, 3], p[:, 2]), np.where(have, units(f[:, 2], f_bid), np.inf), (call_ask, put_bid, f_bid)),
+        )
+    ):
+        size = np.minimum(np.minimum(opt_sizes[0], opt_sizes[1]), np.minimum(fut_size, params.max_notional / prices[2]))
+        size = np.where(np.isfinite(size) & (size > 0), size, 0.0)
+        profit = profit_unit * size
+        profitable = np.isfinite(profit) & (profit > params.min_profit) & (size > 0) & (t > 0)
+        active = profitable & legs_ok
+        blocked = profitable & ~legs_ok
+        suppressed["suppressed_stale"] += int((blocked & any_stale).sum())
+        suppressed["suppressed_flagged"] += int((blocked & ~any_stale).sum())
+        hit = np.flatnonzero(active)
+        if hit.size == 0:
+            continue
+        h_now, h_lat, h_age = now[hit], latency[hit], max_age[hit] / 1e6
+        h_have, h_size = have[hit], size[hit]
+        fresh = np.minimum(
+            freshness((h_now - c_time[hit]) / 1e6, h_lat, h_age), freshness((h_now - p_time[hit]) / 1e6, h_lat, h_age)
+        )
+        fresh = np.where(h_have, np.minimum(fresh, freshness((h_now - f_time[hit]) / 1e6, h_lat, h_age)), fresh)
+        depth = np.minimum(depth_factor(h_size, opt_sizes[0][hit]), depth_factor(h_size, opt_sizes[1][hit]))
+        depth = np.where(h_have, np.minimum(depth, depth_factor(h_size, fut_size[hit])), depth)
+        buy_leg = 1 if trade == 0 else 0
+        values = np.column_stack(
+            [prices[buy_leg][hit], prices[1 - buy_leg][hit], h_size, profit[hit], profit[hit],
+             100.0 * profit_unit[hit] / prices[2][hit], row_confidence(fresh, depth), prices[0][hit],
+             prices[1][hit], prices[2][hit]]
+        )  # fmt: skip
+        parts.append((2 * cand[hit] + trade, emit_i[hit, 1], h_now, values))
+    if not parts:
+        return _NO_EVENTS, suppressed
+    slot, seq, ts, values = (np.concatenate([part[j] for part in parts]) for j in range(4))
+    order = np.lexsort((seq, slot))
+    return (slot[order], seq[order], ts[order], np.ascontiguousarray(values[order])), suppressed
+
+
+_NO_EVENTS = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(OPEN_F))))
+
+
+def evaluate_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple[pl.DataFrame, ParityState]:
+    """Evaluate every put-call parity candidate on every row of its timeline in ``batch`` (research; unscreened).
+
+    Returns the active events (the event schema of :mod:`arbkit.detect._episodes`) and the advanced state
+    (episodes not yet merged: :func:`step_parity` does that).
+    """
+    scanned = _scan(batch, state, params, screen=False)
+    (slot, seq, ts, values), suppressed = _events(scanned, params)
+    tables = scanned.tables
+    text = tables.text
+    picked = slot.tolist()
+    leg_prices = values[:, 7:10].tolist()
+    size = values[:, 2].tolist()
+    events = event_frame(
+        kind=params.kind,
+        key=[text.key[s] for s in picked],
+        timeline=[tables.timelines[s // 2] for s in picked],
+        seq=seq,
+        ts=ts,
+        symbol=[text.symbol[s] for s in picked],
+        legs=[
+            [_leg(ex, sym, side, price, z) for (ex, sym, side), price in zip(text.legs[s], prices, strict=True)]
+            for s, prices, z in zip(picked, leg_prices, size, strict=True)
+        ],
+        buy_exchange=[text.buy_exchange[s] for s in picked],
+        sell_exchange=[text.sell_exchange[s] for s in picked],
+        buy_price=values[:, 0],
+        sell_price=values[:, 1],
+        size=values[:, 2],
+        profit=values[:, 3],
+        profit_percentage=values[:, 5],
+        confidence=values[:, 6],
+    )
+    counts = dict(scanned.state.counts)
+    bump(counts, suppressed)
+    return events, dataclasses.replace(scanned.state, counts=dict(sorted(counts.items())))
 
 
 def _leg(exchange: str, symbol: str, side: str, price: float, size: float) -> dict[str, Any]:
     return {"exchange": exchange, "symbol": symbol, "side": side, "price": price, "size": size}
 
 
-def _usable(
-    stream: Stream, idx: IntArray, now: IntArray, max_age: int
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """(usable, stale-but-otherwise-fine) of the rows ``idx`` at times ``now``."""
-    ok = stream.columns["reason"][idx] == 0
-    fresh = (now - stream.time[idx]) <= max_age
-    return ok & fresh, ok & ~fresh
-
-
-def _future_units(size: FloatArray, price: FloatArray, contract: float, inverse: bool) -> FloatArray:
-    """Displayed future size in base units (inverse contracts are worth ``contract`` USD each)."""
-    if not inverse:
-        return np.asarray(size * contract, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(size * contract / price, dtype=np.float64)
-
-
-def evaluate_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple[pl.DataFrame, ParityState]:
-    """Evaluate every put-call parity candidate on every row of its timeline in ``batch``.
-
-    Returns the active events (the event schema of :mod:`arbkit.detect._episodes`) and the advanced state
-    (episodes not yet merged: :func:`step_parity` does that).
-    """
-    counts = dict(state.counts)
-    registry = params.registry
-    clock = params.clock
-    options = batch.option_quotes
-    quotes = batch.quotes
-    o_ex = options.get_column("exchange").to_list()
-    o_sym = options.get_column("symbol").to_list()
-    cache: dict[tuple[str, str], _Option | None] = {}
-    for key in zip(o_ex, o_sym, strict=True):
-        if key not in cache:
-            cache[key] = _classify(key[0], key[1], registry)
-    o_reason = check_quotes(options, registry)
-    o_keep = np.array([cache[k] is not None for k in zip(o_ex, o_sym, strict=True)], dtype=np.bool_)
-    _bump(counts, count_reasons(o_reason[o_keep]))
-    _bump(counts, {"unused": int((~o_keep & (o_reason == 0)).sum())})
-    _bump(counts, {"unknown_instrument": int((~o_keep & (o_reason != 0)).sum())})
-
-    # Futures that can hedge a chain seen so far (in the state or this batch).
-    q_ex = quotes.get_column("exchange").to_list()
-    q_sym = quotes.get_column("symbol").to_list()
-
-    def is_future(symbol: str) -> bool:
-        try:
-            return parse_symbol(symbol).kind is InstrumentKind.FUTURE
-        except ValueError:
-            return False
-
-    # Every dated future is kept (not only those of chains seen so far), so a split cannot change what is known.
-    q_keep = np.array([is_future(s) for s in q_sym], dtype=np.bool_)
-    q_reason = check_quotes(quotes.filter(pl.Series(q_keep)), registry) if q_keep.any() else np.zeros(0, np.uint8)
-    _bump(counts, {f"future_{k}": v for k, v in count_reasons(q_reason).items()})
-
-    o_pos, q_pos = merged_order(
-        [
-            quotes.get_column(clock).to_numpy().astype(np.int64),
-            options.get_column(clock).to_numpy().astype(np.int64),
-        ]
-    )[::-1]
-    ok_rows = np.flatnonzero(o_keep)
-    qk = np.flatnonzero(q_keep)
-    o_clock = options.get_column(clock).to_numpy().astype(np.int64)
-    q_clock = quotes.get_column(clock).to_numpy().astype(np.int64)
-    os_ = build_stream(
-        [o_ex[i] for i in ok_rows],
-        [o_sym[i] for i in ok_rows],
-        o_clock[ok_rows],
-        o_pos[ok_rows],
-        {
-            "bid": _f(options, "bid")[ok_rows],
-            "bid_size": _f(options, "bid_size")[ok_rows],
-            "ask": _f(options, "ask")[ok_rows],
-            "ask_size": _f(options, "ask_size")[ok_rows],
-            "underlying_price": _f(options, "underlying_price")[ok_rows],
-            "reason": o_reason[ok_rows].astype(np.float64),
-        },
-        state.options,
-    )
-    fs = build_stream(
-        [q_ex[i] for i in qk],
-        [q_sym[i] for i in qk],
-        q_clock[qk],
-        q_pos[qk],
-        {
-            "bid": _f(quotes, "bid")[qk],
-            "bid_size": _f(quotes, "bid_size")[qk],
-            "ask": _f(quotes, "ask")[qk],
-            "ask_size": _f(quotes, "ask_size")[qk],
-            "reason": q_reason.astype(np.float64),
-        },
-        state.futures,
-    )
-    pos_clock = np.zeros(options.height + quotes.height, dtype=np.int64)
-    pos_clock[o_pos] = o_clock
-    pos_clock[q_pos] = q_clock
-
-    # Group the known option keys into (call, put) pairs.
-    groups: dict[tuple[str, str, str, float], list[int]] = {}
-    infos: dict[int, _Option] = {}
-    for code, key in enumerate(os_.keys):
-        opt = cache.get(key)
-        if opt is None:
-            opt = _classify(key[0], key[1], registry)
-        if opt is None:
-            continue
-        infos[code] = opt
-        pair = groups.setdefault(opt.group, [-1, -1])
-        pair[0 if opt.call else 1] = code
-    venues = tuple(sorted({g[0] for g in groups}))
-    ages = dict(zip(venues, max_age_ns(venues, registry, params.max_age_ms).tolist(), strict=True))
-
-    timelines: list[npt.NDArray[np.object_]] = []
-    positions: list[IntArray] = []
-    parts: list[dict[str, Any]] = []
-    suppressed = {"suppressed_flagged": 0, "suppressed_stale": 0}
-    for group in sorted(groups):
-        c_code, p_code = groups[group]
-        if c_code < 0 or p_code < 0:
-            continue
-        exchange, future_symbol, _, strike = group
-        copt = infos[c_code]
-        f_code = fs.code(exchange, future_symbol)
-        at = np.unique(np.concatenate([os_.positions(c_code), os_.positions(p_code), fs.positions(f_code)]))
-        if len(at) == 0:
-            continue
-        ci = os_.latest(c_code, at)
-        pi = os_.latest(p_code, at)
-        both = ~os_.missing[ci] & ~os_.missing[pi]
-        at, ci, pi = at[both], ci[both], pi[both]
-        if len(at) == 0:
-            continue
-        fi = fs.latest(f_code, at)
-        now = pos_clock[at]
-        max_age = ages[exchange]
-        profile = registry.profile(exchange)
-        c = os_.columns
-        cu, pu = c["underlying_price"][ci], c["underlying_price"][pi]
-        c_mult = cu if copt.premium_in_base else np.ones(len(at))
-        p_mult = pu if infos[p_code].premium_in_base else np.ones(len(at))
-        call_bid, call_ask = c["bid"][ci] * c_mult, c["ask"][ci] * c_mult
-        put_bid, put_ask = c["bid"][pi] * p_mult, c["ask"][pi] * p_mult
-        t = (copt.expiry - now) / _NS_PER_YEAR
-        have_future = ~fs.missing[fi]
-        index = np.where(os_.time[ci] >= os_.time[pi], cu, pu)
-        synthetic = index * np.exp((params.rate - params.dividend) * np.maximum(t, 0.0))
-        fc = fs.columns
-        f_bid = np.where(have_future, fc["bid"][fi], synthetic)
-        f_ask = np.where(have_future, fc["ask"][fi], synthetic)
-        try:
-            fut = registry.get(exchange, future_symbol)
-            future_fee, f_contract, f_inverse = fut.taker_fee, fut.contract_size, fut.info.inverse
-        except UnknownInstrumentError:
-            future_fee, f_contract, f_inverse = 0.0, 1.0, False
-        rev, conv = parity_profit(
-            call_bid,
-            call_ask,
-            put_bid,
-            put_ask,
-            cu,
-            pu,
-            f_bid,
-            f_ask,
-            strike,
-            np.maximum(t, 0.0),
-            params.rate,
-            copt.taker_fee,
-            copt.fee_cap,
-            future_fee,
-        )
-
-        c_ok, c_stale = _usable(os_, ci, now, max_age)
-        p_ok, p_stale = _usable(os_, pi, now, max_age)
-        f_ok, f_stale = _usable(fs, fi, now, max_age)
-        f_ok = np.where(have_future, f_ok, True)
-        f_stale = have_future & f_stale
-        legs_ok = c_ok & p_ok & f_ok & (t > 0)
-        any_stale = c_stale | p_stale | f_stale
-
-        timeline = f"{params.kind}:{exchange}:{future_symbol}-{group[2]}"
-        call_symbol, put_symbol = os_.keys[c_code][1], os_.keys[p_code][1]
-        hedge_symbol = future_symbol
-        timelines.append(np.full(len(at), timeline, dtype=object))
-        positions.append(at)
-        for name, profit_unit, sides, opt_sizes, fut_size, prices in (
-            (
-                "reversal",
-                rev,
-                ("sell", "buy", "buy"),
-                (c["bid_size"][ci], c["ask_size"][pi]),
-                np.where(have_future, _future_units(fc["ask_size"][fi], f_ask, f_contract, f_inverse), np.inf),
-                (call_bid, put_ask, f_ask),
-            ),
-            (
-                "conversion",
-                conv,
-                ("buy", "sell", "sell"),
-                (c["ask_size"][ci], c["bid_size"][pi]),
-                np.where(have_future, _future_units(fc["bid_size"][fi], f_bid, f_contract, f_inverse), np.inf),
-                (call_ask, put_bid, f_bid),
-            ),
-        ):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                size = np.minimum(
-                    np.minimum(opt_sizes[0], opt_sizes[1]), np.minimum(fut_size, params.max_notional / prices[2])
-                )
-            size = np.where(np.isfinite(size) & (size > 0), size, 0.0)
-            profit = profit_unit * size
-            profitable = np.isfinite(profit) & (profit > params.min_profit) & (size > 0) & (t > 0)
-            active = profitable & legs_ok
-            blocked = profitable & ~legs_ok
-            suppressed["suppressed_stale"] += int((blocked & any_stale).sum())
-            suppressed["suppressed_flagged"] += int((blocked & ~any_stale).sum())
-            hit = np.flatnonzero(active)
-            if len(hit) == 0:
-                continue
-            fresh = np.minimum(
-                freshness((now - os_.time[ci]) / 1e6, profile.latency_ms, max_age / 1e6),
-                freshness((now - os_.time[pi]) / 1e6, profile.latency_ms, max_age / 1e6),
-            )
-            fresh = np.where(
-                have_future,
-                np.minimum(fresh, freshness((now - fs.time[fi]) / 1e6, profile.latency_ms, max_age / 1e6)),
-                fresh,
-            )
-            depth = np.minimum(depth_factor(size, opt_sizes[0]), depth_factor(size, opt_sizes[1]))
-            depth = np.where(have_future, np.minimum(depth, depth_factor(size, fut_size)), depth)
-            conf = row_confidence(fresh, depth)
-            symbols = (call_symbol, put_symbol, hedge_symbol)
-            buy_leg = 1 if name == "reversal" else 0
-            sell_leg = 1 - buy_leg
-            parts.append(
-                {
-                    "key": [f"{timeline}>{name}"] * len(hit),
-                    "timeline": [timeline] * len(hit),
-                    "pos": at[hit],
-                    "ts": now[hit],
-                    "symbol": [f"{future_symbol}-{group[2]}"] * len(hit),
-                    "legs": [
-                        [_leg(exchange, symbols[j], sides[j], float(prices[j][i]), float(size[i])) for j in range(3)]
-                        for i in hit
-                    ],
-                    "buy_exchange": [exchange] * len(hit),
-                    "sell_exchange": [exchange] * len(hit),
-                    "buy_price": prices[buy_leg][hit],
-                    "sell_price": prices[sell_leg][hit],
-                    "size": size[hit],
-                    "profit": profit[hit],
-                    "profit_percentage": 100.0 * profit_unit[hit] / prices[2][hit],
-                    "confidence": conf[hit],
-                }
-            )
-    _bump(counts, suppressed)
-
-    episodes = state.episodes
-    events = event_frame(kind=params.kind, key=[], timeline=[], seq=[], ts=[], profit=[])
-    if timelines:
-        all_tl = np.concatenate(timelines)
-        all_pos = np.concatenate(positions)
-        order = np.argsort(all_pos, kind="stable")
-        seq_sorted, episodes = advance_timelines(episodes, pl.Series(all_tl[order].tolist(), dtype=pl.String))
-        seq = np.empty_like(seq_sorted)
-        seq[order] = seq_sorted
-        if parts:
-            lookup = pl.DataFrame(
-                {"timeline": all_tl.tolist(), "pos": all_pos, "seq": seq},
-                schema={"timeline": pl.String, "pos": pl.Int64, "seq": pl.Int64},
-            )
-            raw = pl.concat(
-                [pl.DataFrame(p, schema_overrides={"pos": pl.Int64, "ts": pl.Int64}, strict=False) for p in parts],
-                how="vertical_relaxed",
-            ).join(lookup, on=["timeline", "pos"], how="left")
-            events = event_frame(kind=params.kind, **{col: raw.get_column(col) for col in raw.columns if col != "pos"})
-    new_state = ParityState(
-        options=os_.state(_OPTION_COLUMNS).cast(_state_schema(_OPTION_COLUMNS)),
-        futures=fs.state(_FUTURE_COLUMNS).cast(_state_schema(_FUTURE_COLUMNS)),
-        episodes=episodes,
-        counts=dict(sorted(counts.items())),
-    )
-    return events, new_state
-
-
 def step_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple[pl.DataFrame, ParityState]:
-    """One strategy step: evaluate the batch, merge events into episodes, emit the closed ones.
+    """One strategy step: scan the batch, evaluate the screened rows, fold events into episodes, emit the closed.
 
     Examples
     --------
@@ -470,15 +541,38 @@ def step_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple
     ...     "option_type": ["C", "P"], "bid": [0.0530, 0.0490], "bid_size": [1.0, 1.0], "ask": [0.0540, 0.0500],
     ...     "ask_size": [1.0, 1.0], "underlying_price": [100000.0] * 2})
     >>> out, state = step_parity(Batch.of(option_quotes=opt), ParityState.empty(), ParityParams(rate=0.0))
-    >>> state.episodes.open.select("symbol", "buy_exchange").rows()
+    >>> finish_parity(state, ParityParams(rate=0.0)).select("symbol", "buy_exchange").rows()
     [('BTC/USD:BTC-260327-100000', 'deribit')]
     """
-    events, state = evaluate_parity(batch, state, params)
-    closed, episodes = merge_episodes(events, state.episodes)
-    return closed, dataclasses.replace(state, episodes=episodes)
+    if batch.quotes.height == 0 and batch.option_quotes.height == 0:
+        return _EMPTY.clear(), state
+    scanned = _scan(batch, state, params, screen=True)
+    work = scanned.state
+    counts = dict(work.counts)
+    events = _NO_EVENTS
+    if scanned.emit_i.shape[0]:
+        events, suppressed = _events(scanned, params)
+        bump(counts, suppressed)
+    closed = _EMPTY.clear()
+    slot, seq, ts, values = events
+    if slot.size or (work.open_i[:, 4] > 0).any():
+        tables = scanned.tables
+        n, slots, ints, floats = _b_scan.fold(
+            slot, seq, ts, values, tables.slot_of_candidate, work.open_i, work.open_f, work.next_seq
+        )
+        if n:
+            closed = episodes_frame(params.kind, tables.text, slots[:n], ints[:n], floats[:n], "expired")
+    return closed, dataclasses.replace(work, counts=dict(sorted(counts.items())))
 
 
 def finish_parity(state: ParityState, params: ParityParams) -> pl.DataFrame:
     """The episodes still open at the end of a run (status ``"active"``)."""
-    del params
-    return finish_episodes(state.episodes)
+    slots = np.flatnonzero(state.open_i[:, 4] > 0)
+    if slots.size == 0:
+        return _EMPTY.clear()
+    text = _tables(state.option_keys, state.future_keys, params).text
+    return episodes_frame(params.kind, text, slots.astype(np.int64), state.open_i[slots], state.open_f[slots],
+                          "active")  # fmt: skip
+
+
+_EMPTY = schema.empty(schema.OPPORTUNITIES)
