@@ -29,10 +29,11 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["prepare_scan", "scan_cycles", "scan_signatures", "string_codes"]
+__all__ = ["group_runs", "prepare_scan", "scan_cycles", "scan_signatures", "size_spans"]
 
 _I = npt.NDArray[np.int64]
 _F = npt.NDArray[np.float64]
+_B = npt.NDArray[np.bool_]
 
 #: A cycle whose running estimate is below ``-_MARGIN`` is not summed exactly: the estimate drifts from the exact
 #: sum by a few ulps per absorbed change (about 1e-14 for log rates of any market price), and it is replaced by
@@ -158,44 +159,173 @@ def _prepare_py(column_ptr: Any, column_cycles: Any, cycle_edges: Any, edge_colu
     return column_edges, cycles, entry_side
 
 
-def _string_codes_py(offsets: Any, data: Any) -> Any:
-    n = offsets.shape[0] - 1
-    size = 16
-    while size < 2 * n:
-        size *= 2
-    slot_hash = np.zeros(size, dtype=np.uint64)
-    slot_code = np.full(size, -1, dtype=np.int64)
-    first = np.empty(n, dtype=np.int64)
-    inverse = np.empty(n, dtype=np.int64)
-    count = 0
+_NO_DEADLINE = np.iinfo(np.int64).max
+_LOT_SLACK = 1.0 + 1e-12  # as arbkit.detect._depth._floor_lot
+
+
+def _floor_lot_py(size: float, lot: float) -> float:
+    return np.floor(size / lot * _LOT_SLACK) * lot if lot > 0 else size
+
+
+def _size_py(
+    cycle: Any,
+    start: Any,
+    end: Any,
+    source: Any,
+    bid: Any,
+    bid_size: Any,
+    ask: Any,
+    ask_size: Any,
+    clock: Any,
+    reason: Any,
+    time: Any,
+    cycle_edges: Any,
+    edge_column: Any,
+    edge_sell: Any,
+    fee: Any,
+    lot: Any,
+    min_notional: Any,
+    limit_ns: Any,
+    max_notional: float,
+    min_profit: float,
+    keep_only: bool,
+) -> Any:
+    n_units, legs = source.shape
+    unit = np.empty(n_units, dtype=np.int64)
+    stop = np.empty(n_units, dtype=np.int64)
+    amount_out = np.empty(n_units, dtype=np.float64)
+    profit_out = np.empty(n_units, dtype=np.float64)
+    growth_out = np.empty(n_units, dtype=np.float64)
+    notional_out = np.empty(n_units, dtype=np.bool_)
+    trade = np.empty((n_units, legs), dtype=np.bool_)
+    column = np.empty((n_units, legs), dtype=np.int64)
+    sell = np.empty((n_units, legs), dtype=np.bool_)
+    leg_fee = np.empty((n_units, legs), dtype=np.float64)
+    price = np.empty((n_units, legs), dtype=np.float64)
+    size = np.empty((n_units, legs), dtype=np.float64)
+    displayed = np.empty((n_units, legs), dtype=np.float64)
+    quote_time = np.empty((n_units, legs), dtype=np.int64)
+    rate = np.empty(legs, dtype=np.float64)
+    before = np.empty(legs, dtype=np.float64)
+    per_start = np.empty(legs, dtype=np.float64)
+    leg_lot = np.empty(legs, dtype=np.float64)
+    suppressed = np.zeros(2, dtype=np.int64)  # stale rows, flagged rows
+    m = 0
+    for u in range(n_units):
+        k = cycle[u]
+        present, flag_free, deadline = True, True, _NO_DEADLINE
+        for leg in range(legs):
+            e = cycle_edges[k, leg]
+            c = edge_column[e] if e >= 0 else -1
+            src = max(source[u, leg], 0)  # pads and transfers read slot 0, as the NumPy gather did
+            is_trade = c >= 0
+            trade[m, leg] = is_trade
+            column[m, leg] = max(c, 0)
+            sell[m, leg] = edge_sell[max(e, 0)]
+            leg_fee[m, leg] = 0.0 if e >= 0 and not is_trade else fee[max(c, 0)]  # pads read column 0's fee
+            quote_time[m, leg] = clock[src]
+            if is_trade:
+                b, a = bid[src], ask[src]
+                if not (np.isfinite(b) and np.isfinite(a) and b > 0 and a > 0):
+                    present = False
+                if reason[src] != 0:
+                    flag_free = False
+                else:
+                    deadline = min(deadline, clock[src] + limit_ns[c])
+        # Stale from the first row whose clock passes the deadline (a binary search inside the unit).
+        lo, hi = start[u], end[u]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if time[mid] <= deadline:
+                lo = mid + 1
+            else:
+                hi = mid
+        if present:
+            suppressed[0] += end[u] - lo
+            if not flag_free:
+                suppressed[1] += lo - start[u]
+        if not (present and flag_free and lo > start[u]):
+            continue
+        # Sizing, operation for operation as the NumPy version did it (so values are bit-identical).
+        for leg in range(legs):
+            src = max(source[u, leg], 0)
+            b, a = bid[src], ask[src]
+            s = sell[m, leg]
+            rate[leg] = 1.0 if not trade[m, leg] else (b if s else 1.0 / a) * (1.0 - leg_fee[m, leg])
+            before[leg] = 1.0 if leg == 0 else before[leg - 1] * rate[leg - 1]
+            price[m, leg] = b if s else a
+            displayed[m, leg] = bid_size[src] if s else ask_size[src]
+            per_start[leg] = before[leg] if s else before[leg] / a
+            leg_lot[leg] = lot[column[m, leg]] if trade[m, leg] else 0.0
+        amount = np.inf
+        for leg in range(legs):
+            if not trade[m, leg]:
+                capacity = np.inf
+            else:
+                capacity = displayed[m, leg] if sell[m, leg] else displayed[m, leg] * price[m, leg]
+            amount = _nan_min(amount, capacity / before[leg], leg == 0)
+        amount = _nan_min(amount, max_notional, False)
+        ratio = 1.0
+        for leg in range(legs):
+            raw = amount * per_start[leg]
+            part = _floor_lot(raw, leg_lot[leg]) / raw if trade[m, leg] and raw > 0 else 1.0
+            ratio = _nan_min(ratio, part, leg == 0)
+        amount = amount * ratio
+        notional_ok = True
+        growth = rate[0]
+        for leg in range(legs):
+            if leg > 0:
+                growth = growth * rate[leg]
+            if trade[m, leg]:
+                size[m, leg] = _floor_lot(amount * per_start[leg], leg_lot[leg])
+                if not size[m, leg] * price[m, leg] >= min_notional[column[m, leg]]:
+                    notional_ok = False
+            else:
+                size[m, leg] = 0.0
+        profit = amount * (growth - 1.0)
+        if keep_only and not (
+            growth > 1.0 and amount > 0 and notional_ok and profit >= min_profit and np.isfinite(profit)
+        ):
+            continue
+        unit[m], stop[m] = u, lo
+        amount_out[m], profit_out[m], growth_out[m], notional_out[m] = amount, profit, growth, notional_ok
+        m += 1
+    return (
+        unit[:m].copy(), stop[:m].copy(), amount_out[:m].copy(), profit_out[:m].copy(), growth_out[:m].copy(),
+        notional_out[:m].copy(), trade[:m].copy(), column[:m].copy(), sell[:m].copy(), leg_fee[:m].copy(),
+        price[:m].copy(), size[:m].copy(), displayed[:m].copy(), quote_time[:m].copy(), suppressed,
+    )  # fmt: skip
+
+
+def _nan_min_py(current: float, value: float, first: bool) -> float:
+    """``min`` that propagates NaN, as NumPy's ``min`` reduction and ``minimum`` do."""
+    if first or np.isnan(value) or value < current:
+        return value
+    return current
+
+
+def _group_py(cycle: Any, start: Any, stop: Any, profit: Any) -> Any:
+    n = cycle.shape[0]
+    width = 1
     for i in range(n):
-        a, b = offsets[i], offsets[i + 1]
-        h = np.uint64(14695981039346656037)  # FNV-1a
-        for j in range(a, b):
-            h = (h ^ np.uint64(data[j])) * np.uint64(1099511628211)
-        slot = np.int64(h & np.uint64(size - 1))
-        while True:
-            code = slot_code[slot]
-            if code < 0:  # a new string
-                slot_hash[slot], slot_code[slot] = h, count
-                first[count] = i
-                inverse[i] = count
-                count += 1
-                break
-            if slot_hash[slot] == h:  # same hash: the same string only if the bytes agree
-                r = first[code]
-                c, d = offsets[r], offsets[r + 1]
-                same = d - c == b - a
-                if same:
-                    for j in range(b - a):
-                        if data[a + j] != data[c + j]:
-                            same = False
-                            break
-                if same:
-                    inverse[i] = code
-                    break
-            slot = (slot + 1) & (size - 1)
-    return first[:count].copy(), inverse
+        width = max(width, stop[i] + 1)
+    order = np.argsort(cycle * width + start, kind="mergesort")
+    run_first = np.empty(n, dtype=np.int64)
+    run_last = np.empty(n, dtype=np.int64)
+    rows = np.empty(n, dtype=np.int64)
+    peak = np.empty(n, dtype=np.float64)
+    m = -1
+    for j in range(n):
+        h = order[j]
+        if m >= 0 and cycle[h] == cycle[run_last[m]] and start[h] == stop[run_last[m]]:
+            rows[m] += stop[h] - start[h]
+            if np.isnan(profit[h]) or profit[h] > peak[m]:  # NaN propagates, as in np.maximum
+                peak[m] = profit[h]
+        else:
+            m += 1
+            run_first[m], rows[m], peak[m] = h, stop[h] - start[h], profit[h]
+        run_last[m] = h
+    return run_first[: m + 1].copy(), run_last[: m + 1].copy(), rows[: m + 1].copy(), peak[: m + 1].copy()
 
 
 def _grow_py(values: Any, size: int) -> Any:
@@ -207,26 +337,51 @@ def _grow_py(values: Any, size: int) -> Any:
 _grow = numba.njit(cache=True)(_grow_py)
 _scan = numba.njit(cache=True)(_scan_py)
 _prepare = numba.njit(cache=True)(_prepare_py)
-_string_codes = numba.njit(cache=True)(_string_codes_py)
+_floor_lot = numba.njit(cache=True)(_floor_lot_py)
+_nan_min = numba.njit(cache=True)(_nan_min_py)
+_size = numba.njit(cache=True)(_size_py)
+_group = numba.njit(cache=True)(_group_py)
 
 
-def string_codes(
-    offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Code the strings of an Arrow string column's buffers (``offsets``, ``data``): ``(first, inverse)`` where
-    ``first[c]`` is the row of the first string of code ``c`` (codes in order of first appearance) and
-    ``inverse[i]`` is row ``i``'s code.  An open-addressing table over FNV-1a hashes; rows whose hash matches
-    are compared byte by byte, so codes are exact.
+_Sized = tuple[_I, _I, _F, _F, _F, _B, _B, _I, _B, _F, _F, _F, _F, _I, _I]
+
+
+def size_spans(
+    units: tuple[_I, _I, _I, _I],
+    quotes: tuple[_F, _F, _F, _F, _I, npt.NDArray[np.uint8]],
+    time: _I,
+    graph: tuple[_I, _I, _B, _F, _F, _F, _I],
+    max_notional: float,
+    min_profit: float,
+    *,
+    keep_only: bool,
+) -> _Sized:
+    """Check and size every unit ``(cycle, start, end, leg sources)`` of a scan (see
+    :func:`arbkit.detect._triangular._evaluate`): the per-unit NumPy sizing compiled into one loop, with the same
+    operations in the same order, so values are bit-identical to it.
+
+    ``quotes`` are the extended ``(bid, bid_size, ask, ask_size, clock, reason)`` (batch rows, then carried
+    cells), ``time`` the batch rows' clock, ``graph`` ``(cycle_edges, edge_column, edge_sell, fee, lot,
+    min_notional, limit_ns)`` (the last four per column).  Returns, for the units that pass (and, with
+    ``keep_only``, are worth reporting): ``(unit, stop, amount, profit, growth, notional_ok, trade, column, sell,
+    fee, price, size, displayed, quote_time)`` (per leg from ``trade`` on) and ``[stale rows, flagged rows]``.
+    """
+    out: _Sized = _size(*units, *quotes, time, *graph, max_notional, min_profit, keep_only)
+    return out
+
+
+def group_runs(cycle: _I, start: _I, stop: _I, profit: _F) -> tuple[_I, _I, _I, _F]:
+    """Chain units of one cycle where one starts on the row where the previous stopped, in ``(cycle, start)``
+    order: per run ``(first unit, last unit, rows, peak profit)``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> text = b"okxbinanceokx"
-    >>> first, inverse = string_codes(np.array([0, 3, 10, 13]), np.frombuffer(text, dtype=np.uint8))
-    >>> [text[[0, 3, 10, 13][f]:[0, 3, 10, 13][f + 1]] for f in first.tolist()], inverse.tolist()
-    ([b'okx', b'binance'], [0, 1, 0])
+    >>> i = lambda *v: np.array(v, dtype=np.int64)
+    >>> [x.tolist() for x in group_runs(i(1, 0, 1), i(5, 0, 0), i(9, 3, 5), np.array([1.0, 2.0, 3.0]))]
+    [[1, 2], [1, 0], [3, 9], [2.0, 3.0]]
     """
-    out: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] = _string_codes(offsets, data)
+    out: tuple[_I, _I, _I, _F] = _group(cycle, start, stop, profit)
     return out
 
 

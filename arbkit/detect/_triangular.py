@@ -85,10 +85,11 @@ import polars as pl
 import pyarrow as pa
 
 from arbkit import schema
-from arbkit.align import Clock, _codes, _float, _int_column, _known, _memo, _reason_codes, count_reasons
+from arbkit._intern import shared
+from arbkit.align import Clock, _float, _int_column, _known, _memo, _reason_codes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, persistence, row_confidence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
-from arbkit.detect._tri_kernels import prepare_scan, scan_cycles, string_codes
+from arbkit.detect._tri_kernels import group_runs, prepare_scan, scan_cycles, size_spans
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
 __all__ = [
@@ -421,31 +422,13 @@ def _cell_kind(registry: Registry, exchange: str, symbol: str) -> tuple[bool, bo
 
 
 def _name_codes(series: pl.Series) -> tuple[tuple[str, ...], _I]:
-    """Sorted distinct names of a string column and each row's code, coded from the column's Arrow buffers in
-    compiled code (:func:`arbkit.detect._tri_kernels.string_codes`); columns with nulls or of another dtype take
-    :func:`arbkit.align._codes`."""
-    if series.dtype == pl.String and series.len() and not series.null_count():
-        array = series.to_arrow()
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        width = (
-            np.int64 if pa.types.is_large_string(array.type) else np.int32 if pa.types.is_string(array.type) else None
-        )
-        _, offset_buffer, data_buffer = array.buffers()
-        if width is not None and offset_buffer is not None and data_buffer is not None:
-            offsets = np.frombuffer(offset_buffer, dtype=width)[array.offset : array.offset + len(array) + 1]
-            data = np.frombuffer(data_buffer, dtype=np.uint8)
-            first, inverse = string_codes(offsets.astype(np.int64, copy=False), data)
-            raw = data_buffer.to_pybytes()
-            found = [
-                raw[a:b].decode() for a, b in zip(offsets[first].tolist(), offsets[first + 1].tolist(), strict=True)
-            ]
-            order = sorted(range(len(found)), key=found.__getitem__)
-            rank = np.empty(len(found), dtype=np.int64)
-            rank[order] = np.arange(len(found), dtype=np.int64)
-            return tuple(found[i] for i in order), rank[inverse]
-    names, codes = _codes(series)
-    return names, codes.astype(np.int64)
+    """Sorted distinct names of a string column and each row's code into them, through the process-wide
+    interner of the column (:func:`arbkit._intern.shared`): names are memoized by their codes across batches."""
+    interner = shared(series.name)
+    ids = interner.codes(series)
+    seen = np.flatnonzero(np.bincount(ids)).tolist() if ids.size else []
+    names = tuple(sorted(interner.names[i] for i in seen))
+    return names, interner.lut(names)[ids].astype(np.int64)
 
 
 def _timeline(
@@ -620,67 +603,30 @@ def _evaluate(
 ) -> tuple[_Hits | None, dict[str, int]]:
     """Check and size every unit ``(cycle, start, end, leg sources)``; count the rows suppressed by a stale or
     flagged leg.  Inside a unit the legs' quotes are fixed, so only staleness moves: it starts at the first row
-    whose clock passes the earliest leg deadline (``quote time + max age``) and lasts to the unit's end."""
-    cycle, start, end, source = units
-    counters = {"suppressed_stale": 0, "suppressed_flagged": 0}
-    if cycle.size == 0:
+    whose clock passes the earliest leg deadline (``quote time + max age``) and lasts to the unit's end.
+
+    Sizing is compiled (:func:`arbkit.detect._tri_kernels.size_spans`); with books the units it passes are then
+    walked through the depth here and filtered on the walked values.
+    """
+    (
+        unit, stop, amount, profit, growth, notional_ok, trade, col_safe, sell, fee, leg_price, leg_size,
+        displayed, quote_time, suppressed,
+    ) = size_spans(
+        units, ext, time,
+        (layout.cycle_edges, layout.edge_column, layout.edge_sell, layout.fee, layout.lot, layout.min_notional,
+         layout.limit_ns),
+        params.max_notional, params.min_profit, keep_only=books is None,
+    )  # fmt: skip
+    counters = {"suppressed_stale": int(suppressed[0]), "suppressed_flagged": int(suppressed[1])}
+    if unit.size == 0:
         return None, counters
-    ext_bid, ext_bid_size, ext_ask, ext_ask_size, ext_time, ext_reason = ext
-    edges = layout.cycle_edges[cycle]  # (units, legs), -1 padded
-    column = np.where(edges >= 0, layout.edge_column[np.maximum(edges, 0)], -1)
-    trade = column >= 0
-    col_safe = np.maximum(column, 0)
-    src = np.maximum(source, 0)
-    leg_bid, leg_ask = ext_bid[src], ext_ask[src]
-    quote_time = ext_time[src]
-    leg_ok = ext_reason[src] == 0
-    present = np.where(trade, np.isfinite(leg_bid) & np.isfinite(leg_ask) & (leg_bid > 0) & (leg_ask > 0), True).all(1)
-    flag_free = np.where(trade, leg_ok, True).all(axis=1)
-    deadline = np.where(trade & leg_ok, quote_time + layout.limit_ns[col_safe], np.iinfo(np.int64).max).min(axis=1)
-    stale_from = np.clip(np.searchsorted(time, deadline, side="right"), start, end)
-    counters["suppressed_stale"] = int(((end - stale_from) * present).sum())
-    counters["suppressed_flagged"] = int(((stale_from - start) * (present & ~flag_free)).sum())
-    hit = present & flag_free & (stale_from > start)
-    if not hit.any():
-        return None, counters
-    cycle, start, stop, edges, column, trade = (
-        cycle[hit],
-        start[hit],
-        stale_from[hit],
-        edges[hit],
-        column[hit],
-        trade[hit],
-    )
-    col_safe, leg_bid, leg_ask, quote_time = col_safe[hit], leg_bid[hit], leg_ask[hit], quote_time[hit]
-    leg_bid_size, leg_ask_size = ext_bid_size[src[hit]], ext_ask_size[src[hit]]
-    transfer = ~trade
-    sell = layout.edge_sell[np.maximum(edges, 0)]
-    n_hit = cycle.size
-    fee = np.where((edges >= 0) & transfer, 0.0, layout.fee[col_safe])  # pads read column 0's fee, as before
-    rate = np.where(transfer, 1.0, np.where(sell, leg_bid, 1.0 / leg_ask) * (1.0 - fee))
-    before = np.cumprod(np.concatenate([np.ones((n_hit, 1)), rate[:, :-1]], axis=1), axis=1)
-    capacity = np.where(transfer, np.inf, np.where(sell, leg_bid_size, leg_ask_size * leg_ask))
-    amount = np.minimum((capacity / before).min(axis=1), params.max_notional)
-    # Lot sizes: every leg trades a whole number of its lots (base units).  The start amount is scaled down by
-    # the worst leg's rounding, so every leg's rounded size covers what flows through it; the sub-lot remainder
-    # stays in the intermediate currency and is not counted as profit.
-    base_per_start = np.where(sell, before, before / leg_ask)  # base units traded per unit of start amount
-    lot = np.where(trade, layout.lot[col_safe], 0.0)
-    raw_size = amount[:, None] * base_per_start
-    ratio = np.where(trade & (raw_size > 0), _floor_lot(raw_size, lot) / np.where(raw_size > 0, raw_size, 1.0), 1.0)
-    amount = amount * ratio.min(axis=1)
-    leg_size = np.where(trade, _floor_lot(amount[:, None] * base_per_start, lot), 0.0)
-    leg_price = np.where(sell, leg_bid, leg_ask)
-    min_notional = layout.min_notional[col_safe]
-    notional_ok = np.where(trade, leg_size * leg_price >= min_notional, True).all(axis=1)
-    # Exact values from NumPy in leg order (the screen only selects): identical for any batch split.
-    growth = np.prod(rate, axis=1)
-    profit = amount * (growth - 1.0)
-    displayed = np.where(sell, leg_bid_size, leg_ask_size)
+    cycle, start = units[0][unit], units[1][unit]
     if books is not None:
+        src = np.maximum(units[3][unit], 0)
+        leg_bid, leg_ask = ext[0][src], ext[2][src]
         walked = _walk_cycles(
             layout, params, books, time[start], col_safe, quote_time, trade, sell, fee,
-            (leg_bid, leg_ask, leg_bid_size, leg_ask_size),
+            (leg_bid, leg_ask, ext[1][src], ext[3][src]),
         )  # fmt: skip
         if walked is not None:
             use, w_start, w_profit, w_size, w_price, w_depth = walked
@@ -690,14 +636,17 @@ def _evaluate(
             leg_size = np.where(use[:, None], w_size, leg_size)
             leg_price = np.where(use[:, None] & trade, w_price, leg_price)
             displayed = np.where(use[:, None], w_depth, displayed)
-            notional_ok = np.where(trade, leg_size * leg_price >= min_notional, True).all(axis=1)
-    keep = (growth > 1.0) & (amount > 0) & notional_ok & (profit >= params.min_profit) & np.isfinite(profit)
-    if not keep.any():
-        return None, counters
-    return _Hits(
-        cycle[keep], start[keep], stop[keep], amount[keep], profit[keep], growth[keep], trade[keep],
-        col_safe[keep], sell[keep], leg_price[keep], leg_size[keep], displayed[keep], quote_time[keep],
-    ), counters  # fmt: skip
+            min_notional = layout.min_notional[col_safe]
+            notional_ok = np.asarray(np.where(trade, leg_size * leg_price >= min_notional, True).all(axis=1))
+    hits = _Hits(
+        cycle, start, stop, amount, profit, growth, trade, col_safe, sell, leg_price, leg_size, displayed, quote_time,
+    )  # fmt: skip
+    if books is not None:
+        keep = (growth > 1.0) & (amount > 0) & notional_ok & (profit >= params.min_profit) & np.isfinite(profit)
+        if not keep.any():
+            return None, counters
+        hits = _Hits(*(getattr(hits, f.name)[keep] for f in dataclasses.fields(_Hits)))
+    return hits, counters
 
 
 def _walk_cycles(
@@ -758,16 +707,9 @@ def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> list[OpenEpisode
     from its first hit, the payload (legs, size, profit, and the confidence at its last row) from its last, and
     the maximum profit and the row count over all of them: what merging one event per row would give.
     """
-    order = np.lexsort((hits.start, hits.cycle))
-    cycle, start, stop = hits.cycle[order], hits.start[order], hits.stop[order]
-    chain = np.zeros(order.size, dtype=np.bool_)
-    chain[1:] = (cycle[1:] == cycle[:-1]) & (start[1:] == stop[:-1])
-    first = np.flatnonzero(~chain)
-    last_sorted = np.append(first[1:] - 1, order.size - 1)
-    rows = np.add.reduceat(stop - start, first)
-    peak = np.maximum.reduceat(hits.profit[order], first)
-    last = order[last_sorted]
-    first_row, last_row = start[first], hits.stop[last] - 1
+    first, last, rows, peak = group_runs(hits.cycle, hits.start, hits.stop, hits.profit)
+    cycle = hits.cycle
+    first_row, last_row = hits.start[first], hits.stop[last] - 1
     # Confidence at the run's last row: weakest leg's freshness and depth use.
     trade, column = hits.trade[last], hits.column[last]
     age_ms = (time[last_row][:, None] - hits.quote_time[last]) / 1e6

@@ -11,6 +11,7 @@ import pipelines
 from arbkit import schema
 from arbkit.align import _codes
 from arbkit.detect import _tri_kernels
+from arbkit.detect._depth import _floor_lot
 from arbkit.detect._episodes import (
     EpisodeState,
     advance_timeline_codes,
@@ -171,3 +172,85 @@ def test_name_codes_match_the_alignment_codes(names: list[str], start: int) -> N
     want_names, want = _codes(series)
     assert got_names == want_names
     assert got.tolist() == want.tolist()
+
+
+def _numpy_sizing(units, quotes, time, graph, max_notional, min_profit):  # type: ignore[no-untyped-def]
+    """The NumPy sizing the compiled kernel replaced (the reference its values must match bit for bit)."""
+    cycle, start, end, source = units
+    bid, bid_size, ask, ask_size, clock, reason = quotes
+    cycle_edges, edge_column, edge_sell, fee_col, lot_col, min_notional_col, limit_ns = graph
+    edges = cycle_edges[cycle]
+    column = np.where(edges >= 0, edge_column[np.maximum(edges, 0)], -1)
+    trade, col = column >= 0, np.maximum(column, 0)
+    src = np.maximum(source, 0)
+    leg_bid, leg_ask, quote_time, leg_ok = bid[src], ask[src], clock[src], reason[src] == 0
+    present = np.where(trade, np.isfinite(leg_bid) & np.isfinite(leg_ask) & (leg_bid > 0) & (leg_ask > 0), True)
+    present = present.all(1)
+    flag_free = np.where(trade, leg_ok, True).all(axis=1)
+    deadline = np.where(trade & leg_ok, quote_time + limit_ns[col], np.iinfo(np.int64).max).min(axis=1)
+    stale_from = np.clip(np.searchsorted(time, deadline, side="right"), start, end)
+    suppressed = [int(((end - stale_from) * present).sum()), int(((stale_from - start) * (present & ~flag_free)).sum())]
+    hit = present & flag_free & (stale_from > start)
+    sell = edge_sell[np.maximum(edges, 0)]
+    fee = np.where((edges >= 0) & ~trade, 0.0, fee_col[col])
+    rate = np.where(~trade, 1.0, np.where(sell, leg_bid, 1.0 / leg_ask) * (1.0 - fee))
+    before = np.cumprod(np.concatenate([np.ones((cycle.size, 1)), rate[:, :-1]], axis=1), axis=1)
+    capacity = np.where(~trade, np.inf, np.where(sell, bid_size[src], ask_size[src] * leg_ask))
+    amount = np.minimum((capacity / before).min(axis=1), max_notional)
+    per_start = np.where(sell, before, before / leg_ask)
+    lot = np.where(trade, lot_col[col], 0.0)
+    raw = amount[:, None] * per_start
+    ratio = np.where(trade & (raw > 0), _floor_lot(raw, lot) / np.where(raw > 0, raw, 1.0), 1.0)
+    amount = amount * ratio.min(axis=1)
+    size = np.where(trade, _floor_lot(amount[:, None] * per_start, lot), 0.0)
+    price = np.where(sell, leg_bid, leg_ask)
+    notional_ok = np.where(trade, size * price >= min_notional_col[col], True).all(axis=1)
+    growth = np.prod(rate, axis=1)
+    profit = amount * (growth - 1.0)
+    displayed = np.where(sell, bid_size[src], ask_size[src])
+    keep = (growth > 1.0) & (amount > 0) & notional_ok & (profit >= min_profit) & np.isfinite(profit)
+    per_unit = (stale_from, amount, profit, growth, notional_ok, trade, col, sell, fee, price, size, displayed)
+    return hit, keep, (*per_unit, quote_time), suppressed
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lots=st.booleans(), min_profit=st.sampled_from([-1.0, 0.0, 0.01]))
+def test_compiled_sizing_is_bit_identical_to_numpy(seed: int, lots: bool, min_profit: float) -> None:
+    rng = np.random.default_rng(seed)
+    n_rows, n_cells, n_columns, legs = 50, 8, 6, 4
+    n_quotes = n_rows + n_cells
+    mid = np.exp(rng.uniform(-5, 10, n_quotes))
+    bid = np.where(rng.random(n_quotes) < 0.05, np.nan, mid * (1 - 1e-4))
+    ask = np.where(rng.random(n_quotes) < 0.05, 0.0, mid * (1 + 1e-4))
+    quotes = (
+        bid, rng.exponential(2.0, n_quotes), ask, rng.exponential(2.0, n_quotes),
+        rng.integers(0, 10**9, n_quotes), np.where(rng.random(n_quotes) < 0.1, 3, 0).astype(np.uint8),
+    )  # fmt: skip
+    time = np.sort(rng.integers(0, 10**9, n_rows))
+    # Edges 0..11 trade columns (sell, buy per column), 12..13 transfers; cycles of 3 or 4 legs (-1 padded).
+    edge_column = np.concatenate([np.repeat(np.arange(n_columns), 2), [-1, -1]]).astype(np.int64)
+    edge_sell = np.array([True, False] * n_columns + [True, True])
+    cycle_edges = rng.integers(0, edge_column.size, (30, legs))
+    cycle_edges[rng.random(30) < 0.5, legs - 1] = -1
+    lot = np.where(rng.random(n_columns) < 0.5, 10.0 ** rng.integers(-4, 0, n_columns), 0.0)
+    graph = (
+        cycle_edges, edge_column, edge_sell, rng.uniform(0, 0.002, n_columns), lot if lots else np.zeros(n_columns),
+        rng.uniform(0, 0.2, n_columns), rng.integers(10**8, 2 * 10**9, n_columns),
+    )  # fmt: skip
+    n_units = 200
+    cycle, start = rng.integers(0, 30, n_units), rng.integers(0, n_rows, n_units)
+    edges = cycle_edges[cycle]
+    trade = (edges >= 0) & (edge_column[np.maximum(edges, 0)] >= 0)
+    source = np.where(trade, rng.integers(0, n_quotes, (n_units, legs)), -1)  # transfers and pads: -1
+    units = (cycle, start, np.minimum(start + rng.integers(1, 10, n_units), n_rows), source)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hit, keep, want, suppressed = _numpy_sizing(units, quotes, time, graph, 500.0, min_profit)
+    assert hit.any()
+    assert (hit & keep).any() or min_profit > 0
+    for keep_only, chosen in ((False, hit), (True, hit & keep)):
+        got = _tri_kernels.size_spans(units, quotes, time, graph, 500.0, min_profit, keep_only=keep_only)
+        assert got[0].tolist() == np.flatnonzero(chosen).tolist()
+        assert got[-1].tolist() == suppressed
+        for g, w in zip(got[1:-1], want, strict=True):
+            assert g.dtype == w.dtype
+            assert g.tobytes() == w[chosen].tobytes()
