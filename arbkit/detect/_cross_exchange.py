@@ -550,8 +550,14 @@ def _walk_books(
     symbols = pl.Series(state.symbols, dtype=pl.String).gather(sym)
     venues = pl.Series(state.venues, dtype=pl.String)
     book_state, batch_book = books
-    buy_book = book_as_of(book_state, batch_book, venues.gather(buy), symbols, time, clock=params.clock)
-    sell_book = book_as_of(book_state, batch_book, venues.gather(sell), symbols, time, clock=params.clock)
+    # One as-of lookup for both legs (the snapshot index of the batch is built once).
+    both = book_as_of(
+        book_state, batch_book, venues.gather(np.concatenate([buy, sell])), pl.concat([symbols, symbols]),
+        np.concatenate([time, time]), clock=params.clock,
+    )  # fmt: skip
+    bid_p, bid_s, ask_p, ask_s, snap_t = both
+    buy_book = (bid_p[:n], bid_s[:n], ask_p[:n], ask_s[:n], snap_t[:n])
+    sell_book = (bid_p[n:], bid_s[n:], ask_p[n:], ask_s[n:], snap_t[n:])
     # A snapshot counts for a leg only if it is as recent as the leg's quote and has a level on the side walked.
     buy_ok = (buy_book[4] >= buy_time) & np.isfinite(buy_book[2][:, 0])
     sell_ok = (sell_book[4] >= sell_time) & np.isfinite(sell_book[0][:, 0])

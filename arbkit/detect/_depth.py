@@ -121,14 +121,17 @@ def book_as_of(
     empty = np.zeros((n, depth))
     if n == 0 or snapshots.height == 0:
         return np.full((n, depth), np.nan), empty, np.full((n, depth), np.nan), empty.copy(), np.full(n, -1)
+    queries = pl.DataFrame(
+        {"query": np.arange(n), "exchange": exchange.cast(pl.String), "symbol": symbol.cast(pl.String), "t": time}
+    )
+    # Only the snapshots of the queried books, no later than the last query, can be visible to a query.
+    wanted = queries.select("exchange", "symbol").unique()
+    snapshots = snapshots.join(wanted, on=["exchange", "symbol"], how="semi").filter(pl.col("time") < int(time.max()))
     keys = (
         snapshots.select("exchange", "symbol", "time")
         .unique()
         .sort("exchange", "symbol", "time")
         .with_row_index("snapshot")
-    )
-    queries = pl.DataFrame(
-        {"query": np.arange(n), "exchange": exchange.cast(pl.String), "symbol": symbol.cast(pl.String), "t": time}
     )
     found = (
         queries.sort("t")
@@ -144,22 +147,27 @@ def book_as_of(
     )
     snapshot = found["snapshot"].fill_null(-1).cast(pl.Int64).to_numpy()
     snapshot_time = found["snapshot_time"].fill_null(-1).cast(pl.Int64).to_numpy()
-    rows = snapshots.join(keys, on=["exchange", "symbol", "time"]).filter(pl.col("level") < depth)
+    # Ladders are built for the snapshots some query sees, renumbered 0..k-1.
+    seen = np.unique(snapshot[snapshot >= 0])
+    local = np.full(keys.height + 1, -1, dtype=np.int64)
+    local[seen] = np.arange(seen.size)
+    used = keys.filter(pl.col("snapshot").is_in(pl.Series(seen, dtype=pl.UInt32)))
+    rows = snapshots.join(used, on=["exchange", "symbol", "time"]).filter(pl.col("level") < depth)
     bad = rows.group_by("snapshot").agg(((pl.col("flags").cast(pl.Int64) & QuoteFlag.blocking()) != 0).any())
-    flagged = np.zeros(keys.height, dtype=np.bool_)
-    flagged[bad.filter(pl.col("flags"))["snapshot"].to_numpy()] = True
+    flagged = np.zeros(seen.size + 1, dtype=np.bool_)
+    flagged[local[bad.filter(pl.col("flags"))["snapshot"].cast(pl.Int64).to_numpy()]] = True
     out = []
     for side in ("bid", "ask"):
-        price = np.full((keys.height, depth), np.nan)
-        size = np.zeros((keys.height, depth))
+        price = np.full((seen.size + 1, depth), np.nan)
+        size = np.zeros((seen.size + 1, depth))
         part = rows.filter(pl.col("side") == side)
-        idx = part["snapshot"].cast(pl.Int64).to_numpy()
+        idx = local[part["snapshot"].cast(pl.Int64).to_numpy()]
         lvl = part["level"].cast(pl.Int64).to_numpy()
         price[idx, lvl] = part["price"].to_numpy()
         size[idx, lvl] = part["size"].to_numpy()
         out.append((price, size))
-    usable = (snapshot >= 0) & ~flagged[np.maximum(snapshot, 0)]
-    pick = np.maximum(snapshot, 0)
+    pick = local[np.maximum(snapshot, 0)]
+    usable = (snapshot >= 0) & ~flagged[pick]
     (bp, bs), (ap, az) = out
     bid_price = np.where(usable[:, None], bp[pick], np.nan)
     bid_size = np.where(usable[:, None], bs[pick], 0.0)
