@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from arbkit import schema
 from arbkit._intern import shared
@@ -34,6 +36,7 @@ __all__ = [
     "csr",
     "episodes_frame",
     "floats_of",
+    "ints_of",
     "open_arrays",
     "pair_ids",
     "pair_names",
@@ -43,31 +46,52 @@ __all__ = [
 _I = npt.NDArray[np.int64]
 _F = npt.NDArray[np.float64]
 
-_PAIRS: dict[int, int] = {}
+_PAIRS: dict[tuple[str, str], int] = {}
 _PAIR_NAMES: list[tuple[str, str]] = []
 _LOCK = threading.Lock()
 
 
 def pair_ids(frame: pl.DataFrame) -> tuple[_I, _I]:
     """``(unique, inverse)``: the process-wide ids of the distinct ``(exchange, symbol)`` pairs of ``frame`` and,
-    for each row, the position of its pair in ``unique``."""
+    for each row, the position of its pair in ``unique``.
+
+    Exchange names are short, so the shared interner codes them from the Arrow views; symbols of derivatives are
+    longer than a view's 12 inline bytes, so Arrow's dictionary encoding codes them (no Python object per row).
+    """
     if frame.height == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
     ex = shared("exchange").codes(frame.get_column("exchange")).astype(np.int64)
-    sym = shared("symbol").codes(frame.get_column("symbol")).astype(np.int64)
-    combined = (ex << 32) | sym
-    uniq, inverse = np.unique(combined, return_inverse=True)
-    ids = np.empty(uniq.shape[0], dtype=np.int64)
-    exchanges, symbols = shared("exchange").names, shared("symbol").names
+    sym, sym_names = _symbol_codes(frame.get_column("symbol"))
+    # Both codes are small: a dense (exchange, symbol) grid finds the distinct pairs without a sort.
+    width = max(len(sym_names), 1)
+    combined = ex * width + sym
+    present = np.flatnonzero(np.bincount(combined))
+    lut = np.empty(int(present[-1]) + 1, dtype=np.int64)
+    lut[present] = np.arange(present.shape[0], dtype=np.int64)
+    ids = np.empty(present.shape[0], dtype=np.int64)
+    exchanges = shared("exchange").names
     with _LOCK:
-        for i, value in enumerate(uniq.tolist()):
-            found = _PAIRS.get(value)
+        for i, value in enumerate(present.tolist()):
+            pair = (exchanges[value // width], sym_names[value % width])
+            found = _PAIRS.get(pair)
             if found is None:
-                found = _PAIRS[value] = len(_PAIR_NAMES)
-                _PAIR_NAMES.append((exchanges[value >> 32], symbols[value & 0xFFFFFFFF]))
+                found = _PAIRS[pair] = len(_PAIR_NAMES)
+                _PAIR_NAMES.append(pair)
             ids[i] = found
-    return ids, inverse.astype(np.int64, copy=False).reshape(-1)
+    return ids, lut[combined]
+
+
+def _symbol_codes(series: pl.Series) -> tuple[_I, list[str]]:
+    """Per-row codes into a list of the column's names (valid for this call only)."""
+    if series.dtype == pl.String and series.null_count() == 0:
+        encoded = pc.dictionary_encode(series.to_arrow(compat_level=pl.CompatLevel.newest()))
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return codes, [str(x) for x in encoded.dictionary.to_pylist()]
+    interner = shared("symbol")
+    return interner.codes(series).astype(np.int64), interner.names
 
 
 def bump(counts: dict[str, int], more: Mapping[str, int]) -> None:
@@ -78,12 +102,17 @@ def bump(counts: dict[str, int], more: Mapping[str, int]) -> None:
 
 
 def floats_of(frame: pl.DataFrame, name: str) -> _F:
-    """A column as float64 NumPy, nulls as NaN (zero-copy when it already is one)."""
-    series = frame.get_column(name)
-    if series.dtype == pl.Float64 and series.null_count() == 0:
-        values: _F = series.to_numpy()
-        return values
-    return series.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64, copy=False)
+    """A numeric column as float64 NumPy, nulls as NaN (``cast(Float64).fill_null(nan)`` without a Polars query;
+    zero-copy when it already is one)."""
+    return np.asarray(frame.get_column(name).to_numpy(), dtype=np.float64)
+
+
+def ints_of(frame: pl.DataFrame, name: str) -> _I:
+    """An integer column as int64 NumPy, nulls as 0 (``cast(Int64).fill_null(0)`` without a Polars query)."""
+    values = frame.get_column(name).to_numpy()
+    if values.dtype.kind == "f":  # nulls came back as NaN
+        values = np.nan_to_num(values, nan=0.0)
+    return np.asarray(values, dtype=np.int64)
 
 
 def clock_of(frame: pl.DataFrame, clock: str) -> _I:

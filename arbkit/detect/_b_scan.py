@@ -65,23 +65,29 @@ def _grow_f(a: _F) -> _F:
     return out
 
 
-def _basis_leg(
-    k: int, fk: int, now: int, cells: _F, f_cells: _F, f_seen: _B, to_usdt: _F, period: _I, is_perp: _B
-) -> tuple[float, float, float, float, float]:
-    """Estimate of ``(bid, ask, rate, mark, next_funding)`` of leg ``k`` in USDT (see ``_basis._gather``)."""
+def _refresh(k: int, fk: int, cells: _F, f_cells: _F, f_seen: _B, to_usdt: _F, is_perp: _B, cache: _F) -> None:
+    """Recompute the estimate ``(bid, ask, rate, mark)`` in USDT of key ``k`` (see ``_basis._leg``) after its quote
+    or funding cell changed."""
     bid = cells[k, 0] * to_usdt[k]
     ask = cells[k, 1] * to_usdt[k]
     mark = (bid + ask) / 2.0
-    p = period[k]
-    nft = float(((now // p) + 1) * p) if p > 0 else float(now)
     rate = 0.0
     if is_perp[k] and fk >= 0 and f_seen[fk]:
         rate = f_cells[fk, 0]
         if np.isfinite(f_cells[fk, 2]):
             mark = f_cells[fk, 2] * to_usdt[k]
-        if np.isfinite(f_cells[fk, 1]) and f_cells[fk, 1] > now:
-            nft = f_cells[fk, 1]
-    return bid, ask, rate, mark, nft
+    cache[k, 0] = bid
+    cache[k, 1] = ask
+    cache[k, 2] = rate
+    cache[k, 3] = mark
+
+
+def _next_funding(k: int, fk: int, now: int, f_cells: _F, f_seen: _B, period: _I, is_perp: _B) -> float:
+    """Estimate of the next funding time of key ``k`` at ``now``: the funding row's, else the venue's grid."""
+    if is_perp[k] and fk >= 0 and f_seen[fk] and np.isfinite(f_cells[fk, 1]) and f_cells[fk, 1] > now:
+        return float(f_cells[fk, 1])
+    p = period[k]
+    return float(((now // p) + 1) * p) if p > 0 else float(now)
 
 
 def _basis_scan_py(
@@ -116,10 +122,15 @@ def _basis_scan_py(
     rate: float,
     screen: bool,
     next_seq: _I,
+    quote_of: _I,
+    cache: _F,
 ) -> tuple[int, _I, _F]:
     """Scan quote rows (``q_*``, values ``bid, ask, bid_size, ask_size, flags, reason``) and funding rows (``f_*``,
     values ``rate, next_funding_time, mark, flags``) in ``order`` (global indices, quotes first; input order when
-    empty); key ``-1``: a row no candidate uses."""
+    empty); key ``-1``: a row no candidate uses.  ``quote_of`` maps funding keys to quote keys (-1: none) and
+    ``cache`` holds each quote key's screening estimate (refreshed here: the caller passes a fresh one)."""
+    for k in range(cells.shape[0]):
+        _refresh(k, funding_of[k], cells, f_cells, f_seen, to_usdt, is_perp, cache)
     n = order.shape[0] if order.shape[0] > 0 else n_quotes + f_key.shape[0]
     emit_i = np.empty((64, 7), dtype=np.int64)
     emit_f = np.empty((64, 20), dtype=np.float64)
@@ -135,6 +146,7 @@ def _basis_scan_py(
                 cells[k, c] = q_values[g, c]
             cell_time[k] = now
             cell_seen[k] = True
+            _refresh(k, funding_of[k], cells, f_cells, f_seen, to_usdt, is_perp, cache)
             lo, hi = key_ptr[k], key_ptr[k + 1]
             touched = key_cands
         else:
@@ -147,6 +159,8 @@ def _basis_scan_py(
                 f_cells[k, c] = f_values[r, c]
             f_time[k] = now
             f_seen[k] = True
+            if quote_of[k] >= 0:
+                _refresh(quote_of[k], k, cells, f_cells, f_seen, to_usdt, is_perp, cache)
             lo, hi = fkey_ptr[k], fkey_ptr[k + 1]
             touched = fkey_cands
         for t in range(lo, hi):
@@ -160,12 +174,11 @@ def _basis_scan_py(
             fa = funding_of[a]
             fb = funding_of[b]
             if screen:
-                bid_a, ask_a, rate_a, mark_a, _ = _basis_leg(a, fa, now, cells, f_cells, f_seen, to_usdt, period,
-                                                             is_perp)  # fmt: skip
-                bid_b, ask_b, rate_b, mark_b, nft_b = _basis_leg(b, fb, now, cells, f_cells, f_seen, to_usdt, period,
-                                                                 is_perp)  # fmt: skip
+                bid_a, ask_a, rate_a, mark_a = cache[a, 0], cache[a, 1], cache[a, 2], cache[a, 3]
+                bid_b, ask_b, rate_b, mark_b = cache[b, 0], cache[b, 1], cache[b, 2], cache[b, 3]
                 family = cand_family[cand]
                 if family == 0:
+                    nft_b = _next_funding(b, fb, now, f_cells, f_seen, period, is_perp)
                     tau = max(nft_b - now, 0.0) / _NS_PER_YEAR
                     carry0 = rate_b * mark_b
                     carry1 = -rate_b * mark_b - borrow_rate * tau * bid_a
@@ -379,7 +392,8 @@ def _fold_py(
 _jit: Callable[[Any], Any] = numba.njit(cache=True, nogil=True, error_model="numpy")
 _grow_i = cast(Any, _jit(_grow_i))
 _grow_f = cast(Any, _jit(_grow_f))
-_basis_leg = cast(Any, _jit(_basis_leg))
+_refresh = cast(Any, _jit(_refresh))
+_next_funding = cast(Any, _jit(_next_funding))
 _Scan = Callable[..., tuple[int, _I, _F]]
 basis_scan = cast(_Scan, _jit(_basis_scan_py))
 parity_scan = cast(_Scan, _jit(_parity_scan_py))

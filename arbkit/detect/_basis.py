@@ -62,7 +62,7 @@ import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
-from arbkit.align import Clock, _int_column, _known, _memo, _reason_codes, count_reasons, max_age_ns
+from arbkit.align import Clock, _known, _memo, _reason_codes, count_reasons, max_age_ns
 from arbkit.detect import _b_scan
 from arbkit.detect._b_common import (
     SlotText,
@@ -71,6 +71,7 @@ from arbkit.detect._b_common import (
     csr,
     episodes_frame,
     floats_of,
+    ints_of,
     open_arrays,
     pair_ids,
     pair_names,
@@ -270,6 +271,7 @@ class _Tables:
     inverse: BoolArray
     expiry: IntArray
     funding_of: IntArray
+    quote_of: IntArray  # per funding key, the quote key (-1: none)
     cand_a: IntArray
     cand_b: IntArray
     family: IntArray
@@ -313,6 +315,8 @@ def _tables(keys: tuple[tuple[str, str], ...], fkeys: tuple[tuple[str, str], ...
         expiry[code] = info.expiry
         if info.role == "perp":
             funding_of[code] = f_index.get(key, -1)
+    quote_of = np.full(len(fkeys), -1, dtype=np.int64)
+    quote_of[funding_of[funding_of >= 0]] = np.flatnonzero(funding_of >= 0)
     pairs = _pairs(keys, known, params)
     families = {name: i for i, name in enumerate(CANDIDATES)}
     cand_a = np.array([a for _, a, _ in pairs], dtype=np.int64)
@@ -333,7 +337,8 @@ def _tables(keys: tuple[tuple[str, str], ...], fkeys: tuple[tuple[str, str], ...
             legs.append(((buy[0], buy[1], "buy"), (sell[0], sell[1], "sell")))
     text = SlotText(tuple(key_text), tuple(symbol), tuple(buy_ex), tuple(sell_ex), tuple(legs))
     tables = _Tables(
-        key_f, period, max_age, is_perp, inverse, expiry, funding_of, cand_a, cand_b, family, key_ptr, key_cands,
+        key_f, period, max_age, is_perp, inverse, expiry, funding_of, quote_of, cand_a, cand_b, family, key_ptr,
+        key_cands,
         fkey_ptr, fkey_cands, tuple(timelines), np.repeat(np.arange(len(pairs), dtype=np.int64), 2), text,
     )  # fmt: skip
     memo[memo_key] = tables
@@ -373,7 +378,7 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
     q_values = np.empty((quotes.height, 6))
     for c, name in enumerate(("bid", "ask", "bid_size", "ask_size")):
         q_values[:, c] = floats_of(quotes, name) if quotes.height else 0.0
-    flags = _int_column(quotes, "flags", pl.Int64) if "flags" in quotes.columns and quotes.height else None
+    flags = ints_of(quotes, "flags") if "flags" in quotes.columns and quotes.height else None
     reason = _reason_codes(q_values[:, 0], q_values[:, 1], q_values[:, 2], q_values[:, 3], flags,
                            known[q_inv] if quotes.height else np.zeros(0, np.bool_))  # fmt: skip
     q_values[:, 4] = floats_of(quotes, "flags") if "flags" in quotes.columns and quotes.height else np.nan
@@ -417,7 +422,8 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
         tables.key_ptr, tables.key_cands, tables.fkey_ptr, tables.fkey_cands, tables.cand_a, tables.cand_b,
         tables.family, tables.funding_of, np.ascontiguousarray(tables.key_f[:, 0]),
         np.ascontiguousarray(tables.key_f[:, 1]), tables.period, tables.is_perp, tables.expiry,
-        float(params.borrow_rate), float(params.rate), screen, work.next_seq,
+        float(params.borrow_rate), float(params.rate), screen, work.next_seq, tables.quote_of,
+        np.empty((len(work.keys), 4)),
     )  # fmt: skip
     return _Scanned(tables, emit_i[:n_emit], emit_f[:n_emit], dataclasses.replace(work, counts=counts))
 

@@ -39,7 +39,7 @@ import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
-from arbkit.align import Clock, _int_column, _known, _memo, _reason_codes, count_reasons, max_age_ns
+from arbkit.align import Clock, _known, _memo, _reason_codes, count_reasons, max_age_ns
 from arbkit.detect import _b_scan
 from arbkit.detect._b_common import (
     SlotText,
@@ -48,6 +48,7 @@ from arbkit.detect._b_common import (
     csr,
     episodes_frame,
     floats_of,
+    ints_of,
     open_arrays,
     pair_ids,
     pair_names,
@@ -290,12 +291,19 @@ class _Scanned:
     state: ParityState
 
 
-def _quote_values(frame: pl.DataFrame, names: tuple[str, ...], known: BoolArray) -> tuple[FloatArray, IntArray]:
-    """``names`` then the row check reason as float columns, and the reasons (:func:`arbkit.align.check_quotes`)."""
-    values = np.empty((frame.height, len(names) + 1))
+def _quote_values(
+    frame: pl.DataFrame, names: tuple[str, ...], known: BoolArray, rows: IntArray | None = None
+) -> tuple[FloatArray, IntArray]:
+    """``names`` then the row check reason as float columns, and the reasons (:func:`arbkit.align.check_quotes`),
+    of ``rows`` (all where ``None``)."""
+    n = frame.height if rows is None else rows.shape[0]
+    values = np.empty((n, len(names) + 1))
     for c, name in enumerate(names):
-        values[:, c] = floats_of(frame, name)
-    flags = _int_column(frame, "flags", pl.Int64) if "flags" in frame.columns else None
+        column = floats_of(frame, name)
+        values[:, c] = column if rows is None else column[rows]
+    flags = None
+    if "flags" in frame.columns:
+        flags = ints_of(frame, "flags") if rows is None else ints_of(frame, "flags")[rows]
     reason = _reason_codes(values[:, 0], values[:, 1], values[:, 2], values[:, 3], flags, known)
     values[:, len(names)] = reason
     return values, reason.astype(np.int64)
@@ -318,8 +326,7 @@ def _scan(batch: Batch, state: ParityState, params: ParityParams, screen: bool) 
     bump(counts, {"unused": int((~o_keep & (o_reason == 0)).sum())})
     bump(counts, {"unknown_instrument": int((~o_keep & (o_reason != 0)).sum())})
     q_rows = np.flatnonzero(q_kept[q_inv])
-    f_frame = quotes[q_rows] if q_rows.size != quotes.height else quotes
-    f_values, f_reason = _quote_values(f_frame, _FUTURE_VALUES, q_known[q_inv[q_rows]])
+    f_values, f_reason = _quote_values(quotes, _FUTURE_VALUES, q_known[q_inv[q_rows]], q_rows)
     bump(counts, {f"future_{k}": v for k, v in count_reasons(f_reason.astype(np.uint8)).items()})
     okeys = state.option_keys
     o_new = {k for k, ok in zip(o_names, o_kept.tolist(), strict=True) if ok} - set(okeys)
