@@ -70,7 +70,7 @@ from dataclasses import dataclass, fields
 
 from arbkit.instruments import Registry, default_registry
 from arbkit.schema import QuoteFlag
-from live.adapters._base import BookRow, BookUpdate, Level, QuoteRow, Rows
+from live.adapters._base import BookRow, BookUpdate, Level, QuoteRow, Rows, level_quote
 
 __all__ = [
     "BookCounters",
@@ -396,20 +396,7 @@ class BookKeeper:
             flags |= _CROSSED
             counters.crossed += 1
         exchange, symbol = self.exchange, self.symbol
-        quotes.append(
-            (
-                ts_event,
-                ts_recv,
-                exchange,
-                symbol,
-                bid[0] if bid else None,
-                bid[1] if bid else None,
-                ask[0] if ask else None,
-                ask[1] if ask else None,
-                seq,
-                flags,
-            )
-        )
+        quotes.append(level_quote(ts_event, ts_recv, exchange, symbol, bid, ask, seq, flags))
         if book is None:
             return
         if one_level and bid is not None and ask is not None:
@@ -571,18 +558,8 @@ class BookKeeper:
         flags = self.flags(now_ns)
         if flags & _STALE:
             self.counters.stale += 1
-        return (
-            self.ts_event,
-            self.ts_recv if now_ns is None else max(now_ns, self.ts_recv),
-            self.exchange,
-            self.symbol,
-            bid[0] if bid else None,
-            bid[1] if bid else None,
-            ask[0] if ask else None,
-            ask[1] if ask else None,
-            self.last_seq,
-            flags,
-        )
+        ts_recv = self.ts_recv if now_ns is None else max(now_ns, self.ts_recv)
+        return level_quote(self.ts_event, ts_recv, self.exchange, self.symbol, bid, ask, self.last_seq, flags)
 
     def book_rows(self, n: int | None = None, now_ns: int | None = None) -> list[BookRow]:
         """The top ``n`` levels per side (``depth`` by default) as ``BOOK`` rows, flagged like :meth:`quote`."""

@@ -451,6 +451,31 @@ class Adapter:
         return ms * _NS_PER_MS
 
 
+def level_quote(
+    ts_event: int,
+    ts_recv: int,
+    exchange: str,
+    symbol: str,
+    bid: Level | None,
+    ask: Level | None,
+    seq: int | None,
+    flags: int,
+) -> QuoteRow:
+    """A ``QUOTES`` row from the best bid and ask levels (an absent side stays ``None``)."""
+    return (
+        ts_event,
+        ts_recv,
+        exchange,
+        symbol,
+        bid[0] if bid else None,
+        bid[1] if bid else None,
+        ask[0] if ask else None,
+        ask[1] if ask else None,
+        seq,
+        flags,
+    )
+
+
 _ISO_SECONDS: dict[str, int] = {}
 
 

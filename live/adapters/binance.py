@@ -32,6 +32,7 @@ from live.adapters._base import (
     ParseError,
     QuoteRow,
     Rows,
+    level_quote,
 )
 
 __all__ = ["BinanceAdapter", "BinanceParseError"]
@@ -405,20 +406,7 @@ class BinanceAdapter(Adapter):
         bid = bids_sorted[0] if bids_sorted else None
         ask = asks_sorted[0] if asks_sorted else None
         crossed = 2 if bid is not None and ask is not None and bid[0] > ask[0] else 0
-        rows.quotes.append(
-            (
-                ts_event,
-                ts_recv,
-                "binance",
-                symbol,
-                bid[0] if bid else None,
-                bid[1] if bid else None,
-                ask[0] if ask else None,
-                ask[1] if ask else None,
-                seq,
-                crossed,
-            )
-        )
+        rows.quotes.append(level_quote(ts_event, ts_recv, "binance", symbol, bid, ask, seq, crossed))
 
     def _depth(self, rows: Rows, m: _Msg, ts_recv: int, stream: str | None) -> None:
         if m.s is None or m.U is None or m.u is None:

@@ -57,7 +57,6 @@ def test_book_channel_joining_mid_stream_gets_a_consistent_book(venue: str, symb
     async def main() -> Connector:
         async with await serve(frame, speed=1.0, autostart=False) as sim:
             queue: asyncio.Queue[FeedItem] = asyncio.Queue()
-            stop = asyncio.Event()
             ticker = await open_feed(sim.url(venue))
             adapter = adapters.get(venue)
             request = adapter.subscribe_message(DEFAULT_CHANNELS[venue], [adapter.venue_symbol(symbol)])
@@ -68,12 +67,7 @@ def test_book_channel_joining_mid_stream_gets_a_consistent_book(venue: str, symb
             while got < 100:  # a fifth of the data goes out on the fast path only
                 got += sum(1 for m in await ticker.recv_batch() if m.startswith((b'{"arg"', b'{"channel":"ticker"')))
             cfg = ConnectorConfig(venue, sim.url(venue), (symbol,), channel=channel, backoff_initial_s=0.05)
-            book = Connector(cfg, queue, rng=random.Random(1))
-            task = asyncio.create_task(book.run(stop))
-            await book.wait_subscribed(5)
-            await _until(lambda: book.books.counters.applied >= 20)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            book = await _run_until_applied(cfg, queue)
             ticker.transport.abort()
             rows = [r for table, data in _drain(queue) if table == "quotes" for r in data]
             assert rows
@@ -85,6 +79,18 @@ def test_book_channel_joining_mid_stream_gets_a_consistent_book(venue: str, symb
     assert book.books.counters.checksum_failures == 0
     assert book.books.counters.gaps == 0
     assert book.stats.resyncs == 0
+
+
+async def _run_until_applied(config: ConnectorConfig, queue: asyncio.Queue[FeedItem], n: int = 20) -> Connector:
+    """A book connector run until its keeper has applied ``n`` updates, then stopped."""
+    stop = asyncio.Event()
+    connector = Connector(config, queue, rng=random.Random(1))
+    task = asyncio.create_task(connector.run(stop))
+    await connector.wait_subscribed(5)
+    await _until(lambda: connector.books.counters.applied >= n)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    return connector
 
 
 def _drain(queue: asyncio.Queue[FeedItem]) -> list[FeedItem]:
@@ -135,17 +141,10 @@ def test_binance_rest_snapshot_after_fast_path_syncs_the_diff_stream() -> None:
             got = 0
             while got < 60:
                 got += sum(1 for m in await ticker.recv_batch() if m.startswith(b'{"u"'))
-            queue: asyncio.Queue[FeedItem] = asyncio.Queue()
-            stop = asyncio.Event()
             cfg = ConnectorConfig(
                 "binance", sim.url("binance"), ("BTC/USDT",), channel="depth@100ms", rest_url=sim.rest_url("binance")
             )
-            depth = Connector(cfg, queue, rng=random.Random(1))
-            task = asyncio.create_task(depth.run(stop))
-            await depth.wait_subscribed(5)
-            await _until(lambda: depth.books.counters.applied >= 20)
-            stop.set()
-            await asyncio.wait_for(task, 10)
+            depth = await _run_until_applied(cfg, asyncio.Queue())
             ticker.transport.abort()
             return depth
 
