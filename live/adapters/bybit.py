@@ -21,7 +21,7 @@ import msgspec
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
-from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, ParseError, QuoteRow, Rows
+from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, QuoteRow, Rows
 
 __all__ = ["BybitAdapter", "BybitParseError"]
 
@@ -129,6 +129,11 @@ class BybitAdapter(Adapter):
 
     exchange = "bybit"
     markets = ("linear", "spot")
+
+    def __init__(self, market: str | None = None) -> None:
+        super().__init__(market)
+        self._topic_depths: dict[str, int | None] = {}  # orderbook topic -> its depth, parsed once
+
     channels = ("orderbook.1", "orderbook.50", "orderbook.200", "orderbook.500", "tickers", "publicTrade")
     ParseError = BybitParseError
 
@@ -230,24 +235,36 @@ class BybitAdapter(Adapter):
         """
         out: list[BookUpdate] = []
         append = out.append
+        unified = self._unified
+        depths = self._topic_depths
         try:
             for raw in raws:  # decoded one by one: each struct is dropped before the next
                 m = _decode_book(raw)
                 kind = m.type
-                parts = m.topic.split(".")
-                if kind not in ("snapshot", "delta") or parts[0] != "orderbook" or len(parts) < 2:
-                    return None  # acks, tickers, trades and anything odd: the full path decides
-                depth = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+                if kind not in ("snapshot", "delta"):
+                    return None
+                topic = m.topic
+                if topic in depths:
+                    depth = depths[topic]
+                else:
+                    parts = topic.split(".")
+                    if parts[0] != "orderbook" or len(parts) < 2:
+                        return None  # acks, tickers, trades and anything odd: the full path decides
+                    depth = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+                    if len(depths) > 4096:
+                        depths.clear()
+                    depths[topic] = depth
                 d = m.data
+                ts = m.cts or m.ts
                 append(
                     BookUpdate(
                         "bybit",
-                        self.unified_symbol(d.s),
+                        unified.get(d.s) or self.unified_symbol(d.s),
                         "bybit",
                         kind == "snapshot",
-                        self.levels(d.b),
-                        self.levels(d.a),
-                        self.timestamp_ms(m.cts or m.ts, ts_recv),
+                        self._levels(d.b),
+                        self._levels(d.a),
+                        ts * 1_000_000 if 0 < ts < 10**14 else self.timestamp_ms(ts, ts_recv),
                         ts_recv,
                         seq=d.u,
                         depth=depth,
@@ -258,6 +275,17 @@ class BybitAdapter(Adapter):
         except DECODE_ERRORS:
             return None
         return out
+
+    def _levels(self, raw_levels: list[tuple[str, str]]) -> tuple[Level, ...]:
+        """:meth:`levels`, with ``orderbook.1``'s single level built without the general loop."""
+        if len(raw_levels) != 1:
+            return self.levels(raw_levels)
+        price_text, size_text = raw_levels[0]
+        price = float(price_text)
+        size = float(size_text)
+        if not (0.0 < price < _INF and 0.0 <= size < _INF):
+            raise self.error(f"bad book level {[price_text, size_text]!r}")
+        return ((price, size, price_text, size_text),)
 
     # -- full path ------------------------------------------------------------------------------------------
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:

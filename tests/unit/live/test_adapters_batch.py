@@ -92,3 +92,33 @@ def test_bybit_book_batch_equals_per_message_updates() -> None:
     negative = raws[2].replace(b'"1.5"', b'"-1.5"')
     assert negative != raws[2]
     assert adapter.parse_book_batch([raws[0], negative], TS_RECV) is None  # the full path raises on it
+
+
+def test_bybit_book_batch_mixed_depths_and_declines() -> None:
+    """One-level snapshots (the inline path), multi-level deltas and both depths parse as on the full path."""
+    adapter = adapters.get("bybit")
+    raws = [
+        b'{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1700000000000,'
+        b'"data":{"s":"BTCUSDT","b":[["100.5","1.25"]],"a":[["100.6","0"]],"u":5,"seq":9},"cts":1699999999990}',
+        b'{"topic":"orderbook.50.ETHUSDT","type":"delta","ts":1700000000001,'
+        b'"data":{"s":"ETHUSDT","b":[["2000","1"],["1999.5","0"]],"a":[],"u":6,"seq":10}}',
+        b'{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1700000000002,'
+        b'"data":{"s":"BTCUSDT","b":[],"a":[["100.7","3"]],"u":7,"seq":11}}',
+    ]
+    expected = [u for raw in raws for u in adapter.parse_rows(raw, TS_RECV).book_updates]
+    assert adapter.parse_book_batch(raws, TS_RECV) == expected
+    assert [(u.depth, u.is_snapshot, len(u.bids), len(u.asks)) for u in expected] == [
+        (1, True, 1, 1),
+        (50, False, 2, 0),
+        (1, True, 0, 1),
+    ]
+    bad_price = raws[0].replace(b'"100.5"', b'"-1"')
+    assert adapter.parse_book_batch([raws[1], bad_price], TS_RECV) is None
+    assert (
+        adapter.parse_book_batch(
+            [raws[0], raws[0].replace(b'"ts":1700000000000', b'"ts":0').replace(b',"cts":1699999999990', b"")], TS_RECV
+        )
+        is None
+    )
+    ticker = b'{"topic":"tickers.BTCUSDT","type":"snapshot","ts":1700000000000,"data":{"symbol":"BTCUSDT"}}'
+    assert adapter.parse_book_batch([raws[0], ticker], TS_RECV) is None
