@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -89,6 +88,7 @@ from arbkit._intern import shared
 from arbkit.align import Clock, _float, _int_column, _known, _memo, _reason_codes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, persistence, row_confidence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
+from arbkit.detect._episodes import episode_id
 from arbkit.detect._tri_kernels import group_runs, prepare_scan, scan_cycles, size_spans
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
@@ -770,29 +770,58 @@ def _merge(
 def _opportunities(episodes: Sequence[OpenEpisode], status: str) -> pl.DataFrame:
     """Episodes as an :data:`arbkit.schema.OPPORTUNITIES` frame, as
     :func:`arbkit.detect._episodes.to_opportunities` makes them (deterministic id, confidence weighted by
-    persistence, sorted by ``(ts_start, id)``), converted by Arrow in one call: Polars frames of list-of-struct
-    legs from Python objects cost milliseconds, and this runs on every micro-batch that closes an episode."""
+    persistence, sorted by ``(ts_start, id)``).  A micro-batch closes a handful of episodes: those are converted
+    from Python dicts in one Polars call (the cheapest for a few rows); many, column-wise through Arrow (nested
+    dicts cost several times more per row)."""
     if not episodes:
         return _EMPTY.clear()
-    ids = [_episode_id(e.key, e.ts_start) for e in episodes]
+    ids = [episode_id(KIND, e.key, e.ts_start) for e in episodes]
     order = sorted(range(len(episodes)), key=lambda i: (episodes[i].ts_start, ids[i]))
     chosen = [episodes[i] for i in order]
-    n = len(chosen)
-    numbers = np.array([(e.size, e.profit, e.peak_profit, e.profit_percentage, e.confidence) for e in chosen])
-    integers = np.array([(e.ts_start, e.ts_end, e.rows) for e in chosen], dtype=np.int64).T.copy()
-    confidence = np.clip(numbers[:, 4] * persistence(integers[2].astype(np.float64)), 0.0, 1.0)
-    numbers = numbers.T.copy()  # contiguous columns: zero-copy into Arrow
+    chosen_ids = [ids[i] for i in order]
+    confidence = np.clip(
+        np.array([e.confidence for e in chosen]) * persistence(np.array([e.rows for e in chosen])), 0.0, 1.0
+    )
+    if len(chosen) <= _FEW_EPISODES:
+        return _few_episodes(chosen, chosen_ids, confidence.tolist(), status)
+    return _many_episodes(chosen, chosen_ids, confidence, status)
+
+
+#: Up to this many episodes the dict conversion is the cheaper one (a few rows: ~2x; hundreds: ~4x slower).
+_FEW_EPISODES = 32
+
+
+def _few_episodes(episodes: list[OpenEpisode], ids: list[str], confidence: list[float], status: str) -> pl.DataFrame:
+    out = []
+    for e, episode_id_, conf in zip(episodes, ids, confidence, strict=True):
+        legs = [
+            {"exchange": venue, "symbol": symbol, "side": side, "price": price, "size": size}
+            for venue, symbol, side, price, size in e.legs
+        ]
+        out.append(
+            {"id": episode_id_, "kind": KIND, "ts_start": e.ts_start, "ts_end": e.ts_end, "symbol": e.name,
+             "legs": legs, "buy_exchange": e.legs[0][0], "sell_exchange": e.legs[-1][0], "buy_price": e.legs[0][3],
+             "sell_price": None, "size": e.size, "profit": e.profit, "peak_profit": e.peak_profit,
+             "profit_percentage": e.profit_percentage, "confidence": conf, "rows": e.rows, "status": status}
+        )  # fmt: skip
+    return pl.from_dicts(out, schema=_OPPORTUNITY_SCHEMA)
+
+
+def _many_episodes(episodes: list[OpenEpisode], ids: list[str], confidence: _F, status: str) -> pl.DataFrame:
+    n = len(episodes)
+    numbers = np.array([(e.size, e.profit, e.peak_profit, e.profit_percentage) for e in episodes]).T.copy()
+    integers = np.array([(e.ts_start, e.ts_end, e.rows) for e in episodes], dtype=np.int64).T.copy()
     strings = pa.string()
     columns = [
-        pa.array([ids[i] for i in order], type=strings),
+        pa.array(ids, type=strings),
         pa.array([KIND] * n, type=strings),
         pa.array(integers[0]),
         pa.array(integers[1]),
-        pa.array([e.name for e in chosen], type=strings),
-        _legs_array(chosen),
-        pa.array([e.legs[0][0] for e in chosen], type=strings),
-        pa.array([e.legs[-1][0] for e in chosen], type=strings),
-        pa.array([e.legs[0][3] for e in chosen], type=pa.float64()),
+        pa.array([e.name for e in episodes], type=strings),
+        _legs_array(episodes),
+        pa.array([e.legs[0][0] for e in episodes], type=strings),
+        pa.array([e.legs[-1][0] for e in episodes], type=strings),
+        pa.array([e.legs[0][3] for e in episodes], type=pa.float64()),
         pa.nulls(n, type=pa.float64()),
         pa.array(numbers[0]),
         pa.array(numbers[1]),
@@ -803,29 +832,22 @@ def _opportunities(episodes: Sequence[OpenEpisode], status: str) -> pl.DataFrame
         pa.array([status] * n, type=strings),
     ]
     out = pl.DataFrame(pa.RecordBatch.from_arrays(columns, schema=_ARROW))
-    return out if out.dtypes == _DTYPES else out.cast(schema.OPPORTUNITIES.polars)
+    return out if out.dtypes == _DTYPES else out.cast(_OPPORTUNITY_SCHEMA)
 
 
 def _legs_array(episodes: Sequence[OpenEpisode]) -> pa.Array:
-    """The ``legs`` column as an Arrow list of structs built from flat field arrays (nested Python dicts cost
-    several times more to convert)."""
+    """The ``legs`` column as an Arrow list of structs built from flat field arrays."""
     flat = [leg for e in episodes for leg in e.legs]
     fields = [pa.array([leg[j] for leg in flat], type=_LEG.field(j).type) for j in range(_LEG.num_fields)]
     offsets = pa.array(np.cumsum([0, *(len(e.legs) for e in episodes)], dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(fields, fields=list(_LEG)), type=_LEGS)
 
 
-_LEGS = schema.OPPORTUNITIES.arrow.field("legs").type
-_LEG: pa.StructType = _LEGS.value_type
-
-
-def _episode_id(key: str, ts_start: int) -> str:
-    # The id of arbkit.detect._episodes (SHA-1 of kind, key and start); a test checks that both frames agree.
-    return hashlib.sha1(f"{KIND}\x1f{key}\x1f{ts_start}".encode(), usedforsecurity=False).hexdigest()[:16]
-
-
+_OPPORTUNITY_SCHEMA = schema.OPPORTUNITIES.polars
 _ARROW = schema.OPPORTUNITIES.arrow
-_DTYPES = list(schema.OPPORTUNITIES.polars.values())
+_DTYPES = list(_OPPORTUNITY_SCHEMA.values())
+_LEGS = _ARROW.field("legs").type
+_LEG: pa.StructType = _LEGS.value_type
 _EMPTY = schema.empty(schema.OPPORTUNITIES)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pipelines
 from arbkit import schema
 from arbkit.align import _codes
-from arbkit.detect import _tri_kernels
+from arbkit.detect import _tri_kernels, _triangular
 from arbkit.detect._depth import _floor_lot
 from arbkit.detect._episodes import (
     EpisodeState,
@@ -78,9 +79,12 @@ def test_scan_compiles_once_for_any_batch_length() -> None:
     assert _tri_kernels.scan_signatures() == compiled
 
 
-def test_episode_frame_matches_the_generic_merge() -> None:
-    # The detector builds its opportunities frame from records in one Arrow table; it must equal what the generic
-    # to_opportunities makes of the same episodes (ids, persistence, order, dtypes).
+@pytest.mark.parametrize("few", [True, False])
+def test_episode_frame_matches_the_generic_merge(few: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The detector builds its opportunities frame from records (Python dicts for a few episodes, Arrow columns for
+    # many); both must equal what the generic to_opportunities makes of the same episodes (ids, persistence,
+    # order, dtypes).
+    monkeypatch.setattr(_triangular, "_FEW_EPISODES", 1_000 if few else 0)
     frame = _market(5, 3_000, dislocation=0.02)
     params = TriangularParams(max_notional=1_000.0)
     state = TriangularState.empty()
