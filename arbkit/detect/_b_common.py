@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,9 @@ from arbkit.detect._confidence import persistence
 from arbkit.detect._episodes import episode_id
 
 __all__ = [
+    "KEPT",
+    "KNOWN",
+    "PERP",
     "SlotText",
     "bump",
     "clock_of",
@@ -38,6 +42,7 @@ __all__ = [
     "floats_of",
     "ints_of",
     "open_arrays",
+    "pair_flags",
     "pair_ids",
     "pair_names",
     "regrid",
@@ -118,6 +123,27 @@ def ints_of(frame: pl.DataFrame, name: str) -> _I:
 def clock_of(frame: pl.DataFrame, clock: str) -> _I:
     """The clock column as int64 NumPy."""
     return frame.get_column(clock).to_numpy().astype(np.int64, copy=False)
+
+
+#: Bits of :func:`pair_flags`.
+KEPT, PERP, KNOWN = 1, 2, 4
+
+
+def pair_flags(memo: dict[Any, Any], name: object, ids: _I, resolve: Callable[[tuple[str, str]], int]) -> _I:
+    """``resolve(pair)`` of each pair id, computed once per pair and kept in ``memo`` under ``name`` as an array
+    over all pair ids (a step then looks its pairs up with one gather, no registry call)."""
+    table: _I | None = memo.get(name)
+    if table is None or table.shape[0] < len(_PAIR_NAMES):
+        grown = np.full(len(_PAIR_NAMES), -1, dtype=np.int64)
+        if table is not None:
+            grown[: table.shape[0]] = table
+        table = memo[name] = grown
+    out = table[ids]
+    if (out < 0).any():
+        for i in ids[out < 0].tolist():
+            table[i] = resolve(_PAIR_NAMES[i])
+        out = table[ids]
+    return out
 
 
 def pair_names(ids: _I) -> list[tuple[str, str]]:

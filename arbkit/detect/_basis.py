@@ -65,6 +65,9 @@ from arbkit import schema
 from arbkit.align import Clock, _known, _memo, _reason_codes, count_reasons, max_age_ns
 from arbkit.detect import _b_scan
 from arbkit.detect._b_common import (
+    KEPT,
+    KNOWN,
+    PERP,
     SlotText,
     bump,
     clock_of,
@@ -73,6 +76,7 @@ from arbkit.detect._b_common import (
     floats_of,
     ints_of,
     open_arrays,
+    pair_flags,
     pair_ids,
     pair_names,
     regrid,
@@ -353,6 +357,15 @@ def _info(key: tuple[str, str], params: BasisParams) -> _Info | None:
     return cast(_Info | None, memo[memo_key])
 
 
+def _pair_flags(key: tuple[str, str], params: BasisParams) -> int:
+    """:data:`KEPT` (a basis leg), :data:`PERP` (a perpetual leg) and :data:`KNOWN` (in the registry) bits."""
+    info = _info(key, params)
+    bits = KNOWN if _known(params.registry, *key) else 0
+    if info is not None:
+        bits |= KEPT | (PERP if info.role == "perp" else 0)
+    return bits
+
+
 @dataclass(frozen=True)
 class _Scanned:
     """A batch scanned onto the carried cells: the emitted rows, the next state (episodes not yet folded)."""
@@ -369,12 +382,13 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
     q_ids, q_inv = pair_ids(quotes)
     f_ids, f_inv = pair_ids(funding)
     q_names, f_names = pair_names(q_ids), pair_names(f_ids)
-    q_info = [_info(k, params) for k in q_names]
-    f_info = [_info(k, params) for k in f_names]
-    q_kept = np.array([i is not None for i in q_info], dtype=np.bool_)
-    f_kept = np.array([i is not None and i.role == "perp" for i in f_info], dtype=np.bool_)
-    # Row checks (arbkit.align.check_quotes) with the registry lookups done once per instrument.
-    known = np.array([_known(params.registry, ex, sym) for ex, sym in q_names], dtype=np.bool_)
+    memo = _memo(params.registry)
+    flag_key = ("basis.flags", params.spot_quotes, params.usd_per_usdt)
+    q_flags = pair_flags(memo, flag_key, q_ids, lambda key: _pair_flags(key, params))
+    f_flags = pair_flags(memo, flag_key, f_ids, lambda key: _pair_flags(key, params))
+    q_kept = (q_flags & KEPT) != 0
+    f_kept = (f_flags & PERP) != 0
+    known = (q_flags & KNOWN) != 0
     q_values = np.empty((quotes.height, 6))
     for c, name in enumerate(("bid", "ask", "bid_size", "ask_size")):
         q_values[:, c] = floats_of(quotes, name) if quotes.height else 0.0

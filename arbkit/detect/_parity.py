@@ -42,6 +42,9 @@ from arbkit import schema
 from arbkit.align import Clock, _known, _memo, _reason_codes, count_reasons, max_age_ns
 from arbkit.detect import _b_scan
 from arbkit.detect._b_common import (
+    KEPT,
+    KNOWN,
+    PERP,
     SlotText,
     bump,
     clock_of,
@@ -50,6 +53,7 @@ from arbkit.detect._b_common import (
     floats_of,
     ints_of,
     open_arrays,
+    pair_flags,
     pair_ids,
     pair_names,
     regrid,
@@ -197,6 +201,16 @@ def _is_future(symbol: str) -> bool:
         return False
 
 
+#: Bit of :func:`_pair_flags`: a dated future (a possible hedge), beside ``KEPT`` (an option leg) and ``KNOWN``.
+FUTURE = PERP
+
+
+def _pair_flags(key: tuple[str, str], registry: Registry) -> int:
+    bits = KNOWN if _known(registry, *key) else 0
+    bits |= KEPT if _option(key, registry) is not None else 0
+    return bits | (FUTURE if _is_future(key[1]) else 0)
+
+
 _CAND_F = ("strike", "option_fee", "fee_cap", "future_fee", "future_contract", "latency_ms")
 
 
@@ -316,10 +330,11 @@ def _scan(batch: Batch, state: ParityState, params: ParityParams, screen: bool) 
     o_ids, o_inv = pair_ids(options)
     q_ids, q_inv = pair_ids(quotes)
     o_names, q_names = pair_names(o_ids), pair_names(q_ids)
-    o_kept = np.array([_option(k, registry) is not None for k in o_names], dtype=np.bool_)
-    q_kept = np.array([_is_future(sym) for _, sym in q_names], dtype=np.bool_)
-    o_known = np.array([_known(registry, ex, sym) for ex, sym in o_names], dtype=np.bool_)
-    q_known = np.array([_known(registry, ex, sym) for ex, sym in q_names], dtype=np.bool_)
+    memo = _memo(registry)
+    o_flags = pair_flags(memo, "parity.flags", o_ids, lambda key: _pair_flags(key, registry))
+    q_flags = pair_flags(memo, "parity.flags", q_ids, lambda key: _pair_flags(key, registry))
+    o_kept, o_known = (o_flags & KEPT) != 0, (o_flags & KNOWN) != 0
+    q_kept, q_known = (q_flags & FUTURE) != 0, (q_flags & KNOWN) != 0
     o_values, o_reason = _quote_values(options, _OPTION_VALUES, o_known[o_inv])
     o_keep = o_kept[o_inv]
     bump(counts, count_reasons(o_reason[o_keep].astype(np.uint8)))

@@ -8,9 +8,11 @@ import numpy as np
 import polars as pl
 
 import pipelines
+from arbkit import schema
 from arbkit.detect._basis import BasisParams, BasisState, evaluate_basis
+from arbkit.detect._episodes import EpisodeState, finish_episodes, merge_episodes
 from arbkit.instruments import default_registry
-from arbkit.pipeline import Batch
+from arbkit.pipeline import Batch, canonical_sort
 from arbkit.schema import QuoteFlag
 
 BASIS = pipelines.get("basis")
@@ -183,3 +185,64 @@ def test_events_match_a_brute_force_loop() -> None:
     expected = _brute_force(q, 1_000 * _MS)
     assert expected, "the market should contain opportunities"
     assert got == expected
+
+
+def _market(seed: int, n: int) -> Batch:
+    """Spot, linear and inverse perpetuals on three venues with dislocations, bad rows and funding rows."""
+    rng = np.random.default_rng(seed)
+    symbols = [("binance", "BTC/USDT"), ("okx", "BTC/USDT"), ("okx", "BTC/USDT:USDT"), ("bybit", "BTC/USDT:USDT"),
+               ("deribit", "BTC/USD:BTC"), ("binance", "BTC/USDT:USDT")]  # fmt: skip
+    pick = rng.integers(0, len(symbols), n)
+    ts = _T0 + np.cumsum(rng.integers(0, 300, n)) * _MS
+    mid = 60_000.0 * (1 + rng.choice([0.0, 0.004, -0.004], n, p=[0.6, 0.2, 0.2]))
+    q = pl.DataFrame(
+        {
+            "ts_event": ts,
+            "ts_recv": ts,
+            "exchange": [symbols[i][0] for i in pick],
+            "symbol": [symbols[i][1] for i in pick],
+            "bid": np.where(rng.random(n) < 0.03, np.nan, mid - 5.0),
+            "bid_size": rng.uniform(0.1, 2, n) * np.where(pick == 4, 60_000.0, 1.0),
+            "ask": mid + 5.0,
+            "ask_size": rng.uniform(0.1, 2, n) * np.where(pick == 4, 60_000.0, 1.0),
+            "flags": np.where(rng.random(n) < 0.05, int(QuoteFlag.STALE), 0).astype(np.uint16),
+        }
+    )
+    perps = q.filter(pl.col("symbol").str.contains(":") & pl.Series(rng.random(n) < 0.3))
+    funding = pl.DataFrame(
+        {
+            "ts_event": perps["ts_event"],
+            "ts_recv": perps["ts_recv"],
+            "exchange": perps["exchange"],
+            "symbol": perps["symbol"],
+            "funding_rate": rng.normal(0.0, 0.001, perps.height),
+            "predicted_rate": [None] * perps.height,
+            "next_funding_time": [_T0 + 8 * 3600 * 10**9] * perps.height,
+            "mark_price": [60_000.0] * perps.height,
+            "index_price": [60_000.0] * perps.height,
+        },
+        schema_overrides={"predicted_rate": pl.Float64},
+    )
+    return Batch(quotes=q, funding=schema.validate(funding, schema.FUNDING))  # raw quotes: bad rows stay
+
+
+def test_screened_step_matches_the_unscreened_events_merged_by_the_generic_merger() -> None:
+    """The step screens out rows it estimates unprofitable and folds episodes in compiled code; the research path
+    evaluates every row and the generic episode merger of ``_episodes`` merges its events: same episodes, same
+    counters."""
+    batch = _market(11, 2_000)
+    params = BasisParams(max_notional=100_000.0)
+    events, _, state = evaluate_basis(batch, BasisState.empty(), params)
+    assert events.height > 0
+    timelines = EpisodeState(
+        EpisodeState.empty().open,
+        pl.DataFrame({"timeline": state.timelines, "next_seq": state.next_seq}).sort("timeline"),
+    )
+    closed, episodes = merge_episodes(events, timelines)
+    expected = canonical_sort(pl.concat([closed, finish_episodes(episodes)]))
+    out, stepped = BASIS.step(batch, BasisState.empty(), params)
+    got = canonical_sort(pl.concat([out, BASIS.finish(stepped, params)]))
+    assert got.height > 1
+    assert got.equals(expected)
+    assert stepped.counts == state.counts
+    assert stepped.counts.get("suppressed_stale", 0) + stepped.counts.get("suppressed_flagged", 0) > 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
 
 import pipelines
+from arbkit.detect._episodes import EpisodeState, finish_episodes, merge_episodes
 from arbkit.detect._parity import ParityParams, ParityState, evaluate_parity
-from arbkit.pipeline import Batch
+from arbkit.pipeline import Batch, canonical_sort
 from arbkit.schema import QuoteFlag
 
 PARITY = pipelines.get("options_parity")
@@ -91,3 +93,43 @@ def test_a_flagged_leg_is_suppressed_and_counted() -> None:
     assert PARITY.finish(state, ParityParams()).height == 0
     assert state.counts["suppressed_flagged"] >= 1
     assert state.counts["flagged"] == 1
+
+
+def _market(seed: int, n_times: int) -> Batch:
+    """Calls and puts around parity on a moving future, some pushed through it, some flagged, some stale gaps;
+    the future is quoted only part of the time (the synthetic forward covers the rest)."""
+    rng = np.random.default_rng(seed)
+    times = _T0 + np.cumsum(rng.integers(0, 800, n_times)) * 1_000_000
+    options, futures = [], []
+    for i, ts in enumerate(times.tolist()):
+        call = 0.058 * (1 + rng.choice([0.0, 0.15, -0.15], p=[0.6, 0.2, 0.2]))
+        put = 0.05 * (1 + rng.choice([0.0, 0.15, -0.15], p=[0.6, 0.2, 0.2]))
+        frame = _options((call, call + 0.001), (put, put + 0.001), int(QuoteFlag.STALE) if rng.random() < 0.05 else 0)
+        options.append(frame.with_columns(pl.lit(ts).alias("ts_event"), pl.lit(ts).alias("ts_recv")))
+        if i % 3 == 0:
+            mid = 100_800.0 + float(rng.normal(0, 50))
+            futures.append(
+                _future(mid - 5.0, mid + 5.0).with_columns(pl.lit(ts).alias("ts_event"), pl.lit(ts).alias("ts_recv"))
+            )
+    return Batch.of(option_quotes=pl.concat(options), quotes=pl.concat(futures))
+
+
+def test_screened_step_matches_the_unscreened_events_merged_by_the_generic_merger() -> None:
+    """The step screens out rows it estimates unprofitable and folds episodes in compiled code; the research path
+    evaluates every row and the generic merger of ``_episodes`` merges its events: same episodes and counters."""
+    batch = _market(5, 400)
+    params = ParityParams(rate=0.05)
+    events, state = evaluate_parity(batch, ParityState.empty(), params)
+    assert events.height > 0
+    timelines = EpisodeState(
+        EpisodeState.empty().open,
+        pl.DataFrame({"timeline": state.timelines, "next_seq": state.next_seq}).sort("timeline"),
+    )
+    closed, episodes = merge_episodes(events, timelines)
+    expected = canonical_sort(pl.concat([closed, finish_episodes(episodes)]))
+    out, stepped = PARITY.step(batch, ParityState.empty(), params)
+    got = canonical_sort(pl.concat([out, PARITY.finish(stepped, params)]))
+    assert got.height > 1
+    assert got.equals(expected)
+    assert stepped.counts == state.counts
+    assert stepped.counts.get("suppressed_stale", 0) + stepped.counts.get("suppressed_flagged", 0) > 0
