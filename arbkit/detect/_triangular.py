@@ -76,7 +76,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -213,11 +213,11 @@ class QuoteCells:
         )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class OpenEpisode:
+class OpenEpisode(NamedTuple):
     """An episode still open at the end of the last batch: its start, the payload of its last row, peak and rows.
 
-    ``legs`` holds the traded legs ``(exchange, symbol, side, price, size)`` in cycle order.
+    ``legs`` holds the traded legs ``(exchange, symbol, side, price, size)`` in cycle order.  A named tuple: a
+    step makes one per run of profitable rows, and a frozen dataclass costs ten times more to construct.
     """
 
     key: str
@@ -431,6 +431,17 @@ def _name_codes(series: pl.Series) -> tuple[tuple[str, ...], _I]:
     return names, interner.lut(names)[ids].astype(np.int64)
 
 
+def _flags(quotes: pl.DataFrame) -> npt.NDArray[np.integer[Any]] | None:
+    """The flags column as NumPy: zero-copy when it is the schema's UInt16 without nulls, else cast to Int64."""
+    if "flags" not in quotes.columns:
+        return None
+    series = quotes.get_column("flags")
+    if series.dtype == pl.UInt16 and not series.null_count():
+        values: npt.NDArray[np.uint16] = series.to_numpy()
+        return values
+    return _int_column(quotes, "flags", pl.Int64)
+
+
 def _timeline(
     quotes: pl.DataFrame, cells: QuoteCells, params: TriangularParams
 ) -> tuple[_Values, _I, QuoteCells, dict[str, int]]:
@@ -456,7 +467,7 @@ def _timeline(
             spot, known, pair_cell = cells.lookup(exchanges, symbols, registry)
     bid, ask = _float(quotes, "bid"), _float(quotes, "ask")
     bid_size, ask_size = _float(quotes, "bid_size"), _float(quotes, "ask_size")
-    flags = _int_column(quotes, "flags", pl.Int64) if "flags" in quotes.columns else None
+    flags = _flags(quotes)
     reason = _reason_codes(bid, ask, bid_size, ask_size, flags, known[pair])
     counters = count_reasons(reason)
     clock = quotes.get_column(params.clock).to_numpy().astype(np.int64, copy=False)
@@ -498,6 +509,7 @@ class _Layout:
     symbol_names: tuple[str, ...]
     names: tuple[str, ...]  # per cycle
     keys: tuple[str, ...]
+    leg_names: tuple[tuple[tuple[str, str, str], tuple[str, str, str]], ...]  # per column: (venue, symbol, side)
     prepared: tuple[_I, _I, _I]  # prepare_scan of the graph
 
 
@@ -570,6 +582,7 @@ def _build_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) 
         symbol_names=tuple(s for _, s in columns),
         names=tuple(c.name for c in topology.cycles),
         keys=tuple(";".join(_leg_text(topology, e) for e in c.edges) for c in topology.cycles),
+        leg_names=tuple(((v, s, "buy"), (v, s, "sell")) for v, s in columns),
         prepared=prepare_scan(ptr, column_cycles, cycle_edges, edge_column, edge_sell),
     )
 
@@ -717,7 +730,8 @@ def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> list[OpenEpisode
     leg_depth = np.where(trade, depth_factor(hits.size[last], hits.displayed[last]), 1.0)
     confidence = row_confidence(leg_fresh.min(axis=1), leg_depth.min(axis=1))
     percentage = 100.0 * (hits.growth[last] - 1.0)
-    venues, symbols = layout.venue_names, layout.symbol_names
+    leg_names = layout.leg_names
+    keys, names = layout.keys, layout.names
     out = []
     for k, a, b, ta, tb, cols, sells, prices, sizes, trades, amount, profit, top, pct, conf, n in zip(
         cycle[first].tolist(), first_row.tolist(), last_row.tolist(), time[first_row].tolist(), time[last_row].tolist(),
@@ -727,17 +741,11 @@ def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> list[OpenEpisode
         strict=True,
     ):  # fmt: skip
         legs = tuple(
-            (venues[c], symbols[c], "sell" if sell else "buy", price, size)
+            (*leg_names[c][sell], price, size)
             for c, sell, price, size, t in zip(cols, sells, prices, sizes, trades, strict=True)
             if t
         )
-        out.append(
-            OpenEpisode(
-                key=layout.keys[k], name=layout.names[k], seq_start=seq0 + a, seq_last=seq0 + b,
-                ts_start=ta, ts_end=tb, legs=legs, size=amount, profit=profit, peak_profit=top,
-                profit_percentage=pct, confidence=conf, rows=n,
-            )
-        )  # fmt: skip
+        out.append(OpenEpisode(keys[k], names[k], seq0 + a, seq0 + b, ta, tb, legs, amount, profit, top, pct, conf, n))
     return out
 
 
@@ -757,8 +765,8 @@ def _merge(
         prior = before.get(run.key)
         if prior is not None and prior.seq_last + 1 == run.seq_start:
             continued.add(run.key)
-            run = dataclasses.replace(
-                run, seq_start=prior.seq_start, ts_start=prior.ts_start,
+            run = run._replace(
+                seq_start=prior.seq_start, ts_start=prior.ts_start,
                 peak_profit=max(prior.peak_profit, run.peak_profit), rows=prior.rows + run.rows,
             )  # fmt: skip
         (still if run.seq_last + 1 >= seq0 + n else closed).append(run)
