@@ -61,30 +61,49 @@ def pair_ids(frame: pl.DataFrame) -> tuple[_I, _I]:
     for each row, the position of its pair in ``unique``.
 
     Exchange names are short, so the shared interner codes them from the Arrow views; symbols of derivatives are
-    longer than a view's 12 inline bytes, so Arrow's dictionary encoding codes them (no Python object per row).
+    longer than a view's 12 inline bytes, so Arrow's dictionary encoding codes them (no Python object per row);
+    a dense ``(exchange, symbol)`` table then gives each row its pair id without a sort.
     """
     if frame.height == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
     ex = shared("exchange").codes(frame.get_column("exchange")).astype(np.int64)
-    sym, sym_names = _symbol_codes(frame.get_column("symbol"))
-    # Both codes are small: a dense (exchange, symbol) grid finds the distinct pairs without a sort.
-    width = max(len(sym_names), 1)
-    combined = ex * width + sym
-    present = np.flatnonzero(np.bincount(combined))
-    lut = np.empty(int(present[-1]) + 1, dtype=np.int64)
-    lut[present] = np.arange(present.shape[0], dtype=np.int64)
-    ids = np.empty(present.shape[0], dtype=np.int64)
+    local, names = _symbol_codes(frame.get_column("symbol"))
     exchanges = shared("exchange").names
     with _LOCK:
-        for i, value in enumerate(present.tolist()):
-            pair = (exchanges[value // width], sym_names[value % width])
-            found = _PAIRS.get(pair)
-            if found is None:
-                found = _PAIRS[pair] = len(_PAIR_NAMES)
-                _PAIR_NAMES.append(pair)
-            ids[i] = found
-    return ids, lut[combined]
+        sym = np.array([_SYMBOLS.get(name) or _new_symbol(name) for name in names], dtype=np.int64)[local]
+        old = grid = _PAIR_GRID[0]
+        n_ex, n_sym = len(exchanges), len(_SYMBOL_NAMES) + 1
+        if grid.shape[0] < n_ex or grid.shape[1] < n_sym:
+            grid = np.full((max(n_ex, old.shape[0]), max(n_sym, old.shape[1])), -1, dtype=np.int64)
+            grid[: old.shape[0], : old.shape[1]] = old
+            _PAIR_GRID[0] = grid
+        rows = grid[ex, sym]
+        if (rows < 0).any():
+            for e, y in {(int(e), int(y)) for e, y in zip(ex[rows < 0], sym[rows < 0], strict=True)}:
+                pair = (exchanges[e], _SYMBOL_NAMES[y - 1])
+                found = _PAIRS.get(pair)
+                if found is None:
+                    found = _PAIRS[pair] = len(_PAIR_NAMES)
+                    _PAIR_NAMES.append(pair)
+                grid[e, y] = found
+            rows = grid[ex, sym]
+    ids = np.flatnonzero(np.bincount(rows))
+    lut = np.empty(int(ids[-1]) + 1, dtype=np.int64)
+    lut[ids] = np.arange(ids.shape[0], dtype=np.int64)
+    return ids.astype(np.int64), lut[rows]
+
+
+_SYMBOLS: dict[str, int] = {}  # symbol name -> column of _PAIR_GRID (from 1)
+_SYMBOL_NAMES: list[str] = []
+#: (exchange interner code, symbol column) -> pair id, -1 where not seen yet (one slot: replaced when grown).
+_PAIR_GRID: list[_I] = [np.full((0, 0), -1, dtype=np.int64)]
+
+
+def _new_symbol(name: str) -> int:
+    _SYMBOL_NAMES.append(name)
+    _SYMBOLS[name] = len(_SYMBOL_NAMES)
+    return len(_SYMBOL_NAMES)
 
 
 def _symbol_codes(series: pl.Series) -> tuple[_I, list[str]]:
