@@ -10,10 +10,13 @@ separate process (this box has 2 cores: one serves, one receives).  Five phases,
 2. **raw**: :func:`live._ws.open_feed` receiving the same (frame splitting only, no parsing);
 3. **client**: connectors parse every message into rows and the micro-batcher cuts batches, same server;
 4. **pipeline**: the same client against the real simulator replaying as fast as possible (end to end; on 2
-   cores the simulator's encoding shares the machine);
+   cores the simulator shares the machine; its top-of-book channels are rendered a chunk of rows at a time, see
+   :mod:`live.simulator._server`, so since then the client, phase 3, is what bounds this phase);
 5. **latency**: the simulator path at a paced rate (``--rate``, half of phase 4 by default), with the simulator
-   stamping each message's event time at send; latency = batch flush time - event time.  Binance/OKX/Bybit carry
-   ms event times and Kraken µs, so their latencies are over-estimated by up to 1 ms (truncation); Coinbase ns.
+   stamping each message's event time at send (each tick encoded as it is sent, not rendered ahead); latency =
+   batch flush time - event time.  Binance/OKX/Bybit carry ms event times and Kraken µs, so their latencies are
+   over-estimated by up to 1 ms (truncation); Coinbase ns.  On a loaded 2-core box this phase measures mostly
+   the wait for a CPU: compare it only with a baseline run in the same minutes.
 
 Peak memory is the receiving process's peak RSS.  Run ``.venv/bin/python benchmarks/bench_live_feed.py``
 (``--quick`` for a short run).
