@@ -26,26 +26,33 @@ import pyarrow.compute as pc
 
 from arbkit import schema
 from arbkit._intern import shared
+from arbkit.detect import _b_scan
 from arbkit.detect._b_scan import OPEN_F, OPEN_I
 from arbkit.detect._confidence import persistence
-from arbkit.detect._episodes import episode_id
+from arbkit.detect._episodes import episode_id, event_frame
 
 __all__ = [
     "KEPT",
     "KNOWN",
+    "NO_EVENTS",
     "PERP",
+    "Events",
     "SlotText",
     "bump",
     "clock_of",
     "csr",
     "episodes_frame",
+    "event_rows",
+    "finish_slots",
     "floats_of",
+    "fold_events",
     "ints_of",
     "open_arrays",
     "pair_flags",
     "pair_ids",
     "pair_names",
     "regrid",
+    "sorted_events",
 ]
 
 _I = npt.NDArray[np.int64]
@@ -240,3 +247,71 @@ def episodes_frame(kind: str, text: SlotText, slots: _I, ints: _I, floats: _F, s
              "status": status}
         )  # fmt: skip
     return pl.from_dicts(out, schema=_OPPORTUNITY_SCHEMA) if out else schema.empty(schema.OPPORTUNITIES)
+
+
+#: Events of a step: ``(slot, seq, ts, values)``, values in :data:`OPEN_F` order (the peak column holds the
+#: event's profit), sorted by slot then seq.
+Events = tuple[_I, _I, _I, _F]
+NO_EVENTS: Events = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(OPEN_F))))
+
+
+def sorted_events(parts: Sequence[Events]) -> Events:
+    """The events of several trades together, sorted by slot then seq (the order :func:`fold_events` needs)."""
+    if not parts:
+        return NO_EVENTS
+    slot, seq, ts, values = (np.concatenate([part[j] for part in parts]) for j in range(4))
+    order = np.lexsort((seq, slot))
+    return slot[order], seq[order], ts[order], np.ascontiguousarray(values[order])
+
+
+def fold_events(
+    kind: str, text: SlotText, slot_candidate: _I, events: Events, open_i: _I, open_f: _F, next_seq: _I
+) -> pl.DataFrame:
+    """Fold ``events`` into the open episodes (arrays updated in place) and return those that closed."""
+    slot, seq, ts, values = events
+    if slot.size == 0 and not (open_i[:, 4] > 0).any():
+        return _EMPTY.clear()
+    n, slots, ints, floats = _b_scan.fold(slot, seq, ts, values, slot_candidate, open_i, open_f, next_seq)
+    return episodes_frame(kind, text, slots[:n], ints[:n], floats[:n], "expired") if n else _EMPTY.clear()
+
+
+def finish_slots(kind: str, text: SlotText, open_i: _I, open_f: _F) -> pl.DataFrame:
+    """The open episodes as ``"active"`` opportunities (the end of a run)."""
+    slots = np.flatnonzero(open_i[:, 4] > 0)
+    if slots.size == 0:
+        return _EMPTY.clear()
+    return episodes_frame(kind, text, slots.astype(np.int64), open_i[slots], open_f[slots], "active")
+
+
+def event_rows(kind: str, text: SlotText, timelines: Sequence[str], events: Events) -> pl.DataFrame:
+    """``events`` as an event frame of :mod:`arbkit.detect._episodes` (research paths; strings per event)."""
+    slot, seq, ts, values = events
+    picked = slot.tolist()
+    leg_prices = values[:, OPEN_F.index("leg0") :].tolist()
+    size = values[:, 2].tolist()
+    return event_frame(
+        kind=kind,
+        key=[text.key[s] for s in picked],
+        timeline=[timelines[s // 2] for s in picked],
+        seq=seq,
+        ts=ts,
+        symbol=[text.symbol[s] for s in picked],
+        legs=[
+            [
+                {"exchange": ex, "symbol": sym, "side": side, "price": price, "size": z}
+                for (ex, sym, side), price in zip(text.legs[s], prices, strict=False)
+            ]
+            for s, prices, z in zip(picked, leg_prices, size, strict=True)
+        ],
+        buy_exchange=[text.buy_exchange[s] for s in picked],
+        sell_exchange=[text.sell_exchange[s] for s in picked],
+        buy_price=values[:, 0],
+        sell_price=values[:, 1],
+        size=values[:, 2],
+        profit=values[:, 3],
+        profit_percentage=values[:, 5],
+        confidence=values[:, 6],
+    )
+
+
+_EMPTY = schema.empty(schema.OPPORTUNITIES)

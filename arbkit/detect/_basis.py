@@ -67,24 +67,26 @@ from arbkit.detect import _b_scan
 from arbkit.detect._b_common import (
     KEPT,
     KNOWN,
+    NO_EVENTS,
     PERP,
     SlotText,
     bump,
     clock_of,
     csr,
-    episodes_frame,
+    event_rows,
+    finish_slots,
     floats_of,
+    fold_events,
     ints_of,
     open_arrays,
     pair_flags,
     pair_ids,
     pair_names,
     regrid,
+    sorted_events,
 )
 from arbkit.detect._b_kernels import two_leg_profit
-from arbkit.detect._b_scan import OPEN_F
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
-from arbkit.detect._episodes import event_frame
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, expiry_ns
 from arbkit.pipeline import Batch
 from arbkit.schema import QuoteFlag
@@ -631,14 +633,7 @@ def _events(rows: _Rows) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
              row_confidence(fresh, depth), bp, sp, np.full(hit.size, np.nan)]
         )  # fmt: skip
         parts.append((2 * rows.candidate[hit] + direction, rows.seq[hit], now, values))
-    if not parts:
-        return _NO_EVENTS
-    slot, seq, ts, values = (np.concatenate([p[j] for p in parts]) for j in range(4))
-    order = np.lexsort((seq, slot))
-    return slot[order], seq[order], ts[order], np.ascontiguousarray(values[order])
-
-
-_NO_EVENTS = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(OPEN_F))))
+    return sorted_events(parts)
 
 
 def evaluate_basis(
@@ -684,30 +679,7 @@ def evaluate_basis(
     order = np.lexsort((np.concatenate([rows.seq, rows.seq]), detail["direction"].to_numpy(), np.tile(cand, 2)))
     detail = detail[order]
     slot, seq, ts, values = _events(rows)
-    text = tables.text
-    picked = slot.tolist()
-    leg_rows = values[:, 7:9].tolist()
-    size = values[:, 2].tolist()
-    events = event_frame(
-        kind=params.kind,
-        key=[text.key[s] for s in picked],
-        timeline=[tables.timelines[s // 2] for s in picked],
-        seq=seq,
-        ts=ts,
-        symbol=[text.symbol[s] for s in picked],
-        legs=[
-            [_leg_struct(ex, sym, side, price, z) for (ex, sym, side), price in zip(text.legs[s], prices, strict=True)]
-            for s, prices, z in zip(picked, leg_rows, size, strict=True)
-        ],
-        buy_exchange=[text.buy_exchange[s] for s in picked],
-        sell_exchange=[text.sell_exchange[s] for s in picked],
-        buy_price=values[:, 0],
-        sell_price=values[:, 1],
-        size=values[:, 2],
-        profit=values[:, 3],
-        profit_percentage=values[:, 5],
-        confidence=values[:, 6],
-    )
+    events = event_rows(params.kind, tables.text, tables.timelines, (slot, seq, ts, values))
     counts = dict(scanned.state.counts)
     bump(counts, rows.suppressed)
     return events, detail, dataclasses.replace(scanned.state, counts=dict(sorted(counts.items())))
@@ -753,31 +725,22 @@ def step_basis(batch: Batch, state: BasisState, params: BasisParams) -> tuple[pl
     scanned = _scan(batch, state, params, screen=True)
     work = scanned.state
     counts = dict(work.counts)
-    events = _NO_EVENTS
+    events = NO_EVENTS
     if scanned.emit_i.shape[0]:
         rows = _evaluate_rows(scanned, params)
         bump(counts, rows.suppressed)
         events = _events(rows)
-    closed = _EMPTY.clear()
-    slot, seq, ts, values = events
-    if slot.size or (work.open_i[:, 4] > 0).any():
-        tables = scanned.tables
-        n, slots, ints, floats = _b_scan.fold(
-            slot, seq, ts, values, tables.slot_of_candidate, work.open_i, work.open_f, work.next_seq
-        )
-        if n:
-            closed = episodes_frame(params.kind, tables.text, slots[:n], ints[:n], floats[:n], "expired")
+    tables = scanned.tables
+    closed = fold_events(
+        params.kind, tables.text, tables.slot_of_candidate, events, work.open_i, work.open_f, work.next_seq
+    )
     return closed, dataclasses.replace(work, counts=dict(sorted(counts.items())))
 
 
 def finish_basis(state: BasisState, params: BasisParams) -> pl.DataFrame:
     """The episodes still open at the end of a run (status ``"active"``)."""
-    slots = np.flatnonzero(state.open_i[:, 4] > 0)
-    if slots.size == 0:
-        return _EMPTY.clear()
     text = _tables(state.keys, state.funding_keys, params).text
-    return episodes_frame(params.kind, text, slots.astype(np.int64), state.open_i[slots], state.open_f[slots],
-                          "active")  # fmt: skip
+    return finish_slots(params.kind, text, state.open_i, state.open_f)
 
 
 _EMPTY = schema.empty(schema.OPPORTUNITIES)

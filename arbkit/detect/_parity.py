@@ -44,24 +44,26 @@ from arbkit.detect import _b_scan
 from arbkit.detect._b_common import (
     KEPT,
     KNOWN,
+    NO_EVENTS,
     PERP,
     SlotText,
     bump,
     clock_of,
     csr,
-    episodes_frame,
+    event_rows,
+    finish_slots,
     floats_of,
+    fold_events,
     ints_of,
     open_arrays,
     pair_flags,
     pair_ids,
     pair_names,
     regrid,
+    sorted_events,
 )
 from arbkit.detect._b_kernels import parity_profit
-from arbkit.detect._b_scan import OPEN_F
 from arbkit.detect._confidence import depth_factor, freshness, row_confidence
-from arbkit.detect._episodes import event_frame
 from arbkit.instruments import (
     InstrumentKind,
     Registry,
@@ -494,14 +496,7 @@ def _evaluate(
              prices[1][hit], prices[2][hit]]
         )  # fmt: skip
         parts.append((2 * cand[hit] + trade, emit_i[hit, 1], h_now, values))
-    if not parts:
-        return _NO_EVENTS, suppressed
-    slot, seq, ts, values = (np.concatenate([part[j] for part in parts]) for j in range(4))
-    order = np.lexsort((seq, slot))
-    return (slot[order], seq[order], ts[order], np.ascontiguousarray(values[order])), suppressed
-
-
-_NO_EVENTS = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(OPEN_F))))
+    return sorted_events(parts), suppressed
 
 
 def evaluate_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple[pl.DataFrame, ParityState]:
@@ -513,30 +508,8 @@ def evaluate_parity(batch: Batch, state: ParityState, params: ParityParams) -> t
     scanned = _scan(batch, state, params, screen=False)
     (slot, seq, ts, values), suppressed = _events(scanned, params)
     tables = scanned.tables
-    text = tables.text
-    picked = slot.tolist()
-    leg_prices = values[:, 7:10].tolist()
-    size = values[:, 2].tolist()
-    events = event_frame(
-        kind=params.kind,
-        key=[text.key[s] for s in picked],
-        timeline=[tables.timelines[s // 2] for s in picked],
-        seq=seq,
-        ts=ts,
-        symbol=[text.symbol[s] for s in picked],
-        legs=[
-            [_leg(ex, sym, side, price, z) for (ex, sym, side), price in zip(text.legs[s], prices, strict=True)]
-            for s, prices, z in zip(picked, leg_prices, size, strict=True)
-        ],
-        buy_exchange=[text.buy_exchange[s] for s in picked],
-        sell_exchange=[text.sell_exchange[s] for s in picked],
-        buy_price=values[:, 0],
-        sell_price=values[:, 1],
-        size=values[:, 2],
-        profit=values[:, 3],
-        profit_percentage=values[:, 5],
-        confidence=values[:, 6],
-    )
+    tables = scanned.tables
+    events = event_rows(params.kind, tables.text, tables.timelines, (slot, seq, ts, values))
     counts = dict(scanned.state.counts)
     bump(counts, suppressed)
     return events, dataclasses.replace(scanned.state, counts=dict(sorted(counts.items())))
@@ -571,30 +544,21 @@ def step_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple
     scanned = _scan(batch, state, params, screen=True)
     work = scanned.state
     counts = dict(work.counts)
-    events = _NO_EVENTS
+    events = NO_EVENTS
     if scanned.emit_i.shape[0]:
         events, suppressed = _events(scanned, params)
         bump(counts, suppressed)
-    closed = _EMPTY.clear()
-    slot, seq, ts, values = events
-    if slot.size or (work.open_i[:, 4] > 0).any():
-        tables = scanned.tables
-        n, slots, ints, floats = _b_scan.fold(
-            slot, seq, ts, values, tables.slot_of_candidate, work.open_i, work.open_f, work.next_seq
-        )
-        if n:
-            closed = episodes_frame(params.kind, tables.text, slots[:n], ints[:n], floats[:n], "expired")
+    tables = scanned.tables
+    closed = fold_events(
+        params.kind, tables.text, tables.slot_of_candidate, events, work.open_i, work.open_f, work.next_seq
+    )
     return closed, dataclasses.replace(work, counts=dict(sorted(counts.items())))
 
 
 def finish_parity(state: ParityState, params: ParityParams) -> pl.DataFrame:
     """The episodes still open at the end of a run (status ``"active"``)."""
-    slots = np.flatnonzero(state.open_i[:, 4] > 0)
-    if slots.size == 0:
-        return _EMPTY.clear()
     text = _tables(state.option_keys, state.future_keys, params).text
-    return episodes_frame(params.kind, text, slots.astype(np.int64), state.open_i[slots], state.open_f[slots],
-                          "active")  # fmt: skip
+    return finish_slots(params.kind, text, state.open_i, state.open_f)
 
 
 _EMPTY = schema.empty(schema.OPPORTUNITIES)
