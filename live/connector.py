@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import random
 import re
 import time
@@ -73,6 +74,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("live.connector")
+_SYMBOL, _SEQ = operator.itemgetter(3), operator.itemgetter(8)  # QUOTES row fields, read in C over a batch
 _T = TypeVar("_T")
 
 #: The top-of-book channel subscribed per venue unless the config names another.
@@ -687,15 +689,13 @@ class Connector:
             first, last = quotes[0][8], quotes[-1][8]
             if first is None or last is None or link.last_sequence is None or first != link.last_sequence + 1:
                 return False
-            if last - first != len(quotes) - 1 or any(q[8] != first + i for i, q in enumerate(quotes)):
+            if last - first != len(quotes) - 1 or list(map(_SEQ, quotes)) != list(range(first, last + 1)):
                 return False
             link.last_sequence = last
         self._count_batch(batch)
         if not link.forwarding and not self._forward_from(slot, link):
             return True
-        last_quotes = self.last_quotes
-        for row in quotes:
-            last_quotes[row[3]] = row
+        self.last_quotes.update(zip(map(_SYMBOL, quotes), quotes, strict=True))  # the latest per symbol wins
         staged = self._staged["quotes"]
         staged.extend(quotes)
         if not self._flush_scheduled:
