@@ -2,10 +2,12 @@
 
 Venue and symbol columns repeat a handful of names millions of times.  Hashing them through Polars
 (``cast(pl.Categorical)``, ``unique``) costs 15-35 ns a row; this module reads the column's Arrow *string view*
-buffer instead (zero-copy from Polars): a string of at most 12 bytes is stored inline in its 16-byte view, zero
+buffers instead (zero-copy from Polars): a string of at most 12 bytes is stored inline in its 16-byte view, zero
 padded, so two equal short strings have identical views and a compiled open-addressing table over the two
-64-bit words codes a row in a few nanoseconds.  Columns with longer strings (``BTC/USDT:USDT`` is 13 bytes),
-nulls, or another dtype take the exact Polars/Python path.  Both paths give the same codes.
+64-bit words codes a row in a few nanoseconds.  A longer string (``BTC/USDT:USDT`` is 13 bytes) keeps its length
+and a 4-byte prefix in the view and its bytes in a data buffer: it is keyed by a hash of all its bytes and compared
+byte for byte on a match, so codes stay exact.  Columns with nulls, another dtype, or more data buffers than the
+kernel reads take the exact Polars/Python path.  Both paths give the same codes.
 
 :class:`Interner` keeps its table across calls (chunks of one frame, micro-batches of a run), so codes are stable
 for its lifetime; ``Interner.names`` lists the names in the order they were discovered (callers that need sorted
@@ -38,18 +40,35 @@ __all__ = ["Interner", "shared"]
 _IntArray = npt.NDArray[np.int32]
 
 
+def _long_bytes_py(b: np.uint64, data0: Any, data1: Any, data2: Any, data3: Any) -> Any:
+    """The data buffer and offset of a long view's bytes (word ``b``: buffer index, then offset)."""
+    index = b & np.uint64(0xFFFFFFFF)
+    offset = np.int64(b >> np.uint64(32))
+    data = data0 if index == 0 else data1 if index == 1 else data2 if index == 2 else data3
+    return data, offset
+
+
 def _intern_views_py(
     views: npt.NDArray[np.uint64],
+    data0: npt.NDArray[np.uint8],
+    data1: npt.NDArray[np.uint8],
+    data2: npt.NDArray[np.uint8],
+    data3: npt.NDArray[np.uint8],
     keys: npt.NDArray[np.uint64],
     slot_code: npt.NDArray[np.int32],
+    slot_long: npt.NDArray[np.int64],
+    arena: npt.NDArray[np.uint8],
     new_slots: npt.NDArray[np.int64],
     out: npt.NDArray[np.int32],
 ) -> int:
     """Code every 16-byte view into ``out`` through the open-addressing table ``keys``/``slot_code`` (-1: empty).
 
-    A view not in the table is inserted with the provisional code ``-2 - k`` (the k-th new view) and its slot
-    recorded in ``new_slots``; the caller names it, stores the real code and runs the kernel again.  Returns the
-    number of new views, or -1 (nothing usable in ``out``) if a string is longer than 12 bytes (not inline) or
+    A short view (at most 12 bytes, inline) is its own key.  A long one is keyed by its first word (length and
+    4-byte prefix) and a hash of all its bytes, read from the data buffers ``data0..3``; on a key match its bytes
+    are compared with the entry's (``slot_long``: offset in ``arena``, or ``-2 - row`` for a row of this call), so
+    codes are exact.  A view not in the table is inserted with the provisional code ``-2 - k`` (the k-th new view)
+    and its slot recorded in ``new_slots``; the caller names it, stores the real code (and a long name's bytes)
+    and runs the kernel again.  Returns the number of new views, or -1 (nothing usable in ``out``) if
     ``new_slots`` is full.
     """
     mask = keys.shape[0] - 1
@@ -57,8 +76,15 @@ def _intern_views_py(
     for i in range(views.shape[0]):
         a = views[i, 0]
         b = views[i, 1]
-        if (a & np.uint64(0xFFFFFFFF)) > np.uint64(12):
-            return -1
+        length = np.int64(a & np.uint64(0xFFFFFFFF))
+        long = length > 12
+        data, offset = data0, np.int64(0)
+        if long:
+            data, offset = _long_bytes(b, data0, data1, data2, data3)
+            h = np.uint64(14695981039346656037)  # FNV-1a over all the bytes
+            for j in range(offset, offset + length):
+                h = (h ^ np.uint64(data[j])) * np.uint64(1099511628211)
+            b = h
         h = ((a * np.uint64(0x9E3779B97F4A7C15)) ^ (b * np.uint64(0xC2B2AE3D27D4EB4F))) >> np.uint64(40)
         slot = int(h) & mask
         while True:
@@ -69,17 +95,31 @@ def _intern_views_py(
                 keys[slot, 0] = a
                 keys[slot, 1] = b
                 slot_code[slot] = -2 - n_new
+                slot_long[slot] = -2 - i
                 new_slots[n_new] = slot
                 out[i] = -2 - n_new
                 n_new += 1
                 break
             if keys[slot, 0] == a and keys[slot, 1] == b:
-                out[i] = code
-                break
+                same = True
+                if long:  # same length, prefix and hash: the same string only if the bytes agree
+                    at = slot_long[slot]
+                    if at >= 0:
+                        other, start = arena, at
+                    else:
+                        other, start = _long_bytes(views[-2 - at, 1], data0, data1, data2, data3)
+                    for j in range(length):
+                        if data[offset + j] != other[start + j]:
+                            same = False
+                            break
+                if same:
+                    out[i] = code
+                    break
             slot = (slot + 1) & mask
     return n_new
 
 
+_long_bytes = numba.njit(cache=True, nogil=True, inline="always")(_long_bytes_py)
 _intern_views = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_intern_views_py))
 
 _NEWEST = pl.CompatLevel.newest()  # Arrow string views: the layout Polars holds, so no conversion
@@ -97,6 +137,8 @@ class Interner:
         self._index: dict[str, int] = {}
         self._keys = np.zeros((table, 2), dtype=np.uint64)
         self._slot_code = np.full(table, -1, dtype=np.int32)
+        self._slot_long = np.full(table, -1, dtype=np.int64)  # a long name's bytes: offset in the arena
+        self._arena = np.zeros(0, dtype=np.uint8)
         self._filled = 0
         self._lock = threading.Lock()
         self._luts: dict[tuple[tuple[str, ...], int], _IntArray] = {}
@@ -159,26 +201,49 @@ class Interner:
         out = np.empty(series.len(), dtype=np.int32)
         start = 0
         for chunk in _view_chunks(series):
-            views = np.frombuffer(chunk.buffers()[1], dtype=np.uint64).reshape(-1, 2)
+            buffers = chunk.buffers()
+            if len(buffers) > 2 + _DATA_BUFFERS:  # more data buffers than the kernel reads
+                return None
+            views = np.frombuffer(buffers[1], dtype=np.uint64).reshape(-1, 2)
             views = views[chunk.offset : chunk.offset + len(chunk)]
+            data = [np.frombuffer(b, dtype=np.uint8) if b is not None else _NO_DATA for b in buffers[2:]]
+            data += [_NO_DATA] * (_DATA_BUFFERS - len(data))
             part = out[start : start + len(chunk)]
             room = max(self._keys.shape[0] // 2 - self._filled, 0)
             new_slots = np.empty(min(room, 4096), dtype=np.int64)
-            n_new = _intern_views(views, self._keys, self._slot_code, new_slots, part)
-            if n_new < 0:  # a long string, or the table is full: undo the provisional entries (the newest ones)
+            tables = (self._keys, self._slot_code, self._slot_long)
+            n_new = _intern_views(views, *data, *tables, self._arena, new_slots, part)
+            if n_new < 0:  # the table is full: undo the provisional entries (the newest ones)
                 self._slot_code[self._slot_code <= -2] = -1
                 return None
             if n_new:
                 slots = new_slots[:n_new]
                 for slot, (a, b) in zip(slots.tolist(), self._keys[slots].tolist(), strict=True):
-                    name = _DECODED.get((a, b))
-                    if name is None:
-                        name = _DECODED[(a, b)] = _decode_view(a, b)
+                    if a & 0xFFFFFFFF > 12:  # a long name: keep its bytes for later comparisons
+                        raw = bytes(_long_view_bytes(views, -2 - int(self._slot_long[slot]), data))
+                        self._slot_long[slot] = self._arena.shape[0]
+                        self._arena = np.concatenate([self._arena, np.frombuffer(raw, dtype=np.uint8)])
+                        name = raw.decode()
+                    else:
+                        self._slot_long[slot] = -1
+                        name = _DECODED.get((a, b)) or _decode_view(a, b)
                     self._slot_code[slot] = self._add(name)
                 self._filled += n_new
-                _intern_views(views, self._keys, self._slot_code, new_slots, part)  # every view is known now
+                tables = (self._keys, self._slot_code, self._slot_long)
+                _intern_views(views, *data, *tables, self._arena, new_slots, part)  # every view is known now
             start += len(chunk)
         return out
+
+
+_DATA_BUFFERS = 4  # long strings are read from at most this many Arrow data buffers per chunk
+_NO_DATA = np.frombuffer(b"", dtype=np.uint8)  # read-only, like the buffers, so one compiled signature
+
+
+def _long_view_bytes(views: npt.NDArray[np.uint64], row: int, data: list[npt.NDArray[np.uint8]]) -> Any:
+    """The bytes of the long view at ``row`` of ``views``."""
+    a, b = (int(x) for x in views[row])
+    length, index, offset = a & 0xFFFFFFFF, b & 0xFFFFFFFF, b >> 32
+    return data[index][offset : offset + length]
 
 
 def _view_chunks(series: pl.Series) -> list[pa.Array]:
@@ -204,7 +269,8 @@ def _decode_view(a: int, b: int) -> str:
     if len(_DECODED) > 100_000:
         _DECODED.clear()
     raw = (a >> 32).to_bytes(4, "little") + b.to_bytes(8, "little")
-    return raw[: a & 0xFFFFFFFF].decode()
+    name = _DECODED[(a, b)] = raw[: a & 0xFFFFFFFF].decode()
+    return name
 
 
 _SHARED: dict[str, Interner] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,3 +68,38 @@ def test_lut_maps_codes_to_positions_in_sorted_names() -> None:
     assert [names[i] for i in lut[ids][:3].tolist()] == ["okx", "binance", "kraken"]
     assert interner.lut(("okx",)).tolist() == [0, -1, -1]
     assert np.array_equal(interner.lut(names), lut)
+
+
+def _no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(self: Interner, series: pl.Series) -> None:
+        raise AssertionError("took the Polars path")
+
+    monkeypatch.setattr(Interner, "_from_polars", fail)
+
+
+def test_long_strings_take_the_view_path_and_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_fallback(monkeypatch)
+    interner = Interner()
+    # Same length and 4-byte prefix (only the hash and the bytes tell them apart), and a 13-byte perpetual.
+    options = ["BTC/USD:BTC-250606-96000-C", "BTC/USD:BTC-250606-96000-P", "BTC/USD:BTC-250606-94000-C"]
+    _check(interner, pl.Series("s", [*options, "BTC/USDT:USDT", "okx"] * 40))
+    # Later calls compare against the bytes the interner kept, not the first series' buffers.
+    _check(interner, pl.Series("s", ["BTC/USD:BTC-250606-96000-P", "ETH/USDT:USDT", *options] * 30))
+    assert sorted(interner.names) == sorted({*options, "BTC/USDT:USDT", "okx", "ETH/USDT:USDT"})
+
+
+def test_long_strings_from_several_data_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_fallback(monkeypatch)
+    interner = Interner()
+    # Polars starts a new data buffer once one fills (8 KiB first), so long rows point into several buffers.
+    values = [f"{'ETH' if i % 2 else 'BTC'}/USD:X-{i % 50:04d}-{'C' if i % 3 else 'P'}" for i in range(2_000)]
+    series = pl.Series("s", values)
+    assert len(series.to_arrow(compat_level=pl.CompatLevel.newest()).buffers()) > 3
+    _check(interner, series)
+    _check(interner, series.slice(777, 300))
+
+
+def test_too_many_data_buffers_fall_back_exactly() -> None:
+    interner = Interner()
+    values = [f"instrument-{i:06d}-with-a-long-name" for i in range(20_000)]  # more than 4 data buffers
+    _check(interner, pl.Series("s", values))
