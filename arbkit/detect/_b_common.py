@@ -47,6 +47,7 @@ __all__ = [
     "floats_of",
     "fold_events",
     "ints_of",
+    "key_codes",
     "open_arrays",
     "pair_flags",
     "pair_ids",
@@ -170,6 +171,25 @@ def pair_flags(memo: dict[Any, Any], name: object, ids: _I, resolve: Callable[[t
             table[i] = resolve(_PAIR_NAMES[i])
         out = table[ids]
     return out
+
+
+def key_codes(
+    keys: tuple[tuple[str, str], ...], ids: _I, kept: npt.NDArray[np.bool_]
+) -> tuple[_I, list[tuple[str, str]]]:
+    """Codes of the pair ids in the sorted ``keys`` (-1: not a key), from an array over all pair ids cached per
+    key set, and the ``kept`` pairs that are not keys yet."""
+    lut = _KEY_LUTS.get(keys)
+    if lut is None or lut.shape[0] < len(_PAIR_NAMES):
+        if len(_KEY_LUTS) > 256:
+            _KEY_LUTS.clear()
+        at = {key: i for i, key in enumerate(keys)}
+        lut = _KEY_LUTS[keys] = np.array([at.get(name, -1) for name in _PAIR_NAMES], dtype=np.int64)
+    codes = lut[ids]
+    new = ids[kept & (codes < 0)]
+    return codes, [_PAIR_NAMES[i] for i in new.tolist()]
+
+
+_KEY_LUTS: dict[tuple[tuple[str, str], ...], _I] = {}
 
 
 def pair_names(ids: _I) -> list[tuple[str, str]]:

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EMIT_BASIS_F", "EMIT_PARITY_F", "OPEN_F", "OPEN_I", "basis_scan", "fold", "parity_scan"]
+__all__ = ["EMIT_BASIS_F", "EMIT_PARITY_F", "OPEN_F", "OPEN_I", "basis_scan", "fold", "parity_scan", "reasons"]
 
 _F = npt.NDArray[np.float64]
 _I = npt.NDArray[np.int64]
@@ -330,6 +330,27 @@ def _parity_scan_py(
     return n_emit, emit_i, emit_f
 
 
+def _reasons_py(values: _F, flags: _I, known: _B, blocking: int) -> npt.NDArray[np.uint8]:
+    """The :class:`arbkit.align.Reason` of every row (``values`` columns ``bid, ask, bid_size, ask_size``): the
+    checks of :func:`arbkit.align.check_quotes` in their order, the first that applies."""
+    out = np.zeros(values.shape[0], dtype=np.uint8)
+    for i in range(values.shape[0]):
+        bid, ask, bid_size, ask_size = values[i, 0], values[i, 1], values[i, 2], values[i, 3]
+        if not (np.isfinite(bid) and np.isfinite(ask)):
+            out[i] = 1
+        elif bid <= 0.0 or ask <= 0.0:
+            out[i] = 2
+        elif bid > ask:
+            out[i] = 3
+        elif not (np.isfinite(bid_size) and np.isfinite(ask_size)) or bid_size < 0.0 or ask_size < 0.0:
+            out[i] = 4
+        elif not known[i]:
+            out[i] = 5
+        elif (flags[i] & blocking) != 0:
+            out[i] = 6
+    return out
+
+
 def _fold_py(
     slot: _I, seq: _I, ts: _I, values: _F, candidate_of: _I, open_i: _I, open_f: _F, next_seq: _I
 ) -> tuple[int, _I, _I, _F]:
@@ -398,3 +419,4 @@ _Scan = Callable[..., tuple[int, _I, _F]]
 basis_scan = cast(_Scan, _jit(_basis_scan_py))
 parity_scan = cast(_Scan, _jit(_parity_scan_py))
 fold = cast(Callable[..., tuple[int, _I, _I, _F]], _jit(_fold_py))
+reasons = cast(Callable[[_F, _I, _B, int], npt.NDArray[np.uint8]], _jit(_reasons_py))

@@ -62,7 +62,7 @@ import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
-from arbkit.align import Clock, _known, _memo, _reason_codes, count_reasons, max_age_ns
+from arbkit.align import Clock, _known, _memo, count_reasons, max_age_ns
 from arbkit.detect import _b_scan
 from arbkit.detect._b_common import (
     KEPT,
@@ -78,10 +78,10 @@ from arbkit.detect._b_common import (
     floats_of,
     fold_events,
     ints_of,
+    key_codes,
     open_arrays,
     pair_flags,
     pair_ids,
-    pair_names,
     regrid,
     sorted_events,
 )
@@ -359,6 +359,9 @@ def _info(key: tuple[str, str], params: BasisParams) -> _Info | None:
     return cast(_Info | None, memo[memo_key])
 
 
+_NO_REASON = np.zeros(0, dtype=np.uint8)
+
+
 def _pair_flags(key: tuple[str, str], params: BasisParams) -> int:
     """:data:`KEPT` (a basis leg), :data:`PERP` (a perpetual leg) and :data:`KNOWN` (in the registry) bits."""
     info = _info(key, params)
@@ -383,7 +386,6 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
     quotes, funding = batch.quotes, batch.funding
     q_ids, q_inv = pair_ids(quotes)
     f_ids, f_inv = pair_ids(funding)
-    q_names, f_names = pair_names(q_ids), pair_names(f_ids)
     memo = _memo(params.registry)
     flag_key = ("basis.flags", params.spot_quotes, params.usd_per_usdt)
     q_flags = pair_flags(memo, flag_key, q_ids, lambda key: _pair_flags(key, params))
@@ -395,8 +397,8 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
     for c, name in enumerate(("bid", "ask", "bid_size", "ask_size")):
         q_values[:, c] = floats_of(quotes, name) if quotes.height else 0.0
     flags = ints_of(quotes, "flags") if "flags" in quotes.columns and quotes.height else None
-    reason = _reason_codes(q_values[:, 0], q_values[:, 1], q_values[:, 2], q_values[:, 3], flags,
-                           known[q_inv] if quotes.height else np.zeros(0, np.bool_))  # fmt: skip
+    flags = flags if flags is not None else np.zeros(quotes.height, dtype=np.int64)
+    reason = _b_scan.reasons(q_values, flags, known[q_inv], QuoteFlag.blocking()) if quotes.height else _NO_REASON
     q_values[:, 4] = floats_of(quotes, "flags") if "flags" in quotes.columns and quotes.height else np.nan
     q_values[:, 5] = reason
     keep_rows = q_kept[q_inv] if quotes.height else np.zeros(0, np.bool_)
@@ -405,18 +407,15 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
     bump(counts, {"unused": int((~keep_rows & (reason == 0)).sum())})
     bump(counts, {"funding_unused": int((~f_keep_rows).sum())})
     # Grow the grids with the batch's new instruments (sorted, so codes never depend on the cut).
-    keys = state.keys
-    new = {k for k, ok in zip(q_names, q_kept.tolist(), strict=True) if ok} - set(keys)
-    fkeys = state.funding_keys
-    f_new = {k for k, ok in zip(f_names, f_kept.tolist(), strict=True) if ok} - set(fkeys)
-    work = _grown(state, tuple(sorted({*keys, *new})), tuple(sorted({*fkeys, *f_new})), params)
+    q_code, new = key_codes(state.keys, q_ids, q_kept)
+    f_code, f_new = key_codes(state.funding_keys, f_ids, f_kept)
+    keys = tuple(sorted({*state.keys, *new}))
+    fkeys = tuple(sorted({*state.funding_keys, *f_new}))
+    work = _grown(state, keys, fkeys, params)
     tables = _tables(work.keys, work.funding_keys, params)
-    key_at = {k: i for i, k in enumerate(work.keys)}
-    fkey_at = {k: i for i, k in enumerate(work.funding_keys)}
-    q_code = np.array([key_at.get(k, -1) if ok else -1 for k, ok in zip(q_names, q_kept.tolist(), strict=True)],
-                      dtype=np.int64)  # fmt: skip
-    f_code = np.array([fkey_at.get(k, -1) if ok else -1 for k, ok in zip(f_names, f_kept.tolist(), strict=True)],
-                      dtype=np.int64)  # fmt: skip
+    if new or f_new:
+        q_code, _ = key_codes(keys, q_ids, q_kept)
+        f_code, _ = key_codes(fkeys, f_ids, f_kept)
     f_values = np.empty((funding.height, 4))
     if funding.height:
         predicted, current = floats_of(funding, "predicted_rate"), floats_of(funding, "funding_rate")

@@ -39,7 +39,7 @@ import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
-from arbkit.align import Clock, _known, _memo, _reason_codes, count_reasons, max_age_ns
+from arbkit.align import Clock, _known, _memo, count_reasons, max_age_ns
 from arbkit.detect import _b_scan
 from arbkit.detect._b_common import (
     KEPT,
@@ -55,10 +55,10 @@ from arbkit.detect._b_common import (
     floats_of,
     fold_events,
     ints_of,
+    key_codes,
     open_arrays,
     pair_flags,
     pair_ids,
-    pair_names,
     regrid,
     sorted_events,
 )
@@ -75,6 +75,7 @@ from arbkit.instruments import (
 )
 from arbkit.instruments import expiry_ns as expiry_instant
 from arbkit.pipeline import Batch
+from arbkit.schema import QuoteFlag
 
 __all__ = ["ParityParams", "ParityState", "evaluate_parity", "finish_parity", "step_parity"]
 
@@ -317,10 +318,10 @@ def _quote_values(
     for c, name in enumerate(names):
         column = floats_of(frame, name)
         values[:, c] = column if rows is None else column[rows]
-    flags = None
+    flags = np.zeros(n, dtype=np.int64)
     if "flags" in frame.columns:
         flags = ints_of(frame, "flags") if rows is None else ints_of(frame, "flags")[rows]
-    reason = _reason_codes(values[:, 0], values[:, 1], values[:, 2], values[:, 3], flags, known)
+    reason = _b_scan.reasons(values, flags, known, QuoteFlag.blocking())
     values[:, len(names)] = reason
     return values, reason.astype(np.int64)
 
@@ -331,7 +332,6 @@ def _scan(batch: Batch, state: ParityState, params: ParityParams, screen: bool) 
     options, quotes = batch.option_quotes, batch.quotes
     o_ids, o_inv = pair_ids(options)
     q_ids, q_inv = pair_ids(quotes)
-    o_names, q_names = pair_names(o_ids), pair_names(q_ids)
     memo = _memo(registry)
     o_flags = pair_flags(memo, "parity.flags", o_ids, lambda key: _pair_flags(key, registry))
     q_flags = pair_flags(memo, "parity.flags", q_ids, lambda key: _pair_flags(key, registry))
@@ -345,16 +345,15 @@ def _scan(batch: Batch, state: ParityState, params: ParityParams, screen: bool) 
     q_rows = np.flatnonzero(q_kept[q_inv])
     f_values, f_reason = _quote_values(quotes, _FUTURE_VALUES, q_known[q_inv[q_rows]], q_rows)
     bump(counts, {f"future_{k}": v for k, v in count_reasons(f_reason.astype(np.uint8)).items()})
-    okeys = state.option_keys
-    o_new = {k for k, ok in zip(o_names, o_kept.tolist(), strict=True) if ok} - set(okeys)
-    fkeys = state.future_keys
-    f_new = {k for k, ok in zip(q_names, q_kept.tolist(), strict=True) if ok} - set(fkeys)
-    work = _grown(state, tuple(sorted({*okeys, *o_new})), tuple(sorted({*fkeys, *f_new})), params)
+    o_code, o_new = key_codes(state.option_keys, o_ids, o_kept)
+    q_code, f_new = key_codes(state.future_keys, q_ids, q_kept)
+    okeys = tuple(sorted({*state.option_keys, *o_new}))
+    fkeys = tuple(sorted({*state.future_keys, *f_new}))
+    work = _grown(state, okeys, fkeys, params)
     tables = _tables(work.option_keys, work.future_keys, params)
-    o_at = {k: i for i, k in enumerate(work.option_keys)}
-    f_at = {k: i for i, k in enumerate(work.future_keys)}
-    o_code = np.array([o_at.get(k, -1) for k in o_names], dtype=np.int64)
-    q_code = np.array([f_at.get(k, -1) for k in q_names], dtype=np.int64)
+    if o_new or f_new:
+        o_code, _ = key_codes(okeys, o_ids, o_kept)
+        q_code, _ = key_codes(fkeys, q_ids, q_kept)
     # Future rows keep their place among all quote rows: the canonical order ranks quotes before options.
     q_clock = clock_of(quotes, params.clock)
     o_clock = clock_of(options, params.clock)
