@@ -124,6 +124,7 @@ _intern_views = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_int
 
 _NEWEST = pl.CompatLevel.newest()  # Arrow string views: the layout Polars holds, so no conversion
 _SMALL = 64  # up to this many rows, Python's dict is as fast as the view table
+_LIST_ROWS = 8192  # where the view path cannot code a column, Python's dict up to this many rows
 
 
 class Interner:
@@ -169,7 +170,7 @@ class Interner:
                 fast = self._from_views(series)
                 if fast is not None:
                     return fast
-            if n <= _SMALL:
+            if n <= _LIST_ROWS:  # the view path could not code it: Python's dict beats two Polars queries here
                 return self._from_list(series.to_list())
         return self._from_polars(series)
 
@@ -192,7 +193,7 @@ class Interner:
         text = series.cast(pl.String).fill_null("")
         for name in sorted(set(text.unique().to_list())):
             self._add(name)
-        if text.len() <= _SMALL:
+        if text.len() <= _LIST_ROWS:
             return self._from_list(text.to_list())
         lookup = pl.Enum(self.names)
         return text.cast(lookup).to_physical().to_numpy().astype(np.int32, copy=False)

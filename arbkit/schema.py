@@ -345,8 +345,18 @@ TABLES: Mapping[str, Table] = {
 
 
 def empty(table: Table) -> pl.DataFrame:
-    """An empty frame with the table's exact Polars schema."""
-    return pl.DataFrame(schema=table.polars)
+    """An empty frame with the table's exact Polars schema.
+
+    Built once per table and handed out as ``clear()`` copies: building a frame from a schema costs ~0.1-0.3 ms,
+    paid by every micro-batch that lacks a table.
+    """
+    cached = _EMPTY.get(id(table))
+    if cached is None or cached[0] is not table:
+        cached = _EMPTY[id(table)] = (table, pl.DataFrame(schema=table.polars))
+    return cached[1].clear()
+
+
+_EMPTY: dict[int, tuple[Table, pl.DataFrame]] = {}
 
 
 def _cast(frame: pl.DataFrame, table: Table) -> pl.DataFrame:
