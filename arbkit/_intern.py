@@ -73,9 +73,16 @@ def _intern_views_py(
     """
     mask = keys.shape[0] - 1
     n_new = 0
+    prev_a = np.uint64(0)
+    prev_b = np.uint64(0)
+    prev_code = np.int32(0)
     for i in range(views.shape[0]):
         a = views[i, 0]
         b = views[i, 1]
+        if i > 0 and a == prev_a and b == prev_b:  # a run (a store file sorted by symbol): same view, same string
+            out[i] = prev_code
+            continue
+        prev_a, prev_b = a, b
         length = np.int64(a & np.uint64(0xFFFFFFFF))
         long = length > 12
         data, offset = data0, np.int64(0)
@@ -98,6 +105,7 @@ def _intern_views_py(
                 slot_long[slot] = -2 - i
                 new_slots[n_new] = slot
                 out[i] = -2 - n_new
+                prev_code = out[i]
                 n_new += 1
                 break
             if keys[slot, 0] == a and keys[slot, 1] == b:
@@ -114,6 +122,7 @@ def _intern_views_py(
                             break
                 if same:
                     out[i] = code
+                    prev_code = code
                     break
             slot = (slot + 1) & mask
     return n_new
