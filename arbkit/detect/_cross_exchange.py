@@ -317,14 +317,15 @@ def _chunk_bounds(quotes: pl.DataFrame) -> list[tuple[int, int]]:
 
 
 def _codes(series: pl.Series, prior: tuple[str, ...]) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
-    """Codes into the sorted union of ``prior`` and the column's names (``np.take``: twice as fast as ``lut[ids]``)."""
+    """Codes into the sorted union of ``prior`` and the column's names (compiled remap: one pass over the rows)."""
     interner = shared(series.name)
     ids = interner.codes(series)
-    codes = np.take(interner.lut(prior), ids)
-    if codes.size and codes.min() < 0:  # new names (the first batch of a run, mostly)
-        present = np.flatnonzero(np.bincount(ids, minlength=len(interner.names)))
-        names = tuple(sorted({*prior, *(interner.names[i] for i in present.tolist())}))
-        return names, np.take(interner.lut(names), ids)
+    codes = np.empty(ids.size, dtype=np.int32)
+    if kernels.remap(ids, interner.lut(prior), codes):  # new names (the first batch of a run, mostly)
+        seen = np.flatnonzero(kernels.present(ids, len(interner.names)))
+        names = tuple(sorted({*prior, *(interner.names[i] for i in seen.tolist())}))
+        kernels.remap(ids, interner.lut(names), codes)
+        return names, codes
     return prior, codes
 
 
