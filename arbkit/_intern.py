@@ -48,6 +48,9 @@ def _long_bytes_py(b: np.uint64, data0: Any, data1: Any, data2: Any, data3: Any)
     return data, offset
 
 
+_RECENT = 8  # recent distinct views remembered per kernel call
+
+
 def _intern_views_py(
     views: npt.NDArray[np.uint64],
     data0: npt.NDArray[np.uint8],
@@ -73,16 +76,28 @@ def _intern_views_py(
     """
     mask = keys.shape[0] - 1
     n_new = 0
-    prev_a = np.uint64(0)
-    prev_b = np.uint64(0)
-    prev_code = np.int32(0)
+    # The last few distinct raw views of this call and their codes: a column of a few names (venues) or in runs
+    # (a store file sorted by symbol) is coded without hashing.  Equal raw views are the same string (a long
+    # string's view names its bytes' place in this call's buffers).
+    recent_a = np.zeros(_RECENT, dtype=np.uint64)
+    recent_b = np.zeros(_RECENT, dtype=np.uint64)
+    recent_code = np.zeros(_RECENT, dtype=np.int32)
+    n_recent = 0
     for i in range(views.shape[0]):
         a = views[i, 0]
         b = views[i, 1]
-        if i > 0 and a == prev_a and b == prev_b:  # a run (a store file sorted by symbol): same view, same string
-            out[i] = prev_code
+        hit = -1
+        for k in range(min(n_recent, _RECENT)):
+            if recent_a[k] == a and recent_b[k] == b:
+                hit = k
+                break
+        if hit >= 0:
+            out[i] = recent_code[hit]
             continue
-        prev_a, prev_b = a, b
+        slot_recent = n_recent % _RECENT
+        recent_a[slot_recent] = a
+        recent_b[slot_recent] = b
+        n_recent += 1
         length = np.int64(a & np.uint64(0xFFFFFFFF))
         long = length > 12
         data, offset = data0, np.int64(0)
@@ -105,7 +120,7 @@ def _intern_views_py(
                 slot_long[slot] = -2 - i
                 new_slots[n_new] = slot
                 out[i] = -2 - n_new
-                prev_code = out[i]
+                recent_code[slot_recent] = out[i]
                 n_new += 1
                 break
             if keys[slot, 0] == a and keys[slot, 1] == b:
@@ -122,7 +137,7 @@ def _intern_views_py(
                             break
                 if same:
                     out[i] = code
-                    prev_code = code
+                    recent_code[slot_recent] = code
                     break
             slot = (slot + 1) & mask
     return n_new
