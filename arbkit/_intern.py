@@ -35,7 +35,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["Interner", "shared"]
+__all__ = ["Interner", "shared", "sorted_codes"]
 
 _IntArray = npt.NDArray[np.int32]
 
@@ -310,3 +310,47 @@ def shared(column: str) -> Interner:
         if interner is None:
             interner = _SHARED[column] = Interner(table=1 << 16)
         return interner
+
+
+def _remap_py(ids: npt.NDArray[np.int32], lut: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> int:
+    """``out = lut[ids]`` in one pass; returns how many rows map to -1 (a name the lut does not know)."""
+    missing = 0
+    for i in range(ids.shape[0]):
+        code = lut[ids[i]]
+        out[i] = code
+        if code < 0:
+            missing += 1
+    return missing
+
+
+def _present_py(ids: npt.NDArray[np.int32], n: int) -> npt.NDArray[np.bool_]:
+    """Which of the codes ``0..n-1`` occur in ``ids``."""
+    seen = np.zeros(n, dtype=np.bool_)
+    for i in range(ids.shape[0]):
+        seen[ids[i]] = True
+    return seen
+
+
+_remap = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_remap_py))
+_present = cast(Callable[..., npt.NDArray[np.bool_]], numba.njit(cache=True, nogil=True)(_present_py))
+
+
+def sorted_codes(series: pl.Series, prior: tuple[str, ...] = ()) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
+    """Each row's code into the sorted union of ``prior`` and the column's names, through the process-wide
+    interner of the column (:func:`shared`); one compiled pass over the rows when no name is new.
+
+    Examples
+    --------
+    >>> names, codes = sorted_codes(pl.Series("venue", ["okx", "binance", "okx"]), prior=("kraken",))
+    >>> names, codes.tolist()
+    (('binance', 'kraken', 'okx'), [2, 0, 2])
+    """
+    interner = shared(series.name)
+    ids = interner.codes(series)
+    codes = np.empty(ids.size, dtype=np.int32)
+    if _remap(ids, interner.lut(prior), codes):  # new names (the first batch of a run, mostly)
+        seen = np.flatnonzero(_present(ids, len(interner.names)))
+        names = tuple(sorted({*prior, *(interner.names[i] for i in seen.tolist())}))
+        _remap(ids, interner.lut(names), codes)
+        return names, codes
+    return prior, codes

@@ -67,7 +67,7 @@ import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
-from arbkit._intern import shared
+from arbkit._intern import sorted_codes
 from arbkit.align import REASONS, Clock, _known, _memo, max_age_ns
 from arbkit.detect import _cross_kernels as kernels
 from arbkit.detect._confidence import persistence
@@ -316,19 +316,6 @@ def _chunk_bounds(quotes: pl.DataFrame) -> list[tuple[int, int]]:
     return list(zip(offsets, lengths, strict=True))
 
 
-def _codes(series: pl.Series, prior: tuple[str, ...]) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
-    """Codes into the sorted union of ``prior`` and the column's names (compiled remap: one pass over the rows)."""
-    interner = shared(series.name)
-    ids = interner.codes(series)
-    codes = np.empty(ids.size, dtype=np.int32)
-    if kernels.remap(ids, interner.lut(prior), codes):  # new names (the first batch of a run, mostly)
-        seen = np.flatnonzero(kernels.present(ids, len(interner.names)))
-        names = tuple(sorted({*prior, *(interner.names[i] for i in seen.tolist())}))
-        kernels.remap(ids, interner.lut(names), codes)
-        return names, codes
-    return prior, codes
-
-
 def detect_cross_exchange(
     quotes: pl.DataFrame, state: CrossExchangeState, params: CrossExchangeParams, book: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, CrossExchangeState]:
@@ -358,8 +345,8 @@ def detect_cross_exchange(
         if batch_book.height == 0:
             return _EMPTY_OPPORTUNITIES.clear(), state
         return _EMPTY_OPPORTUNITIES.clear(), _with_book(state, update_books(state.book, batch_book, params.clock))
-    venues, ven = _codes(quotes.get_column("exchange"), state.venues)
-    symbols, sym = _codes(quotes.get_column("symbol"), state.symbols)
+    venues, ven = sorted_codes(quotes.get_column("exchange"), state.venues)
+    symbols, sym = sorted_codes(quotes.get_column("symbol"), state.symbols)
     tables = _tables(symbols, venues, params)
     chunks = [_Chunk.of(quotes, params.clock, o, n) for o, n in _chunk_bounds(quotes)]
     # Input order first (store files, live batches: each symbol's clock already non-decreasing); the scan gives

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HIT_F", "HIT_I", "OPEN_F", "OPEN_I", "fold", "present", "remap", "scan"]
+__all__ = ["HIT_F", "HIT_I", "OPEN_F", "OPEN_I", "fold", "scan"]
 
 # Columns of the hit arrays returned by ``scan``.
 HIT_I = ("row", "seq", "time", "buy", "sell", "buy_time", "sell_time")
@@ -37,25 +37,6 @@ OPEN_F = ("buy_price", "sell_price", "buy_fill", "sell_fill", "size", "profit", 
 # Row check codes, in the order of :class:`arbkit.align.Reason`.
 _MISSING_PRICE, _NON_POSITIVE, _CROSSED, _BAD_SIZE, _UNKNOWN, _FLAGGED = 1, 2, 3, 4, 5, 6
 _NO_QUOTE = 255
-
-
-def _remap_py(ids: npt.NDArray[np.int32], lut: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> int:
-    """``out = lut[ids]`` in one pass; returns how many rows map to -1 (a name the lut does not know)."""
-    missing = 0
-    for i in range(ids.shape[0]):
-        code = lut[ids[i]]
-        out[i] = code
-        if code < 0:
-            missing += 1
-    return missing
-
-
-def _present_py(ids: npt.NDArray[np.int32], n: int) -> npt.NDArray[np.bool_]:
-    """Which of the codes ``0..n-1`` occur in ``ids``."""
-    seen = np.zeros(n, dtype=np.bool_)
-    for i in range(ids.shape[0]):
-        seen[ids[i]] = True
-    return seen
 
 
 def _grow_i(a: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -382,8 +363,6 @@ def _fold_py(
 
 _jit: Callable[[Any], Any] = numba.njit(cache=True, nogil=True, error_model="numpy")
 _grow_i = cast(Any, _jit(_grow_i))
-remap = cast(Callable[..., int], _jit(_remap_py))
-present = cast(Callable[..., npt.NDArray[np.bool_]], _jit(_present_py))
 _grow_f = cast(Any, _jit(_grow_f))
 _freshness = cast(Any, _jit(_freshness))
 _clip01 = cast(Any, _jit(_clip01))

@@ -84,7 +84,7 @@ import polars as pl
 import pyarrow as pa
 
 from arbkit import schema
-from arbkit._intern import shared
+from arbkit._intern import sorted_codes
 from arbkit.align import Clock, _float, _int_column, _known, _memo, _reason_codes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, persistence, row_confidence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
@@ -422,13 +422,9 @@ def _cell_kind(registry: Registry, exchange: str, symbol: str) -> tuple[bool, bo
 
 
 def _name_codes(series: pl.Series) -> tuple[tuple[str, ...], _I]:
-    """Sorted distinct names of a string column and each row's code into them, through the process-wide
-    interner of the column (:func:`arbkit._intern.shared`): names are memoized by their codes across batches."""
-    interner = shared(series.name)
-    ids = interner.codes(series)
-    seen = np.flatnonzero(np.bincount(ids)).tolist() if ids.size else []
-    names = tuple(sorted(interner.names[i] for i in seen))
-    return names, interner.lut(names)[ids].astype(np.int64)
+    """Sorted distinct names of a string column and each row's code into them (:func:`arbkit._intern.sorted_codes`)."""
+    names, codes = sorted_codes(series)
+    return names, codes.astype(np.int64)
 
 
 def _flags(quotes: pl.DataFrame) -> npt.NDArray[np.integer[Any]] | None:
