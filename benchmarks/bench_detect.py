@@ -11,7 +11,7 @@ Prints:
 * live-shaped stepping: ``step`` over 1,000-row micro-batches with carried state, p50/p99 latency and rows/s, for
   both detectors.
 
-JIT compilation is warmed before timing.  Run: ``.venv/bin/python benchmarks/bench_detect.py [--rows N]
+JIT compilation is warmed before timing.  Run: ``.venv/bin/python benchmarks/bench_detect.py [--rows N] [--only triangular]
 [--quick]`` (default 4M rows, about a minute; the issue's figure is ``--rows 20000000``).
 """
 
@@ -177,8 +177,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4_000_000)
     parser.add_argument("--quick", action="store_true", help="500k rows")
     parser.add_argument("--tri-rows", type=int, default=200_000)
+    parser.add_argument("--only", choices=("cross-exchange", "triangular"), help="run one detector's part")
     args = parser.parse_args()
     rows = 500_000 if args.quick else args.rows
+    if args.only == "triangular":
+        bench_triangular(args, rows)
+        return
     path = Path(tempfile.mkdtemp()) / "quotes.parquet"
     synthetic_quotes(rows).write_parquet(path, row_group_size=65_536)
     cols = ["ts_recv", "exchange", "symbol", "bid", "bid_size", "ask", "ask_size", "flags"]
@@ -242,6 +246,22 @@ def main() -> None:
         f"({t_steps:.2f} s, {found_steps} episodes: {'same' if found_steps == found else 'DIFFERENT'})"
     )
 
+    steps = min(2_000, rows // 1_000)
+    live = pl.read_parquet(path).sort("ts_recv", maintain_order=True)
+    _print_latency("cross-exchange", _latency(cross, live, min(steps, live.height // 1_000)))
+    if args.only is None:
+        bench_triangular(args, rows)
+
+
+def _print_latency(name: str, lat: npt.NDArray[np.float64]) -> None:
+    print(
+        f"live step {name} (1,000 rows): p50 {np.percentile(lat, 50):.2f} ms  p99 {np.percentile(lat, 99):.2f} ms  "
+        f"{1_000 / np.mean(lat) * 1e3 / 1e6:.2f} M rows/s  (target p99 < 2 ms)"
+    )
+
+
+def bench_triangular(args: argparse.Namespace, rows: int) -> None:
+    """Triangular cycle-rows/s over 100k-row steps, then live-shaped 1,000-row stepping latency."""
     tri = pipelines.get("triangular")
     tparams = tri.params_type()
     tri_frame = triangular_quotes(args.tri_rows if not args.quick else 50_000)
@@ -264,15 +284,8 @@ def main() -> None:
         f"triangular: {n_cycles} cycles x {tri_frame.height:,} rows: "
         f"{tri_frame.height * n_cycles / t_tri / 1e6:8.2f} M cycle-rows/s  ({t_tri:.2f} s, {tri_found} episodes)"
     )
-
-    steps = min(2_000, rows // 1_000)
-    live = pl.read_parquet(path).sort("ts_recv", maintain_order=True)
-    for name, strategy, frame in (("cross-exchange", cross, live), ("triangular", tri, tri_frame)):
-        lat = _latency(strategy, frame, min(steps, frame.height // 1_000))
-        print(
-            f"live step {name} (1,000 rows): p50 {np.percentile(lat, 50):.2f} ms  p99 {np.percentile(lat, 99):.2f} ms  "
-            f"{1_000 / np.mean(lat) * 1e3 / 1e6:.2f} M rows/s  (target p99 < 2 ms)"
-        )
+    steps = min(2_000, rows // 1_000, tri_frame.height // 1_000)
+    _print_latency("triangular", _latency(tri, tri_frame, steps))
 
 
 if __name__ == "__main__":
