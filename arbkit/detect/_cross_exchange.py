@@ -72,7 +72,9 @@ from arbkit.align import REASONS, Clock, _known, _memo, max_age_ns
 from arbkit.detect import _cross_kernels as kernels
 from arbkit.detect._confidence import persistence
 from arbkit.detect._depth import BookState, book_as_of, joint_walk, ladder_fill, update_books
-from arbkit.detect._episodes import episode_id, to_opportunities
+from arbkit.detect._episodes import _FEW as _POLARS_SORTED
+from arbkit.detect._episodes import episode_id
+from arbkit.detect._ids import episode_values, hex_strings
 from arbkit.instruments import Registry, UnknownInstrumentError, default_registry
 from arbkit.schema import QuoteFlag
 
@@ -437,48 +439,79 @@ def _with_book(state: CrossExchangeState, book: BookState) -> CrossExchangeState
 def _episodes(state: CrossExchangeState, candidate: _I, ints: _I, floats: _F, status: str) -> pl.DataFrame:
     """Episodes from candidate ids and OPEN_I/OPEN_F rows: strings are made here, once per episode."""
     n_ven = len(state.venues)
-    sym, rest = np.divmod(candidate, n_ven * n_ven)
-    buy, sell = np.divmod(rest, n_ven)
-    n = candidate.size
-    symbol = [state.symbols[i] for i in sym.tolist()]
-    buy_ex = [state.venues[i] for i in buy.tolist()]
-    sell_ex = [state.venues[i] for i in sell.tolist()]
     f = {name: floats[:, j] for j, name in enumerate(kernels.OPEN_F)}
     i = {name: ints[:, j] for j, name in enumerate(kernels.OPEN_I)}
-    if n <= _FEW_EPISODES:
+    if candidate.size <= _FEW_EPISODES:
+        sym, rest = np.divmod(candidate, n_ven * n_ven)
+        buy, sell = np.divmod(rest, n_ven)
+        symbol = [state.symbols[k] for k in sym.tolist()]
+        buy_ex = [state.venues[k] for k in buy.tolist()]
+        sell_ex = [state.venues[k] for k in sell.tolist()]
         return _few_episodes(symbol, buy_ex, sell_ex, f, i, status)
-    pair = np.arange(2 * n) // 2
-    is_sell = np.arange(2 * n) % 2 == 1
+    return _many_episodes(state, candidate, f, i, status)
+
+
+def _many_episodes(
+    state: CrossExchangeState, candidate: _I, f: Mapping[str, _F], i: Mapping[str, _I], status: str
+) -> pl.DataFrame:
+    """:func:`_episodes` column-wise, equal to :func:`~arbkit.detect._episodes.to_opportunities` of the episode
+    frame: ids hashed in one compiled call (:mod:`arbkit.detect._ids`), rows put in ``(ts_start, id)`` order by
+    NumPy on the ids' 64-bit values (Polars sorts only when two rows tie on both, to keep its order of ties)."""
+    n_ven = len(state.venues)
+    present, which = np.unique(candidate, return_inverse=True)
+    keys = []
+    for c in present.tolist():
+        s, rest = divmod(c, n_ven * n_ven)
+        keys.append(f"{state.symbols[s]}|{state.venues[rest // n_ven]}|{state.venues[rest % n_ven]}")
+    ts_start = i["ts_start"]
+    values = episode_values(KIND, keys, which.astype(np.int64), ts_start)
+    order = np.lexsort((values, ts_start))
+    ordered = ts_start[order], values[order]
+    # np.lexsort is stable, like the shared builder's sort of a few episodes; beyond, that builder sorts with
+    # Polars, whose order of ties this reproduces by sorting the same frame.
+    ties = candidate.size > _POLARS_SORTED and bool(
+        ((ordered[0][1:] == ordered[0][:-1]) & (ordered[1][1:] == ordered[1][:-1])).any()
+    )
+    if ties:
+        order = np.arange(candidate.size)
+    n = order.size
+    sym, rest = np.divmod(candidate[order], n_ven * n_ven)
+    buy, sell = np.divmod(rest, n_ven)
+    symbols = pl.Series(state.symbols, dtype=pl.String)
+    venues = pl.Series(state.venues, dtype=pl.String)
+    symbol = symbols.gather(sym)
+    pair = np.repeat(order, 2)
+    is_sell = np.tile(np.array([False, True]), n)
+    size = f["size"][order]
     long = pl.DataFrame(
         [
-            pl.Series("exchange", [x for b, a in zip(buy_ex, sell_ex, strict=True) for x in (b, a)], dtype=pl.String),
-            pl.Series("symbol", [s for s in symbol for _ in range(2)], dtype=pl.String),
+            venues.gather(np.column_stack([buy, sell]).ravel()).alias("exchange"),
+            symbols.gather(np.repeat(sym, 2)).alias("symbol"),
             pl.Series("side", ["buy", "sell"] * n, dtype=pl.String),
             pl.Series("price", np.where(is_sell, f["sell_fill"][pair], f["buy_fill"][pair]), dtype=pl.Float64),
-            pl.Series("size", f["size"][pair], dtype=pl.Float64),
+            pl.Series("size", np.repeat(size, 2), dtype=pl.Float64),
         ]
     )
-    legs = long.to_struct("legs").reshape((n, 2)).cast(_LEGS)
-    names = pl.Series("timeline", symbol, dtype=pl.String)
+    confidence = np.clip(f["confidence"][order] * persistence(i["rows"][order]), 0.0, 1.0)
     frame = pl.DataFrame(
         [
+            hex_strings(values[order]),
             pl.Series("kind", [KIND] * n, dtype=pl.String),
-            pl.Series("key", [f"{s}|{b}|{a}" for s, b, a in zip(symbol, buy_ex, sell_ex, strict=True)]),
-            names,
-            *[pl.Series(name, i[name], dtype=pl.Int64) for name in ("seq_start", "seq_last", "ts_start", "ts_end")],
-            names.alias("symbol"),
-            legs,
-            pl.Series("buy_exchange", buy_ex, dtype=pl.String),
-            pl.Series("sell_exchange", sell_ex, dtype=pl.String),
+            *[pl.Series(name, i[name][order], dtype=pl.Int64) for name in ("ts_start", "ts_end")],
+            symbol.alias("symbol"),
+            long.to_struct("legs").reshape((n, 2)).cast(_LEGS),
+            venues.gather(buy).alias("buy_exchange"),
+            venues.gather(sell).alias("sell_exchange"),
             *[
-                pl.Series(name, f[name], dtype=pl.Float64)
+                pl.Series(name, f[name][order], dtype=pl.Float64)
                 for name in ("buy_price", "sell_price", "size", "profit", "peak_profit", "profit_percentage")
             ],
-            pl.Series("confidence", f["confidence"], dtype=pl.Float64),
-            pl.Series("rows", i["rows"], dtype=pl.Int64),
+            pl.Series("confidence", confidence, dtype=pl.Float64),
+            pl.Series("rows", i["rows"][order], dtype=pl.Int64),
+            pl.Series("status", [status] * n, dtype=pl.String),
         ]
     )
-    return to_opportunities(frame, status)
+    return frame.sort("ts_start", "id") if ties else frame
 
 
 #: Up to this many episodes (a live micro-batch closes a handful) the frame is built from Python dicts in one
