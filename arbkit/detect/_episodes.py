@@ -56,6 +56,7 @@ from arbkit.detect._confidence import persistence
 
 __all__ = [
     "EVENT_SCHEMA",
+    "EpisodeIds",
     "EpisodeState",
     "advance_timeline_codes",
     "advance_timelines",
@@ -338,6 +339,35 @@ def finish_episodes(state: EpisodeState) -> pl.DataFrame:
 def episode_id(kind: str, key: str, ts_start: int) -> str:
     """The deterministic episode id: the first 16 hex digits of SHA-1 over kind, key and ts_start."""
     return hashlib.sha1(f"{kind}\x1f{key}\x1f{ts_start}".encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+class EpisodeIds:
+    """:func:`episode_id` for the episodes of one kind: the SHA-1 state after ``kind`` and a key is computed once
+    per key and copied for each id (the same digests; a detector's keys repeat from batch to batch).
+
+    Examples
+    --------
+    >>> ids = EpisodeIds("triangular")
+    >>> ids.many(["a", "a"], [1, 2]) == [episode_id("triangular", "a", 1), episode_id("triangular", "a", 2)]
+    True
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._prefix: dict[str, Any] = {}
+
+    def many(self, keys: Sequence[str], ts_start: Sequence[int]) -> list[str]:
+        """The ids of episodes ``(keys[i], ts_start[i])``."""
+        prefix, kind = self._prefix, self.kind
+        out = []
+        for key, ts in zip(keys, ts_start, strict=True):
+            head = prefix.get(key)
+            if head is None:
+                head = prefix[key] = hashlib.sha1(f"{kind}\x1f{key}\x1f".encode(), usedforsecurity=False)
+            digest = head.copy()
+            digest.update(b"%d" % ts)
+            out.append(digest.hexdigest()[:16])
+        return out
 
 
 def to_opportunities(episodes: pl.DataFrame, status: str) -> pl.DataFrame:

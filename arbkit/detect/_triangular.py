@@ -88,13 +88,14 @@ from arbkit._intern import sorted_codes
 from arbkit.align import Clock, _float, _int_column, _known, _memo, _reason_codes, count_reasons
 from arbkit.detect._confidence import depth_factor, freshness, persistence, row_confidence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
-from arbkit.detect._episodes import episode_id
+from arbkit.detect._episodes import EpisodeIds
 from arbkit.detect._tri_kernels import group_runs, prepare_scan, scan_cycles, size_spans
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
 __all__ = [
     "Cycle",
     "OpenEpisode",
+    "OpenEpisodes",
     "QuoteCells",
     "Topology",
     "TriangularParams",
@@ -214,11 +215,9 @@ class QuoteCells:
 
 
 class OpenEpisode(NamedTuple):
-    """An episode still open at the end of the last batch: its start, the payload of its last row, peak and rows.
-
-    ``legs`` holds the traded legs ``(exchange, symbol, side, price, size)`` in cycle order.  A named tuple: a
-    step makes one per run of profitable rows, and a frozen dataclass costs ten times more to construct.
-    """
+    """One open episode as a readable record (:meth:`TriangularState.open_episodes`): its start, the payload of its
+    last row, peak and rows.  ``legs`` holds the traded legs ``(exchange, symbol, side, price, size)`` in cycle
+    order."""
 
     key: str
     name: str
@@ -236,18 +235,91 @@ class OpenEpisode(NamedTuple):
 
 
 @dataclass(frozen=True)
+class OpenEpisodes:
+    """Episodes column-wise, one entry per episode, sorted by cycle (the open ones of a state, or a batch's runs).
+
+    ``cycle`` indexes the cycles of the layout of the state's cells and parameters (cycles sorted by name; a batch
+    that adds cells re-indexes the open episodes by key).  ``price`` and ``leg_size`` are per cycle leg
+    (``(episodes, max_legs)``; 0 on transfers and pads): a cycle's traded legs (venue, symbol, side) are fixed, so
+    only their prices and sizes are carried.  NumPy arrays, so a step folds its runs in without a Python object
+    per episode and builds the frame of the closed ones column-wise.
+    """
+
+    cycle: _I
+    seq_start: _I
+    seq_last: _I
+    ts_start: _I
+    ts_end: _I
+    rows: _I
+    size: _F
+    profit: _F
+    peak_profit: _F
+    profit_percentage: _F
+    confidence: _F
+    price: _F
+    leg_size: _F
+
+    @classmethod
+    def empty(cls) -> OpenEpisodes:
+        return _NO_EPISODES
+
+    def __len__(self) -> int:
+        return int(self.cycle.shape[0])
+
+    def take(self, index: npt.NDArray[np.integer[Any]] | _B) -> OpenEpisodes:
+        """The episodes at ``index`` (positions or a mask); the canonical empty value when none."""
+        picked = OpenEpisodes(*(getattr(self, f.name)[index] for f in _EPISODE_FIELDS))
+        return picked if len(picked) else _NO_EPISODES
+
+    def concat(self, other: OpenEpisodes) -> OpenEpisodes:
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        return OpenEpisodes(*(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in _EPISODE_FIELDS))
+
+
+_EPISODE_FIELDS = dataclasses.fields(OpenEpisodes)
+_NONE_I, _NONE_F, _NONE_LEGS = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, 0))
+_NO_EPISODES = OpenEpisodes(*(_NONE_I,) * 6, *(_NONE_F,) * 5, _NONE_LEGS, _NONE_LEGS)
+
+
+@dataclass(frozen=True)
 class TriangularState:
-    """Latest quote per cell, open episodes (sorted by key), rows seen on the timeline, counters and books."""
+    """Latest quote per cell, open episodes (by cycle of the cells' layout), rows seen on the timeline, counters
+    and books."""
 
     quotes: QuoteCells
-    episodes: tuple[OpenEpisode, ...]
+    episodes: OpenEpisodes
     next_seq: int
     counters: Mapping[str, int]
     book: BookState = field(default_factory=BookState.empty)
 
     @classmethod
     def empty(cls) -> TriangularState:
-        return cls(QuoteCells.empty(), (), 0, {}, BookState.empty())
+        return cls(QuoteCells.empty(), OpenEpisodes.empty(), 0, {}, BookState.empty())
+
+    def open_episodes(self, params: TriangularParams) -> tuple[OpenEpisode, ...]:
+        """The open episodes as records, sorted by key (``params`` must be those the state was stepped with)."""
+        e = self.episodes
+        if not len(e):
+            return ()
+        layout = _layout(self.quotes.cells, params)
+        out = []
+        for i, k in enumerate(e.cycle.tolist()):
+            trade = layout.cycle_trade[k]
+            legs = zip(
+                layout.cycle_column[k][trade].tolist(), layout.cycle_sell[k][trade].tolist(),
+                e.price[i][trade].tolist(), e.leg_size[i][trade].tolist(), strict=True,
+            )  # fmt: skip
+            named = tuple((*layout.leg_names[c][sell], price, size) for c, sell, price, size in legs)
+            record = OpenEpisode(
+                layout.keys[k], layout.names[k], int(e.seq_start[i]), int(e.seq_last[i]), int(e.ts_start[i]),
+                int(e.ts_end[i]), named, float(e.size[i]), float(e.profit[i]), float(e.peak_profit[i]),
+                float(e.profit_percentage[i]), float(e.confidence[i]), int(e.rows[i]),
+            )  # fmt: skip
+            out.append(record)
+        return tuple(sorted(out, key=lambda r: r.key))
 
 
 @dataclass(frozen=True)
@@ -357,11 +429,13 @@ def detect_triangular(
     rows, row_cell, cells, counters = _timeline(quotes, state.quotes, params)
     layout = _layout(cells.cells, params)
     n = row_cell.shape[0]
+    m = cells.bid.shape[0]
     # Unusable quotes may hold 0 or NaN prices; they are masked out, so silence their warnings.
     with np.errstate(divide="ignore", invalid="ignore"):
+        logs = _log(np.concatenate([rows[0], rows[2], cells.bid, cells.ask]))  # one call: each op costs microseconds
         cycle, start, end, source, cell_source = scan_cycles(
-            row_cell=row_cell, row_log_sell=_log(rows[0]), row_log_buy=-_log(rows[2]),
-            cell_log_sell=_log(cells.bid), cell_log_buy=-_log(cells.ask), cell_column=layout.cell_column,
+            row_cell=row_cell, row_log_sell=logs[:n], row_log_buy=-logs[n : 2 * n],
+            cell_log_sell=logs[2 * n : 2 * n + m], cell_log_buy=-logs[2 * n + m :], cell_column=layout.cell_column,
             column_cell=layout.column_cell, column_ptr=layout.column_ptr, column_cycles=layout.column_cycles,
             cycle_edges=layout.cycle_edges, edge_column=layout.edge_column, edge_sell=layout.edge_sell,
             edge_log_fee=layout.edge_log_fee, prepared=layout.prepared,
@@ -378,8 +452,11 @@ def detect_triangular(
             hits, suppressed = _evaluate(layout, params, (cycle, start, end, source), ext, rows[4], None)
     for name, count in suppressed.items():
         counters[name] = counters.get(name, 0) + count
-    runs = _runs(layout, hits, rows[4], state.next_seq) if hits is not None else []
-    closed, episodes = _merge(state.episodes, runs, state.next_seq, n)
+    runs = _runs(layout, hits, rows[4], state.next_seq) if hits is not None else OpenEpisodes.empty()
+    carried = state.episodes
+    if cells is not state.quotes and len(carried):
+        carried = _reindex(carried, _layout(state.quotes.cells, params), layout)
+    closed, episodes = _merge(carried, runs, state.next_seq, n)
     merged = dict(state.counters)
     for k, v in counters.items():
         if v:
@@ -389,7 +466,7 @@ def detect_triangular(
         new_cells, episodes, state.next_seq + n, dict(sorted(merged.items())),
         update_books(state.book, batch_book, params.clock),
     )  # fmt: skip
-    return _opportunities(closed, "expired"), next_state
+    return _opportunities(layout, closed, "expired"), next_state
 
 
 _NO_BOOK = pl.DataFrame()
@@ -507,9 +584,32 @@ class _Layout:
     keys: tuple[str, ...]
     leg_names: tuple[tuple[tuple[str, str, str], tuple[str, str, str]], ...]  # per column: (venue, symbol, side)
     prepared: tuple[_I, _I, _I]  # prepare_scan of the graph
+    key_index: Mapping[str, int]  # cycle key -> cycle
+    cycle_trade: _B  # (cycles, legs): the leg trades (not a transfer or pad)
+    cycle_column: _I  # (cycles, legs): the leg's column (0 where it does not trade)
+    cycle_sell: _B  # (cycles, legs)
+    first_trade: _I  # per cycle: its first trading leg (the buy price's)
+    cycle_table: pa.RecordBatch  # per cycle: symbol (name), buy_exchange, sell_exchange
+    leg_table: pa.RecordBatch  # per traded leg of every cycle, cycle after cycle: exchange, symbol, side
+    leg_start: _I  # cycle k's traded legs are leg_table rows leg_start[k]:leg_start[k + 1]
+    ids: EpisodeIds
 
 
 def _layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) -> _Layout:
+    last = _LAST_LAYOUT.get(id(params))
+    if last is not None and last[0] is params and last[1] is cells:  # steps carry the same objects: no hashing
+        return last[2]
+    layout = _memo_layout(cells, params)
+    if len(_LAST_LAYOUT) > 8:
+        _LAST_LAYOUT.clear()
+    _LAST_LAYOUT[id(params)] = (params, cells, layout)
+    return layout
+
+
+_LAST_LAYOUT: dict[int, tuple[TriangularParams, tuple[tuple[str, str], ...], _Layout]] = {}
+
+
+def _memo_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) -> _Layout:
     registry = params.registry
     override = params.max_age_ms
     age_key = tuple(sorted(override.items())) if isinstance(override, Mapping) else override
@@ -556,6 +656,29 @@ def _build_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) 
     edge_fee = np.where(edge_column >= 0, fee[np.maximum(edge_column, 0)] if columns else 0.0, 0.0)
     column_cycles = np.array([k for u in uses for k in sorted(u)], dtype=np.int64)
     cycle_edges = np.ascontiguousarray(topology.cycle_index(params.max_legs), dtype=np.int64)
+    # Per cycle leg: its column where it trades; the names of the traded legs, cycle after cycle.
+    leg_edge_column = np.where(cycle_edges >= 0, edge_column[np.maximum(cycle_edges, 0)], -1)
+    trade = leg_edge_column >= 0
+    leg_column = np.maximum(leg_edge_column, 0)
+    venues = np.array([v for v, _ in columns] or [""], dtype=object)
+    symbols = np.array([s for _, s in columns] or [""], dtype=object)
+    first_trade = np.argmax(trade, axis=1).astype(np.int64)
+    every = np.arange(len(topology.cycles))
+    last_trade = trade.shape[1] - 1 - np.argmax(trade[:, ::-1], axis=1)
+    names = [c.name for c in topology.cycles]
+    keys = [";".join(_leg_text(topology, e) for e in c.edges) for c in topology.cycles]
+    text = pa.string()
+    cycle_table = pa.RecordBatch.from_arrays(
+        [pa.array(names, type=text), pa.array(venues[leg_column[every, first_trade]], type=text),
+         pa.array(venues[leg_column[every, last_trade]], type=text)],
+        names=["symbol", "buy_exchange", "sell_exchange"],
+    )  # fmt: skip
+    flat = leg_column[trade]
+    leg_table = pa.RecordBatch.from_arrays(
+        [pa.array(venues[flat], type=text), pa.array(symbols[flat], type=text),
+         pa.array(np.where(edge_sell[np.maximum(cycle_edges, 0)][trade], "sell", "buy"), type=text)],
+        names=["exchange", "symbol", "side"],
+    )  # fmt: skip
     return _Layout(
         topology=topology,
         cell_column=cell_column,
@@ -576,10 +699,19 @@ def _build_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) 
         symbol=pl.Series([s for _, s in columns], dtype=pl.String),
         venue_names=tuple(v for v, _ in columns),
         symbol_names=tuple(s for _, s in columns),
-        names=tuple(c.name for c in topology.cycles),
-        keys=tuple(";".join(_leg_text(topology, e) for e in c.edges) for c in topology.cycles),
+        names=tuple(names),
+        keys=tuple(keys),
         leg_names=tuple(((v, s, "buy"), (v, s, "sell")) for v, s in columns),
         prepared=prepare_scan(ptr, column_cycles, cycle_edges, edge_column, edge_sell),
+        key_index={key: k for k, key in enumerate(keys)},
+        cycle_trade=trade,
+        cycle_column=leg_column,
+        cycle_sell=edge_sell[np.maximum(cycle_edges, 0)],
+        first_trade=first_trade,
+        cycle_table=cycle_table,
+        leg_table=leg_table,
+        leg_start=np.concatenate([[0], np.cumsum(trade.sum(axis=1))]).astype(np.int64),
+        ids=EpisodeIds(KIND),
     )
 
 
@@ -709,153 +841,137 @@ def _walk_cycles(
     return use, start, profit, np.where(trade, _floor_lot(base, lot), 0.0), average, size.sum(axis=2)
 
 
-def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> list[OpenEpisode]:
-    """One fragment per run of consecutive profitable rows of a cycle in this batch (an episode so far).
+def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> OpenEpisodes:
+    """One fragment per run of consecutive profitable rows of a cycle in this batch (an episode so far), in
+    ``(cycle, start)`` order.
 
     Hits of one cycle chain when one starts on the row where the previous one stopped; a run takes its start
     from its first hit, the payload (legs, size, profit, and the confidence at its last row) from its last, and
     the maximum profit and the row count over all of them: what merging one event per row would give.
     """
     first, last, rows, peak = group_runs(hits.cycle, hits.start, hits.stop, hits.profit)
-    cycle = hits.cycle
     first_row, last_row = hits.start[first], hits.stop[last] - 1
     # Confidence at the run's last row: weakest leg's freshness and depth use.
     trade, column = hits.trade[last], hits.column[last]
     age_ms = (time[last_row][:, None] - hits.quote_time[last]) / 1e6
     leg_fresh = np.where(trade, freshness(age_ms, layout.latency_ms[column], layout.max_age_ms[column]), 1.0)
     leg_depth = np.where(trade, depth_factor(hits.size[last], hits.displayed[last]), 1.0)
-    confidence = row_confidence(leg_fresh.min(axis=1), leg_depth.min(axis=1))
-    percentage = 100.0 * (hits.growth[last] - 1.0)
-    leg_names = layout.leg_names
-    keys, names = layout.keys, layout.names
-    out = []
-    for k, a, b, ta, tb, cols, sells, prices, sizes, trades, amount, profit, top, pct, conf, n in zip(
-        cycle[first].tolist(), first_row.tolist(), last_row.tolist(), time[first_row].tolist(), time[last_row].tolist(),
-        column.tolist(), hits.sell[last].tolist(),
-        hits.price[last].tolist(), hits.size[last].tolist(), trade.tolist(), hits.amount[last].tolist(),
-        hits.profit[last].tolist(), peak.tolist(), percentage.tolist(), confidence.tolist(), rows.tolist(),
-        strict=True,
-    ):  # fmt: skip
-        legs = tuple(
-            (*leg_names[c][sell], price, size)
-            for c, sell, price, size, t in zip(cols, sells, prices, sizes, trades, strict=True)
-            if t
-        )
-        out.append(OpenEpisode(keys[k], names[k], seq0 + a, seq0 + b, ta, tb, legs, amount, profit, top, pct, conf, n))
-    return out
+    return OpenEpisodes(
+        cycle=hits.cycle[first], seq_start=seq0 + first_row, seq_last=seq0 + last_row, ts_start=time[first_row],
+        ts_end=time[last_row], rows=rows, size=hits.amount[last], profit=hits.profit[last], peak_profit=peak,
+        profit_percentage=100.0 * (hits.growth[last] - 1.0),
+        confidence=row_confidence(leg_fresh.min(axis=1), leg_depth.min(axis=1)),
+        price=np.where(trade, hits.price[last], 0.0), leg_size=np.where(trade, hits.size[last], 0.0),
+    )  # fmt: skip
 
 
-def _merge(
-    open_episodes: tuple[OpenEpisode, ...], runs: list[OpenEpisode], seq0: int, n: int
-) -> tuple[list[OpenEpisode], tuple[OpenEpisode, ...]]:
+def _reindex(episodes: OpenEpisodes, before: _Layout, after: _Layout) -> OpenEpisodes:
+    """Open episodes of ``before``'s cycles as ``after``'s (new cells only add cycles; keys name them)."""
+    if before is after or not len(episodes):
+        return episodes
+    keys, index = before.keys, after.key_index
+    cycle = np.array([index[keys[k]] for k in episodes.cycle.tolist()], dtype=np.int64)
+    order = np.argsort(cycle, kind="stable")
+    return dataclasses.replace(episodes.take(order), cycle=cycle[order])
+
+
+def _merge(open_episodes: OpenEpisodes, runs: OpenEpisodes, seq0: int, n: int) -> tuple[OpenEpisodes, OpenEpisodes]:
     """Continue the open episodes with the runs that start on the batch's first row, and close every episode
-    that does not reach the batch's last row (its timeline moved on without it).  Returns (closed, open by key).
+    that does not reach the batch's last row (its timeline moved on without it).  Returns (closed, open): the
+    closed runs in run order, then the open episodes not continued; both sorted by cycle within.
     """
     if n == 0:
-        return [], open_episodes
-    before = {e.key: e for e in open_episodes}
-    closed: list[OpenEpisode] = []
-    still: list[OpenEpisode] = []
-    continued = set()
-    for run in runs:
-        prior = before.get(run.key)
-        if prior is not None and prior.seq_last + 1 == run.seq_start:
-            continued.add(run.key)
-            run = run._replace(
-                seq_start=prior.seq_start, ts_start=prior.ts_start,
-                peak_profit=max(prior.peak_profit, run.peak_profit), rows=prior.rows + run.rows,
+        return OpenEpisodes.empty(), open_episodes
+    if not len(runs):  # the timeline moved on: every open episode closes
+        return open_episodes, runs
+    continued = np.zeros(len(open_episodes), dtype=np.bool_)
+    if len(open_episodes) and len(runs):
+        # At most one open episode per cycle, and only a run starting on the batch's first row continues it.
+        at = np.searchsorted(open_episodes.cycle, runs.cycle)
+        at_safe = np.minimum(at, len(open_episodes) - 1)
+        prior = np.flatnonzero(
+            (open_episodes.cycle[at_safe] == runs.cycle) & (open_episodes.seq_last[at_safe] + 1 == runs.seq_start)
+        )
+        if prior.size:
+            o = at_safe[prior]
+            continued[o] = True
+            run_peak, open_peak = runs.peak_profit[prior], open_episodes.peak_profit[o]
+            seq_start, ts_start, peak, rows = (
+                runs.seq_start.copy(), runs.ts_start.copy(), runs.peak_profit.copy(), runs.rows.copy()
             )  # fmt: skip
-        (still if run.seq_last + 1 >= seq0 + n else closed).append(run)
-    closed.extend(e for e in open_episodes if e.key not in continued)
-    still.sort(key=lambda e: e.key)
-    return closed, tuple(still)
+            seq_start[prior], ts_start[prior] = open_episodes.seq_start[o], open_episodes.ts_start[o]
+            peak[prior] = np.where(run_peak > open_peak, run_peak, open_peak)  # max(prior, run), as Python's max
+            rows[prior] += open_episodes.rows[o]
+            runs = dataclasses.replace(runs, seq_start=seq_start, ts_start=ts_start, peak_profit=peak, rows=rows)
+    reaches_end = runs.seq_last + 1 >= seq0 + n
+    closed = runs.take(~reaches_end).concat(open_episodes.take(~continued))
+    return closed, runs.take(reaches_end)
 
 
-def _opportunities(episodes: Sequence[OpenEpisode], status: str) -> pl.DataFrame:
+def _opportunities(layout: _Layout, episodes: OpenEpisodes, status: str) -> pl.DataFrame:
     """Episodes as an :data:`arbkit.schema.OPPORTUNITIES` frame, as
     :func:`arbkit.detect._episodes.to_opportunities` makes them (deterministic id, confidence weighted by
-    persistence, sorted by ``(ts_start, id)``).  A micro-batch closes a handful of episodes: those are converted
-    from Python dicts in one Polars call (the cheapest for a few rows); many, column-wise through Arrow (nested
-    dicts cost several times more per row)."""
-    if not episodes:
-        return _EMPTY.clear()
-    ids = [episode_id(KIND, e.key, e.ts_start) for e in episodes]
-    order = sorted(range(len(episodes)), key=lambda i: (episodes[i].ts_start, ids[i]))
-    chosen = [episodes[i] for i in order]
-    chosen_ids = [ids[i] for i in order]
-    confidence = np.clip(
-        np.array([e.confidence for e in chosen]) * persistence(np.array([e.rows for e in chosen])), 0.0, 1.0
-    )
-    if len(chosen) <= _FEW_EPISODES:
-        return _few_episodes(chosen, chosen_ids, confidence.tolist(), status)
-    return _many_episodes(chosen, chosen_ids, confidence, status)
+    persistence, sorted by ``(ts_start, id)``).
 
-
-#: Up to this many episodes the dict conversion is the cheaper one (5 rows: ~2x cheaper; 300: ~4x dearer).
-_FEW_EPISODES = 24
-
-
-def _few_episodes(episodes: list[OpenEpisode], ids: list[str], confidence: list[float], status: str) -> pl.DataFrame:
-    out = []
-    for e, episode_id_, conf in zip(episodes, ids, confidence, strict=True):
-        legs = [
-            {"exchange": venue, "symbol": symbol, "side": side, "price": price, "size": size}
-            for venue, symbol, side, price, size in e.legs
-        ]
-        out.append(
-            {"id": episode_id_, "kind": KIND, "ts_start": e.ts_start, "ts_end": e.ts_end, "symbol": e.name,
-             "legs": legs, "buy_exchange": e.legs[0][0], "sell_exchange": e.legs[-1][0], "buy_price": e.legs[0][3],
-             "sell_price": None, "size": e.size, "profit": e.profit, "peak_profit": e.peak_profit,
-             "profit_percentage": e.profit_percentage, "confidence": conf, "rows": e.rows, "status": status}
-        )  # fmt: skip
-    return pl.from_dicts(out, schema=_OPPORTUNITY_SCHEMA)
-
-
-def _many_episodes(episodes: list[OpenEpisode], ids: list[str], confidence: _F, status: str) -> pl.DataFrame:
+    Built column-wise as one Arrow record batch and converted once (each Polars call costs tens of
+    microseconds, a Python object per leg more): per-cycle strings (name, exchanges, the legs' venues, symbols
+    and sides) are gathered from the layout's tables, numbers come straight from the episodes' arrays.
+    """
     n = len(episodes)
-    numbers = np.array([(e.size, e.profit, e.peak_profit, e.profit_percentage) for e in episodes]).T.copy()
-    integers = np.array([(e.ts_start, e.ts_end, e.rows) for e in episodes], dtype=np.int64).T.copy()
-    strings = pa.string()
+    if n == 0:
+        return _EMPTY.clear()
+    ts_start = episodes.ts_start.tolist()
+    keys = layout.keys
+    ids = layout.ids.many([keys[k] for k in episodes.cycle.tolist()], ts_start)
+    order = np.array(sorted(range(n), key=lambda i: (ts_start[i], ids[i])), dtype=np.int64)
+    e = episodes.take(order)
+    cycle = e.cycle
+    trade = layout.cycle_trade[cycle]
+    counts = layout.leg_start[cycle + 1] - layout.leg_start[cycle]
+    legs = layout.leg_table.take(np.repeat(layout.leg_start[cycle], counts) + _within(counts))
+    leg_fields = [*legs.columns, pa.array(e.price[trade]), pa.array(e.leg_size[trade])]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    per_cycle = layout.cycle_table.take(cycle)
     columns = [
-        pa.array(ids, type=strings),
-        pa.array([KIND] * n, type=strings),
-        pa.array(integers[0]),
-        pa.array(integers[1]),
-        pa.array([e.name for e in episodes], type=strings),
-        _legs_array(episodes),
-        pa.array([e.legs[0][0] for e in episodes], type=strings),
-        pa.array([e.legs[-1][0] for e in episodes], type=strings),
-        pa.array([e.legs[0][3] for e in episodes], type=pa.float64()),
+        pa.array([ids[i] for i in order.tolist()], type=pa.string()),
+        _constant(KIND, n),
+        e.ts_start,
+        e.ts_end,
+        per_cycle.column(0),
+        pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(leg_fields, fields=_LEG_FIELDS), type=_LEGS),
+        per_cycle.column(1),
+        per_cycle.column(2),
+        e.price[np.arange(n), layout.first_trade[cycle]],
         pa.nulls(n, type=pa.float64()),
-        pa.array(numbers[0]),
-        pa.array(numbers[1]),
-        pa.array(numbers[2]),
-        pa.array(numbers[3]),
-        pa.array(confidence),
-        pa.array(integers[2]),
-        pa.array([status] * n, type=strings),
+        e.size,
+        e.profit,
+        e.peak_profit,
+        e.profit_percentage,
+        np.clip(e.confidence * persistence(e.rows), 0.0, 1.0),
+        e.rows,
+        _constant(status, n),
     ]
-    out = pl.DataFrame(pa.RecordBatch.from_arrays(columns, schema=_ARROW))
-    return out if out.dtypes == _DTYPES else out.cast(_OPPORTUNITY_SCHEMA)
+    # Arrow's string, int64, float64 and list of struct convert to exactly the schema's Polars types (tested).
+    return pl.DataFrame(pa.RecordBatch.from_arrays(columns, schema=_ARROW))
 
 
-def _legs_array(episodes: Sequence[OpenEpisode]) -> pa.Array:
-    """The ``legs`` column as an Arrow list of structs built from flat field arrays."""
-    flat = [leg for e in episodes for leg in e.legs]
-    fields = [pa.array([leg[j] for leg in flat], type=_LEG.field(j).type) for j in range(_LEG.num_fields)]
-    offsets = pa.array(np.cumsum([0, *(len(e.legs) for e in episodes)], dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(fields, fields=list(_LEG)), type=_LEGS)
+def _constant(text: str, n: int) -> pa.Array:
+    """``n`` copies of ``text`` as a zero-copy slice of a cached array."""
+    cached = _CONSTANTS.get(text)
+    if cached is None or len(cached) < n:
+        cached = _CONSTANTS[text] = pa.array([text] * max(n, 1_024), type=pa.string())
+    return cached.slice(0, n)
 
 
-_OPPORTUNITY_SCHEMA = schema.OPPORTUNITIES.polars
+_CONSTANTS: dict[str, pa.Array] = {}
 _ARROW = schema.OPPORTUNITIES.arrow
-_DTYPES = list(_OPPORTUNITY_SCHEMA.values())
 _LEGS = _ARROW.field("legs").type
-_LEG: pa.StructType = _LEGS.value_type
+_LEG_FIELDS = list(_LEGS.value_type)
 _EMPTY = schema.empty(schema.OPPORTUNITIES)
 
 
 def finish_triangular(state: TriangularState, params: TriangularParams) -> pl.DataFrame:
-    """Episodes still open at the end of a run (status ``"active"``)."""
-    del params
-    return _opportunities(state.episodes, "active")
+    """Episodes still open at the end of a run (status ``"active"``); ``params`` are those of the steps."""
+    if not len(state.episodes):
+        return _EMPTY.clear()
+    return _opportunities(_layout(state.quotes.cells, params), state.episodes, "active")

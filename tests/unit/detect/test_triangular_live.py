@@ -79,21 +79,43 @@ def test_scan_compiles_once_for_any_batch_length() -> None:
     assert _tri_kernels.scan_signatures() == compiled
 
 
-@pytest.mark.parametrize("few", [True, False])
-def test_episode_frame_matches_the_generic_merge(few: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The detector builds its opportunities frame from records (Python dicts for a few episodes, Arrow columns for
-    # many); both must equal what the generic to_opportunities makes of the same episodes (ids, persistence,
-    # order, dtypes).
-    monkeypatch.setattr(_triangular, "_FEW_EPISODES", 1_000 if few else 0)
+@pytest.mark.parametrize("count", [1, 3, None])
+def test_episode_frame_matches_the_generic_merge(count: int | None) -> None:
+    # The detector builds its opportunities frame column-wise from the episodes' arrays and the layout's per-cycle
+    # names; it must equal what the generic to_opportunities makes of the same episodes as records (ids,
+    # persistence, order, dtypes), for the few episodes a micro-batch closes and for many.
     frame = _market(5, 3_000, dislocation=0.02)
     params = TriangularParams(max_notional=1_000.0)
     state = TriangularState.empty()
-    seen = {}
+    seen: dict[tuple[str, int], _triangular.OpenEpisode] = {}
     for lo in range(0, frame.height, 3):
         _, state = detect_triangular(frame.slice(lo, 3), state, params)
-        seen.update({(e.key, e.ts_start): e for e in state.episodes})
-    episodes = tuple(seen.values())
-    assert len(episodes) > 1, "the bumps should open some episodes"
+        seen.update({(e.key, e.ts_start): e for e in state.open_episodes(params)})
+    assert len(seen) > 10, "the bumps should open some episodes"
+    _assert_frame_of(finish_triangular(state, params), state.open_episodes(params))
+    # Episodes seen open along the way as one frame (the layout of the last state names all their cycles).
+    layout = _triangular._layout(state.quotes.cells, params)
+    index = {key: k for k, key in enumerate(layout.keys)}
+    episodes = sorted(seen.values(), key=lambda e: index[e.key])[:count]
+    arrays = _triangular.OpenEpisodes(
+        cycle=np.array([index[e.key] for e in episodes]),
+        **{name: np.array([getattr(e, name) for e in episodes]) for name in _SCALARS},
+        price=np.array([_per_leg(layout, index[e.key], e, 3) for e in episodes]),
+        leg_size=np.array([_per_leg(layout, index[e.key], e, 4) for e in episodes]),
+    )
+    _assert_frame_of(_opportunities(layout, arrays, "active"), tuple(episodes))
+
+
+_SCALARS = ("seq_start", "seq_last", "ts_start", "ts_end", "rows", "size", "profit", "peak_profit",
+            "profit_percentage", "confidence")  # fmt: skip
+
+
+def _per_leg(layout: _triangular._Layout, k: int, e: _triangular.OpenEpisode, field: int) -> list[float]:
+    values = iter(float(leg[field]) for leg in e.legs)
+    return [next(values) if t else 0.0 for t in layout.cycle_trade[k].tolist()]
+
+
+def _assert_frame_of(got: pl.DataFrame, episodes: tuple[_triangular.OpenEpisode, ...]) -> None:
     legs = [
         [dict(zip(("exchange", "symbol", "side", "price", "size"), leg, strict=True)) for leg in e.legs]
         for e in episodes
@@ -118,7 +140,9 @@ def test_episode_frame_matches_the_generic_merge(few: bool, monkeypatch: pytest.
             "rows": [e.rows for e in episodes],
         }
     )
-    assert _opportunities(episodes, "active").equals(to_opportunities(generic, "active"))
+    want = to_opportunities(generic, "active")
+    assert got.schema == want.schema
+    assert got.equals(want)
 
 
 def test_runs_merge_like_one_event_per_row() -> None:
@@ -133,7 +157,7 @@ def test_runs_merge_like_one_event_per_row() -> None:
     for r in range(frame.height):
         closed, step_state = detect_triangular(frame.slice(r, 1), step_state, params)
         del closed
-        for e in step_state.episodes:
+        for e in step_state.open_episodes(params):
             if e.seq_last == r:
                 events.append((e.key, r, e.ts_end, e.profit, e.name))
     assert events, "the bumps should make some rows profitable"
