@@ -55,6 +55,8 @@ def _scan_py(
     order: npt.NDArray[np.int64],
     sym: npt.NDArray[np.int32],
     ven: npt.NDArray[np.int32],
+    owner: npt.NDArray[np.int8],
+    me: int,
     clock: npt.NDArray[np.int64],
     bid: npt.NDArray[np.float64],
     ask: npt.NDArray[np.float64],
@@ -84,7 +86,9 @@ def _scan_py(
 ) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Scan rows in ``order``, or in input order when ``order`` is empty; see the module and the detector.
 
-    In input order, each symbol's clock must not decrease (``last_clock`` carries it across chunks): the scan
+    Only the rows of symbols ``s`` with ``owner[s] == me`` are scanned: symbols share nothing, so two threads
+    can scan one batch at once, each owning some symbols (they write disjoint rows of the carried arrays).  In
+    input order, each symbol's clock must not decrease (``last_clock`` carries it across chunks): the scan
     returns -1 at the first row that breaks it, leaving the carried arrays half updated (the caller then
     starts again from fresh copies, in canonical order).
     """
@@ -97,6 +101,8 @@ def _scan_py(
     for k in range(n):
         i = order[k] if order.shape[0] > 0 else k
         s = sym[i]
+        if owner[s] != me:
+            continue
         v = ven[i]
         t = clock[i]
         if check:
