@@ -68,9 +68,12 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from arbkit.instruments import Registry, default_registry
 from arbkit.schema import QuoteFlag
 from live.adapters._base import BookRow, BookUpdate, Level, QuoteRow, Rows, level_quote
+from live.adapters._columns import QuoteColumns
 
 __all__ = [
     "BookCounters",
@@ -648,6 +651,80 @@ class Books:
             else:
                 self.apply(update, rows)
         return rows
+
+    def apply_snapshot_columns(self, snapshots: QuoteColumns) -> QuoteColumns | None:
+        """:meth:`apply_batch` of one-level book snapshots read as columns
+        (:meth:`~live.adapters.Adapter.parse_book_columns`): the quotes the keepers emit, as columns.
+
+        Every row replaces its book unchecked, as :meth:`BookKeeper.replace_with` does one update at a time:
+        afterwards each keeper holds its last snapshot's levels (texts included), update id, times, flags and
+        counters exactly as if the updates had gone through :meth:`apply_batch`.  ``None``, with nothing
+        changed, when the rows cannot be applied that way: book levels are wanted (``emit_levels``), the columns
+        carry no level texts, or a keeper already saw a later receive time (its quotes would not share one
+        ``ts_recv``); the caller then parses and applies message by message.
+        """
+        texts = snapshots.level_texts
+        if self.emit_levels or texts is None:
+            return None
+        exchange, ts_recv = snapshots.exchange, snapshots.ts_recv
+        names = snapshots.symbols
+        codes = snapshots.symbol_code
+        groups: dict[str, list[int]] = {}
+        for code in np.unique(codes).tolist():
+            groups.setdefault(names[code], []).append(code)
+        for symbol in groups:
+            keeper = self.keepers.get((exchange, symbol))
+            if keeper is not None and keeper.ts_recv > ts_recv:
+                return None
+        ts_event = snapshots.ts_event.copy()
+        flags = snapshots.flags.copy()  # CROSSED where bid > ask (both sides are always there)
+        buf, spans = texts
+        for symbol, symbol_codes in groups.items():
+            keeper = self.keepers.get((exchange, symbol)) or self.keeper(exchange, symbol)
+            rows = np.flatnonzero(np.isin(codes, symbol_codes)) if len(symbol_codes) > 1 else None
+            if rows is None:
+                rows = np.flatnonzero(codes == symbol_codes[0])
+            own = snapshots.ts_event[rows]
+            lagging = ts_recv - own > keeper.max_age_ns
+            ts_event[rows] = np.maximum.accumulate(np.maximum(own, keeper.ts_event))
+            flags[rows] |= np.where(lagging, np.uint16(_STALE), np.uint16(0))
+            last = int(rows[-1])
+            s = spans[last].tolist()
+            bid: Level = (float(snapshots.bid[last]), float(snapshots.bid_size[last]), buf[s[0] : s[1]].decode(),
+                          buf[s[2] : s[3]].decode())  # fmt: skip
+            ask: Level = (float(snapshots.ask[last]), float(snapshots.ask_size[last]), buf[s[4] : s[5]].decode(),
+                          buf[s[6] : s[7]].decode())  # fmt: skip
+            keeper.bids, keeper.asks = {bid[0]: bid}, {ask[0]: ask}
+            keeper._best_bid, keeper._best_ask = bid[0], ask[0]
+            keeper._bid_dirty = keeper._ask_dirty = False
+            keeper.synced = True
+            keeper.resyncing = False
+            keeper._resync_requested = False
+            keeper.last_seq = int(snapshots.seq[last])
+            keeper.ts_event = int(ts_event[last])
+            keeper.ts_recv = max(keeper.ts_recv, ts_recv)
+            keeper._lagging = bool(lagging[-1])
+            counters = keeper.counters
+            k = len(rows)
+            counters.messages += k
+            counters.snapshots += k
+            counters.applied += k
+            counters.stale += int(np.count_nonzero(lagging))
+            counters.crossed += int(np.count_nonzero(snapshots.flags[rows] & _CROSSED))
+        return QuoteColumns(
+            exchange,
+            ts_recv,
+            ts_event,
+            codes,
+            names,
+            snapshots.bid,
+            snapshots.bid_size,
+            snapshots.ask,
+            snapshots.ask_size,
+            snapshots.seq,
+            snapshots.seq_valid,
+            flags,
+        )
 
     def apply_rows(self, rows: Rows) -> Rows:
         """Apply every book update a parsed message carried, appending quotes and levels to ``rows``."""

@@ -17,6 +17,10 @@ Two output shapes, one parse:
   or ``None`` when any message is not a plain two-sided top of book (an ack, a one-sided book, a malformed
   message), and the caller then parses message by message so each error is counted with its own snippet.
   :meth:`Adapter.parse_book_batch` does the same for order-book pushes (their :class:`BookUpdate` objects).
+* :meth:`Adapter.parse_quote_columns` reads one socket read's buffer (messages at byte offsets) with a compiled
+  JSON kernel (:mod:`live.adapters._fastjson`) straight into :class:`~live.adapters.QuoteColumns`: the rows
+  :meth:`parse_quote_batch` would give, or ``None`` under the same rules (and a few more: it declines what it
+  cannot read bit for bit).  :meth:`Adapter.parse_book_columns` does it for Bybit ``orderbook.1`` snapshots.
 
 Every malformed input raises the adapter's :class:`ParseError` subclass, never a bare ``KeyError`` or
 ``ValueError`` from deep inside, so a connector can count and skip bad frames without swallowing real bugs.
@@ -29,13 +33,19 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from arbkit import schema
 from arbkit.instruments import InstrumentKind, SymbolError, SymbolInfo, expiry_ns, parse_symbol
+from live.adapters._fastjson import Plan, SymbolTable, extract
+
+if TYPE_CHECKING:
+    from live.adapters._columns import QuoteColumns
 
 __all__ = [
     "BOOK_RULES",
@@ -303,6 +313,7 @@ class Adapter:
         self.market = market
         self._unified: dict[str, str] = {}
         self._options: dict[str, tuple[str, int, float, str]] = {}
+        self._symbol_table = SymbolTable()  # venue symbols already in _unified, for the compiled kernel
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(market={self.market!r})"
@@ -341,6 +352,65 @@ class Adapter:
         batches; venues whose book pushes are plain do.
         """
         return None
+
+    def parse_quote_columns(
+        self, buf: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], ts_recv: int
+    ) -> QuoteColumns | None:
+        """``QUOTES`` rows of the messages ``buf[starts[i]:ends[i]]`` (one socket read) as columns, or ``None``.
+
+        Where not ``None``, ``columns.rows()`` equals :meth:`parse_quote_batch` of the same payloads (and, message
+        by message, :meth:`parse_quote_tuple`), floats bit for bit; ``None`` whenever any message is not a plain
+        two-sided top of book the compiled reader takes exactly (the caller then goes message by message).  A
+        symbol is known to it once the slow path mapped it.  The base class never reads columns.
+        """
+        return None
+
+    def parse_book_columns(
+        self, buf: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], ts_recv: int
+    ) -> QuoteColumns | None:
+        """Order-book snapshots that carry one level per side, as columns for
+        :meth:`live.book.Books.apply_snapshot_columns`, or ``None`` (see :meth:`parse_quote_columns`).
+
+        Each row is the snapshot's own top of book (event time and update id as the message says; ``level_texts``
+        keeps the level texts); the keeper turns them into the quotes it emits.  Only Bybit implements it.
+        """
+        return None
+
+    def _columns(
+        self,
+        plan: Plan,
+        buf: bytes,
+        starts: npt.NDArray[np.int64],
+        ends: npt.NDArray[np.int64],
+        ts_recv: int,
+        *,
+        exclude_options: bool = False,
+        level_texts: bool = False,
+    ) -> QuoteColumns | None:
+        """Run ``plan`` over the messages with this adapter's symbol table (rebuilt when the cache grew)."""
+        from live.adapters._columns import QuoteColumns  # the module imports this one
+
+        table = self._symbol_table
+        table.sync(self._unified, _not_option if exclude_options else None)
+        out = extract(plan, table, buf, starts, ends, ts_recv)
+        if out is None:
+            return None
+        values = out.values
+        return QuoteColumns(
+            self.exchange,
+            ts_recv,
+            out.ts_event,
+            out.symbol_code,
+            table.names,
+            values[0],
+            values[1],
+            values[2],
+            values[3],
+            out.seq,
+            out.seq_valid,
+            out.flags,
+            (bytes(buf), out.spans) if level_texts else None,
+        )
 
     # -- symbols --------------------------------------------------------------------------------------------
     def unified_symbol(self, venue_symbol: str) -> str:
@@ -449,6 +519,11 @@ class Adapter:
         if ms <= 0 or ms > 10**14:
             raise self.error(f"bad timestamp {value!r}")
         return ms * _NS_PER_MS
+
+
+def _not_option(unified: str) -> bool:
+    """Unified option symbols end in ``-C`` / ``-P``: their rows go to OPTION_QUOTES, never through columns."""
+    return unified[-2:-1] != "-"
 
 
 def level_quote(

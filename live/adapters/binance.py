@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
@@ -33,6 +35,19 @@ from live.adapters._base import (
     QuoteRow,
     Rows,
     level_quote,
+)
+from live.adapters._columns import QuoteColumns
+from live.adapters._fastjson import (
+    K_ABSENT,
+    K_CONST,
+    K_FLOAT_STR,
+    K_INT_NUM,
+    K_STR,
+    K_SYMBOL,
+    Leaf,
+    Obj,
+    Roles,
+    compile_plan,
 )
 
 __all__ = ["BinanceAdapter", "BinanceParseError"]
@@ -97,6 +112,34 @@ _decode_msg = msgspec.json.Decoder(_Msg).decode
 _decode_env = msgspec.json.Decoder(_Envelope).decode
 _decode_bt = msgspec.json.Decoder(_BookTicker, strict=False).decode
 _decode_bt_combined = msgspec.json.Decoder(_BookTickerCombined, strict=False).decode
+
+
+# bookTicker for the compiled reader: what the full path reads (``_Msg``) and the keys it would type-check or that
+# would send it down another branch (depth snapshots, trades), which decline.
+_PRICE = Leaf(K_FLOAT_STR, required=True)
+_BOOK_TICKER = Obj(
+    {
+        "e": Leaf(K_CONST, nullable=True, consts=("bookTicker",)),
+        "u": Leaf(K_INT_NUM, required=True, nonneg=False),
+        "s": Leaf(K_SYMBOL, required=True),
+        "b": _PRICE,
+        "B": _PRICE,
+        "a": _PRICE,
+        "A": _PRICE,
+        "E": Leaf(K_INT_NUM, nullable=True),
+        "T": Leaf(K_INT_NUM, nullable=True),
+        **{
+            key: Leaf(K_ABSENT)
+            for key in ("U", "pu", "p", "q", "t", "m", "i", "P", "r", "lastUpdateId", "bids", "asks")
+        },
+    }
+)
+_BOOK_TICKER_PLAN = compile_plan(
+    _BOOK_TICKER,
+    Roles(("s",), ("b",), ("B",), ("a",), ("A",), ts=("T",), ts_fallback=("E",), ts_missing_ok=True, seq=("u",)),
+    # the full path reads the combined envelope only when the bytes start exactly so
+    alt=(b'{"stream":', Obj({"stream": Leaf(K_STR, nullable=True), "data": _BOOK_TICKER})),
+)
 
 
 def _is_partial(stream: str) -> bool:
@@ -277,6 +320,25 @@ class BinanceAdapter(Adapter):
                 )
             )
         return out
+
+    def parse_quote_columns(
+        self, buf: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], ts_recv: int
+    ) -> QuoteColumns | None:
+        """``bookTicker`` messages (raw or combined-stream) read by the compiled kernel (see
+        :meth:`Adapter.parse_quote_columns`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from live.adapters import get
+        >>> ad = get("binance")
+        >>> raw = b'{"u":7,"s":"BTCUSDT","b":"100","B":"1","a":"101","A":"2"}'
+        >>> _ = ad.parse_quote_tuple(raw, ts_recv=5)  # maps the symbol once
+        >>> cols = ad.parse_quote_columns(raw * 2, np.array([0, len(raw)]), np.array([len(raw), 2 * len(raw)]), 5)
+        >>> cols.rows() == ad.parse_quote_batch([raw, raw], ts_recv=5)
+        True
+        """
+        return self._columns(_BOOK_TICKER_PLAN, buf, starts, ends, ts_recv)
 
     def _quote(
         self, symbol: str, ts: int | None, ts_recv: int, b: str, bs: str, a: str, as_: str, seq: int | None

@@ -18,10 +18,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
 from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, QuoteRow, Rows
+from live.adapters._columns import QuoteColumns
+from live.adapters._fastjson import (
+    K_ABSENT,
+    K_CONST,
+    K_FLOAT_STR,
+    K_INT,
+    K_INT_NUM,
+    K_PREFIX,
+    K_SYMBOL,
+    Arr,
+    Leaf,
+    Obj,
+    Roles,
+    compile_plan,
+)
 
 __all__ = ["BybitAdapter", "BybitParseError"]
 
@@ -104,6 +121,41 @@ class _TopMsg(msgspec.Struct):
     data: _TopBook
     cts: int | None = None
 
+
+# orderbook snapshots of one level per side for the compiled reader (orderbook.1's every push); deltas, deeper
+# books and zero-size levels decline (the keeper's general rule decides those).
+_LEVEL = Arr([Arr([Leaf(K_FLOAT_STR, required=True), Leaf(K_FLOAT_STR, required=True)], 2, 2)], 1, 1)
+_SNAPSHOT_PLAN = compile_plan(
+    Obj(
+        {
+            "topic": Leaf(K_PREFIX, required=True, consts=("orderbook.",)),
+            "type": Leaf(K_CONST, required=True, consts=("snapshot",)),
+            "ts": Leaf(K_INT_NUM, required=True),
+            "cts": Leaf(K_INT_NUM, nullable=True),
+            "data": Obj(
+                {
+                    "s": Leaf(K_SYMBOL, required=True),
+                    "b": _LEVEL,
+                    "a": _LEVEL,
+                    "u": Leaf(K_INT_NUM, required=True, nonneg=False),
+                    "seq": Leaf(K_INT, nullable=True, nonneg=False),
+                }
+            ),
+            **{key: Leaf(K_ABSENT) for key in ("op", "success", "ret_msg")},  # read by the full path's _Head
+        }
+    ),
+    Roles(
+        ("data", "s"),
+        ("data", "b", 0, 0),
+        ("data", "b", 0, 1),
+        ("data", "a", 0, 0),
+        ("data", "a", 0, 1),
+        ts=("cts",),
+        ts_fallback=("ts",),
+        seq=("data", "u"),
+        size_strict=True,
+    ),
+)
 
 _decode_head = msgspec.json.Decoder(_Head).decode
 _decode_top = msgspec.json.Decoder(_TopMsg, strict=False).decode
@@ -275,6 +327,28 @@ class BybitAdapter(Adapter):
         except DECODE_ERRORS:
             return None
         return out
+
+    def parse_book_columns(
+        self, buf: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], ts_recv: int
+    ) -> QuoteColumns | None:
+        """``orderbook.{depth}`` snapshots of one level per side read by the compiled kernel, for
+        :meth:`live.book.Books.apply_snapshot_columns` (see :meth:`Adapter.parse_book_columns`).
+
+        Row ``i`` is message ``i``'s own top of book: event time ``cts or ts``, ``seq`` its update id ``u``, the
+        level texts in ``level_texts``.  Deltas and anything else: ``None``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from live.adapters import get
+        >>> ad = get("bybit")
+        >>> raw = (b'{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1700000000000,'
+        ...        b'"data":{"s":"BTCUSDT","b":[["100","1"]],"a":[["101","2"]],"u":5,"seq":9}}')
+        >>> _ = ad.parse_rows(raw, ts_recv=1)  # maps the symbol once
+        >>> ad.parse_book_columns(raw, np.array([0]), np.array([len(raw)]), ts_recv=1).row(0)
+        (1700000000000000000, 1, 'bybit', 'BTC/USDT:USDT', 100.0, 1.0, 101.0, 2.0, 5, 0)
+        """
+        return self._columns(_SNAPSHOT_PLAN, buf, starts, ends, ts_recv, level_texts=True)
 
     def _levels(self, raw_levels: list[tuple[str, str]]) -> tuple[Level, ...]:
         """:meth:`levels`, with ``orderbook.1``'s single level built without the general loop."""

@@ -15,10 +15,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
 from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, QuoteRow, Rows, iso_to_ns
+from live.adapters._columns import QuoteColumns
+from live.adapters._fastjson import (
+    K_ABSENT,
+    K_CONST,
+    K_FLOAT_STR,
+    K_INT_NUM,
+    K_ISO,
+    K_STR,
+    K_SYMBOL,
+    Arr,
+    Leaf,
+    Obj,
+    Roles,
+    compile_plan,
+)
 
 __all__ = ["CoinbaseAdapter", "CoinbaseParseError"]
 
@@ -89,6 +106,60 @@ class _FastMsg(msgspec.Struct):
     events: list[_FastEvent]
     sequence_num: int | None = None
 
+
+# ticker for the compiled reader: one event of one ticker; ``sequence_num`` kept (the connector's gap check).
+_SIDE = Leaf(K_FLOAT_STR, required=True)
+_TICKER_PLAN = compile_plan(
+    Obj(
+        {
+            "channel": Leaf(K_CONST, required=True, consts=("ticker",)),
+            "timestamp": Leaf(K_ISO, required=True),
+            "sequence_num": Leaf(K_INT_NUM, nullable=True, nonneg=False),
+            "events": Arr(
+                [
+                    Obj(
+                        {
+                            "type": Leaf(K_STR, nullable=True),
+                            "product_id": Leaf(K_STR, nullable=True),
+                            "tickers": Arr(
+                                [
+                                    Obj(
+                                        {
+                                            "product_id": Leaf(K_SYMBOL, required=True),
+                                            "best_bid": _SIDE,
+                                            "best_bid_quantity": _SIDE,
+                                            "best_ask": _SIDE,
+                                            "best_ask_quantity": _SIDE,
+                                            "type": Leaf(K_STR, nullable=True),
+                                        }
+                                    )
+                                ],
+                                1,
+                                1,
+                            ),
+                            "updates": Leaf(K_ABSENT),
+                            "trades": Leaf(K_ABSENT),
+                        }
+                    )
+                ],
+                1,
+                1,
+            ),
+            "type": Leaf(K_ABSENT),
+            "message": Leaf(K_STR, nullable=True),
+        }
+    ),
+    Roles(
+        ("events", 0, "tickers", 0, "product_id"),
+        ("events", 0, "tickers", 0, "best_bid"),
+        ("events", 0, "tickers", 0, "best_bid_quantity"),
+        ("events", 0, "tickers", 0, "best_ask"),
+        ("events", 0, "tickers", 0, "best_ask_quantity"),
+        ts=("timestamp",),
+        ts_ns=True,
+        seq=("sequence_num",),
+    ),
+)
 
 _decode = msgspec.json.Decoder(_Msg).decode
 _decode_fast = msgspec.json.Decoder(_FastMsg, strict=False).decode
@@ -175,6 +246,13 @@ class CoinbaseAdapter(Adapter):
             flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
             append((ts_event, ts_recv, "coinbase", symbol, bid, bid_size, ask, ask_size, m.sequence_num, flags))
         return out
+
+    def parse_quote_columns(
+        self, buf: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], ts_recv: int
+    ) -> QuoteColumns | None:
+        """``ticker`` messages read by the compiled kernel (see :meth:`Adapter.parse_quote_columns`); rows carry
+        ``sequence_num`` in ``seq`` for the connector's gap check."""
+        return self._columns(_TICKER_PLAN, buf, starts, ends, ts_recv)
 
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
         try:

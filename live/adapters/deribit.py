@@ -18,10 +18,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
 from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, QuoteRow, Rows
+from live.adapters._columns import QuoteColumns
+from live.adapters._fastjson import (
+    K_ABSENT,
+    K_CONST,
+    K_FLOAT_NUM,
+    K_INT,
+    K_INT_NUM,
+    K_NUM,
+    K_PREFIX,
+    K_STR,
+    K_SYMBOL,
+    Leaf,
+    Obj,
+    Roles,
+    compile_plan,
+)
 
 __all__ = ["DeribitAdapter", "DeribitParseError"]
 
@@ -110,6 +128,55 @@ class _QuoteMsg(msgspec.Struct):
 
     params: _QuoteParams
 
+
+# quote.{instrument} and ticker.{instrument}.{interval} of futures and perpetuals for the compiled reader.  A
+# ticker carrying funding_8h also makes a FUNDING row, which columns cannot hold: it declines, as do greeks,
+# books and RPC replies.
+_AMOUNT = Leaf(K_FLOAT_NUM, required=True)
+_EXTRA = Leaf(K_NUM, nullable=True, nonneg=False)
+_QUOTE_PLAN = compile_plan(
+    Obj(
+        {
+            "method": Leaf(K_CONST, required=True, consts=("subscription",)),
+            "params": Obj(
+                {
+                    "channel": Leaf(K_PREFIX, required=True, consts=("quote.", "ticker.")),
+                    "type": Leaf(K_STR, nullable=True),
+                    "data": Obj(
+                        {
+                            "instrument_name": Leaf(K_SYMBOL, required=True),
+                            "timestamp": Leaf(K_INT_NUM, nullable=True),
+                            "best_bid_price": _AMOUNT,
+                            "best_bid_amount": _AMOUNT,
+                            "best_ask_price": _AMOUNT,
+                            "best_ask_amount": _AMOUNT,
+                            **dict.fromkeys(
+                                ("mark_price", "index_price", "underlying_price", "mark_iv", "bid_iv", "ask_iv"), _EXTRA
+                            ),
+                            "type": Leaf(K_STR, nullable=True),
+                            "change_id": Leaf(K_INT, nullable=True, nonneg=False),
+                            "prev_change_id": Leaf(K_INT, nullable=True, nonneg=False),
+                            **{
+                                key: Leaf(K_ABSENT)
+                                for key in ("greeks", "funding_8h", "current_funding", "bids", "asks")
+                            },
+                        }
+                    ),
+                }
+            ),
+            **{key: Leaf(K_ABSENT) for key in ("id", "result", "error")},
+        }
+    ),
+    Roles(
+        ("params", "data", "instrument_name"),
+        ("params", "data", "best_bid_price"),
+        ("params", "data", "best_bid_amount"),
+        ("params", "data", "best_ask_price"),
+        ("params", "data", "best_ask_amount"),
+        ts=("params", "data", "timestamp"),
+        ts_missing_ok=True,
+    ),
+)
 
 _decode = msgspec.json.Decoder(_Msg).decode
 _decode_quote = msgspec.json.Decoder(_QuoteMsg).decode
@@ -223,6 +290,13 @@ class DeribitAdapter(Adapter):
                         return (ts_event, ts_recv, "deribit", symbol, bid, bid_size, ask, ask_size, None, flags)
         rows = self.parse_rows(raw, ts_recv)
         return rows.quotes[-1] if rows.quotes else None
+
+    def parse_quote_columns(
+        self, buf: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], ts_recv: int
+    ) -> QuoteColumns | None:
+        """``quote`` and non-option ``ticker`` pushes read by the compiled kernel (see
+        :meth:`Adapter.parse_quote_columns`); options, tickers with funding and anything else: ``None``."""
+        return self._columns(_QUOTE_PLAN, buf, starts, ends, ts_recv, exclude_options=True)
 
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
         try:

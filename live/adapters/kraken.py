@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
@@ -30,6 +32,20 @@ from live.adapters._base import (
     QuoteRow,
     Rows,
     iso_to_ns,
+)
+from live.adapters._columns import QuoteColumns
+from live.adapters._fastjson import (
+    K_ABSENT,
+    K_CONST,
+    K_FLOAT_NUM,
+    K_ISO,
+    K_STR,
+    K_SYMBOL,
+    Arr,
+    Leaf,
+    Obj,
+    Roles,
+    compile_plan,
 )
 
 __all__ = ["PRECISION", "KrakenAdapter", "KrakenParseError"]
@@ -112,6 +128,48 @@ class _V1Book(msgspec.Struct):
     b: list[list[str]] | None = None
     c: str | None = None
 
+
+# v2 ticker for the compiled reader: one pair per push, numbers bare; ``_Data``'s book and trade keys decline.
+_QTY = Leaf(K_FLOAT_NUM, required=True)
+_TICKER_PLAN = compile_plan(
+    Obj(
+        {
+            "channel": Leaf(K_CONST, required=True, consts=("ticker",)),
+            "type": Leaf(K_STR, nullable=True),
+            "data": Arr(
+                [
+                    Obj(
+                        {
+                            "symbol": Leaf(K_SYMBOL, required=True),
+                            "bid": _QTY,
+                            "bid_qty": _QTY,
+                            "ask": _QTY,
+                            "ask_qty": _QTY,
+                            "timestamp": Leaf(K_ISO, nullable=True),
+                            **{
+                                key: Leaf(K_ABSENT)
+                                for key in ("bids", "asks", "checksum", "side", "price", "qty", "trade_id")
+                            },
+                        }
+                    )
+                ],
+                1,
+                1,
+            ),
+            **{key: Leaf(K_ABSENT) for key in ("method", "success", "error")},
+        }
+    ),
+    Roles(
+        ("data", 0, "symbol"),
+        ("data", 0, "bid"),
+        ("data", 0, "bid_qty"),
+        ("data", 0, "ask"),
+        ("data", 0, "ask_qty"),
+        ts=("data", 0, "timestamp"),
+        ts_ns=True,
+        ts_missing_ok=True,
+    ),
+)
 
 _decode = msgspec.json.Decoder(_Msg).decode
 _decode_ticker = msgspec.json.Decoder(_TickerMsg).decode
@@ -198,6 +256,12 @@ class KrakenAdapter(Adapter):
             flags = 2 if bid > ask else 0  # QuoteFlag.CROSSED
             append((ts_event, ts_recv, "kraken", symbol, bid, bid_size, ask, ask_size, None, flags))
         return out
+
+    def parse_quote_columns(
+        self, buf: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], ts_recv: int
+    ) -> QuoteColumns | None:
+        """v2 ``ticker`` pushes read by the compiled kernel (see :meth:`Adapter.parse_quote_columns`)."""
+        return self._columns(_TICKER_PLAN, buf, starts, ends, ts_recv)
 
     def parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
         try:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
@@ -32,6 +34,23 @@ from live.adapters._base import (
     ParseError,
     QuoteRow,
     Rows,
+)
+from live.adapters._columns import QuoteColumns
+from live.adapters._fastjson import (
+    K_ABSENT,
+    K_CONST,
+    K_FLOAT_STR,
+    K_INT,
+    K_INT_NUM,
+    K_INT_STR,
+    K_NUMSTR,
+    K_STR,
+    K_SYMBOL,
+    Arr,
+    Leaf,
+    Obj,
+    Roles,
+    compile_plan,
 )
 
 __all__ = ["OkxAdapter", "OkxParseError"]
@@ -99,6 +118,52 @@ class _Bbo(msgspec.Struct):
     arg: _BboArg
     data: list[_BboData]
 
+
+# bbo-tbt for the compiled reader: one push of one level per side ([price, size, "0", orders]); the other keys
+# of ``_Data``/``_Msg`` are type-checked by the full path, so they decline unless harmless (strings, ints).
+_OKX_ABSENT = ("instId", "askPx", "askSz", "bidPx", "bidSz", "fundingRate", "fundingTime", "nextFundingRate",
+               "nextFundingTime", "tradeId", "px", "sz", "side")  # fmt: skip
+_LEVELS = Arr(
+    [Arr([Leaf(K_FLOAT_STR, required=True), Leaf(K_FLOAT_STR, required=True)], 2, 8, rest=Leaf(K_NUMSTR))], 1, 1
+)
+_BBO_PLAN = compile_plan(
+    Obj(
+        {
+            "arg": Obj({"channel": Leaf(K_CONST, required=True, consts=("bbo-tbt",)), "instId": Leaf(K_SYMBOL, True)}),
+            "data": Arr(
+                [
+                    Obj(
+                        {
+                            "asks": _LEVELS,
+                            "bids": _LEVELS,
+                            "ts": Leaf(K_INT_STR, required=True),
+                            "seqId": Leaf(K_INT_NUM, nullable=True, nonneg=False),
+                            "prevSeqId": Leaf(K_INT, nullable=True, nonneg=False),
+                            "checksum": Leaf(K_INT, nullable=True, nonneg=False),
+                            "instType": Leaf(K_STR, nullable=True),
+                            **dict.fromkeys(_OKX_ABSENT, Leaf(K_ABSENT)),
+                        }
+                    )
+                ],
+                1,
+                1,
+            ),
+            "action": Leaf(K_STR, nullable=True),
+            "event": Leaf(K_ABSENT),
+            "code": Leaf(K_ABSENT),
+            "msg": Leaf(K_ABSENT),
+        }
+    ),
+    Roles(
+        ("arg", "instId"),
+        ("data", 0, "bids", 0, 0),
+        ("data", 0, "bids", 0, 1),
+        ("data", 0, "asks", 0, 0),
+        ("data", 0, "asks", 0, 1),
+        ts=("data", 0, "ts"),
+        seq=("data", 0, "seqId"),
+    ),
+)
 
 _decode = msgspec.json.Decoder(_Msg).decode
 _decode_bbo = msgspec.json.Decoder(_Bbo, strict=False).decode
@@ -198,6 +263,13 @@ class OkxAdapter(Adapter):
         # one-sided books, options, several pushes or garbage: the full path decides (or raises)
         rows = self.parse_rows(raw, ts_recv)
         return rows.quotes[-1] if rows.quotes else None
+
+    def parse_quote_columns(
+        self, buf: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], ts_recv: int
+    ) -> QuoteColumns | None:
+        """``bbo-tbt`` pushes read by the compiled kernel (see :meth:`Adapter.parse_quote_columns`); options and
+        anything else: ``None``."""
+        return self._columns(_BBO_PLAN, buf, starts, ends, ts_recv, exclude_options=True)
 
     # -- full path ------------------------------------------------------------------------------------------
     def parse_quote_batch(self, raws: Sequence[bytes], ts_recv: int) -> list[QuoteRow] | None:
