@@ -7,9 +7,9 @@ and steps each pipeline over them with carried state.  Prints per pipeline: p50 
 micro-batch and rows per second (all rows of the tables the pipeline reads), and the baseline measured in the
 same run: one ``step`` over the whole history (the backtest path), as microseconds per row.
 
-JIT compilation (numba scans, the JAX kernels' shape buckets) and the first micro-batches are warmed before
-timing.  Run: ``.venv/bin/python benchmarks/bench_live_steps.py [--days D] [--quick]`` (default 0.1 days, about
-a minute; ``--quick``: 0.02 days).
+JIT compilation (the numba scans and evaluations) and the first micro-batches are warmed before timing.  Run:
+``.venv/bin/python benchmarks/bench_live_steps.py [--days D] [--quick]`` (default 0.1 days, about a minute;
+``--quick``: 0.02 days).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import polars as pl
 import pipelines
 from arbkit.data.generate import MarketSpec, generate_to_store
 from arbkit.data.store import Store
-from arbkit.detect._b_kernels import BUCKET_SIZES, parity_profit, two_leg_profit
 from arbkit.pipeline import Batch
 
 TABLES = ("quotes", "funding", "option_quotes")
@@ -53,14 +52,6 @@ def micro_batches(tables: dict[str, pl.DataFrame]) -> list[Batch]:
             parts[name] = frame.slice(int(a), int(b - a))
         out.append(Batch(**parts))
     return out
-
-
-def warm_kernels() -> None:
-    """Compile the JAX kernels for every shape bucket (what a live engine does at start-up)."""
-    for size in BUCKET_SIZES:
-        ones = np.ones(size)
-        two_leg_profit(ones, ones, ones, ones, ones)
-        parity_profit(*([ones] * 11))
 
 
 def bench(name: str, tables: dict[str, pl.DataFrame], batches: list[Batch]) -> None:
@@ -111,7 +102,6 @@ def main() -> None:
         tables = load(root)
     print("rows: " + ", ".join(f"{name} {frame.height:,}" for name, frame in tables.items()))
     batches = micro_batches(tables)
-    warm_kernels()
     for name in ("basis", "options_parity"):
         bench(name, tables, batches)
 

@@ -1,4 +1,10 @@
-"""Numeric kernels of the basis and put-call parity detectors (JAX, float64, bucketed shapes).
+"""The profit formulas of the basis and put-call parity detectors as JAX kernels (float64, bucketed shapes).
+
+The detectors evaluate their rows in compiled numba code (:func:`arbkit.detect._b_scan.basis_events`,
+:func:`~arbkit.detect._b_scan.parity_events`): a live micro-batch screens in a handful of rows, and a jitted call
+costs more than the whole evaluation.  These kernels are the vectorized statement of the same formulas, kept as the
+independent reference the compiled evaluation is tested against (to a relative 1e-12: XLA may fuse multiply-adds)
+and for research over arrays.
 
 Every kernel is elementwise over the evaluation rows of one batch.  Live micro-batches have every length, so the
 wrappers pad their inputs to a few bucket sizes (:func:`bucket_size`) and ``jax.jit`` compiles once per bucket

@@ -1,14 +1,19 @@
-"""Compiled row scans of the basis and put-call parity detectors, and the episode fold they share.
+"""Compiled row scans, exact evaluation and episode fold of the basis and put-call parity detectors.
 
 Both detectors evaluate a *candidate* (two legs for basis, call + put + future for parity) on every row of its
 timeline: every row of one of its legs once the required legs have been quoted.  A scan walks the batch's rows in
 canonical order once, replaces the row's cell (the latest row per instrument, whatever its quality, as in
 :mod:`arbkit.align`), advances the row counter of every candidate the row belongs to and estimates both trades of
-each such candidate.  A candidate row is *emitted* for the exact evaluation (NumPy and the JAX kernels of
-:mod:`arbkit.detect._b_kernels`, the formulas of the detector modules) unless both trades are clearly unprofitable:
-estimate below ``-1e-9`` times the sum of the magnitudes entering it.  The estimate differs from the exact value
-by a few rounding errors only (the JAX kernels may fuse multiply-adds), so the screen never changes a decision;
-with ``screen`` off every row is emitted (research detail frames).
+each such candidate.  A candidate row is *emitted* for the exact evaluation unless both trades are clearly
+unprofitable: estimate below ``-1e-9`` times the sum of the magnitudes entering it.  The estimate differs from the
+exact value by a few rounding errors only, so the screen never changes a decision; with ``screen`` off every row is
+emitted (research detail frames).
+
+:func:`basis_events` and :func:`parity_events` evaluate the emitted rows exactly (the formulas of the detector
+modules, in their order of operations, no fused multiply-adds) and return the active rows as events.  The live
+step and the research path call the same compiled code, so they agree bit for bit; a micro-batch with a few
+emitted rows pays one compiled call, not a hundred NumPy operations and a JAX dispatch.  The JAX kernels of
+:mod:`arbkit.detect._b_kernels` stay the independent reference of the tests (equal to a relative 1e-12).
 
 The fold merges the events (rows where a trade is active) into the open episode of their slot ``(candidate,
 trade)``: a slot's event continues the open episode when its ``seq`` is the next row of the timeline, otherwise the
@@ -26,7 +31,18 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EMIT_BASIS_F", "EMIT_PARITY_F", "OPEN_F", "OPEN_I", "basis_scan", "fold", "parity_scan", "reasons"]
+__all__ = [
+    "EMIT_BASIS_F",
+    "EMIT_PARITY_F",
+    "OPEN_F",
+    "OPEN_I",
+    "basis_events",
+    "basis_scan",
+    "fold",
+    "parity_events",
+    "parity_scan",
+    "reasons",
+]
 
 _F = npt.NDArray[np.float64]
 _I = npt.NDArray[np.int64]
@@ -330,6 +346,281 @@ def _parity_scan_py(
     return n_emit, emit_i, emit_f
 
 
+def _nmin(a: float, b: float) -> float:
+    """``np.minimum`` of two floats (NaN when either is)."""
+    if np.isnan(a) or np.isnan(b):
+        return a + b
+    return a if a <= b else b
+
+
+def _nmax(a: float, b: float) -> float:
+    """``np.maximum`` of two floats (NaN when either is)."""
+    if np.isnan(a) or np.isnan(b):
+        return a + b
+    return a if a >= b else b
+
+
+def _clip01(x: float) -> float:
+    """``np.clip(x, 0, 1)`` (NaN stays NaN)."""
+    return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
+
+
+def _freshness(age_ms: float, latency_ms: float, max_age_ms: float) -> float:
+    """:func:`arbkit.detect._confidence.freshness` of one leg."""
+    return _clip01(1.0 - (age_ms - latency_ms) / _nmax(max_age_ms - latency_ms, 1e-9))
+
+
+def _depth(size: float, displayed: float) -> float:
+    """:func:`arbkit.detect._confidence.depth_factor` of one leg."""
+    return 1.0 - 0.5 * _clip01(size / displayed if displayed > 0.0 else 1.0)
+
+
+def _event_arrays(n: int) -> tuple[_I, _I, _I, _F, _I]:
+    """Room for ``n`` events ``(slot, seq, ts, values)`` and the suppressed counters ``(flagged, stale)``."""
+    values = np.empty((n, len(OPEN_F)), dtype=np.float64)
+    return np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), values, np.zeros(2, np.int64)
+
+
+def _event(
+    n: int, slot: _I, seq: _I, ts: _I, values: _F, s: int, q: int, now: int, buy: float, sell: float, size: float,
+    profit: float, percentage: float, confidence: float, leg0: float, leg1: float, leg2: float,
+) -> int:  # fmt: skip
+    """Write one event (values in :data:`OPEN_F` order, the peak column holding the profit) at ``n``; ``n + 1``."""
+    slot[n] = s
+    seq[n] = q
+    ts[n] = now
+    values[n, 0] = buy
+    values[n, 1] = sell
+    values[n, 2] = size
+    values[n, 3] = profit
+    values[n, 4] = profit
+    values[n, 5] = percentage
+    values[n, 6] = confidence
+    values[n, 7] = leg0
+    values[n, 8] = leg1
+    values[n, 9] = leg2
+    return n + 1
+
+
+def _basis_leg(
+    e: int, side: int, k: int, now: int, emit_i: _I, emit_f: _F, key_f: _F, period: _I, max_age: _I, is_perp: _B,
+    inverse: _B, blocking: int,
+) -> tuple[float, float, float, float, bool, bool, bool, float, float, float]:  # fmt: skip
+    """Leg ``side`` (0: a, 1: b) of emitted row ``e`` on key ``k``: ``(bid, ask, bid_size, ask_size, usable, stale,
+    flagged, rate, mark, next_funding)`` in USDT and base units (the quantities of the ``_basis`` docstring)."""
+    q = 6 * side
+    fq = 12 + 4 * side
+    to_usdt = key_f[k, 0]
+    contract = key_f[k, 2]
+    bid = emit_f[e, q] * to_usdt
+    ask = emit_f[e, q + 1] * to_usdt
+    if inverse[k]:
+        bid_size = emit_f[e, q + 2] * contract / (bid / to_usdt)
+        ask_size = emit_f[e, q + 3] * contract / (ask / to_usdt)
+    else:
+        bid_size = emit_f[e, q + 2] * contract
+        ask_size = emit_f[e, q + 3] * contract
+    ok = emit_f[e, q + 5] == 0.0
+    fresh = now - emit_i[e, 3 + side] <= max_age[k]
+    flagged = not ok and np.isfinite(bid) and np.isfinite(ask) and bid > 0.0 and ask > 0.0
+    have = emit_i[e, 5 + side] != 0 and is_perp[k]
+    rate = emit_f[e, fq] if have else 0.0
+    mark = (bid + ask) / 2.0
+    if have and np.isfinite(emit_f[e, fq + 2]):
+        mark = emit_f[e, fq + 2] * to_usdt
+    nft = emit_f[e, fq + 1]
+    p = period[k]
+    next_funding = float(((now // p) + 1) * p if p > 0 else now)
+    if have and np.isfinite(nft) and nft > float(now):
+        next_funding = nft
+    funding_ok = True
+    if have:
+        fflags = 0 if np.isnan(emit_f[e, fq + 3]) else int(emit_f[e, fq + 3])
+        funding_ok = (fflags & blocking) == 0
+    usable = ok and fresh and funding_ok
+    return bid, ask, bid_size, ask_size, usable, ok and not fresh, flagged or (ok and not funding_ok), rate, mark, \
+        next_funding  # fmt: skip
+
+
+def _basis_events_py(
+    emit_i: _I,
+    emit_f: _F,
+    cand_a: _I,
+    cand_b: _I,
+    cand_family: _I,
+    key_f: _F,
+    period: _I,
+    max_age: _I,
+    is_perp: _B,
+    inverse: _B,
+    expiry: _I,
+    borrow_rate: float,
+    rate: float,
+    max_notional: float,
+    min_profit: float,
+    blocking: int,
+    detail: _F,
+) -> tuple[int, _I, _I, _I, _F, _I]:
+    """Exact evaluation of the emitted basis rows (the formulas of the ``_basis`` docstring, both directions):
+    the active rows as events ``(n, slot, seq, ts, values)`` in row order, the suppressed counters ``(flagged,
+    stale)``, and where ``detail`` has a row per emitted row, its ``profit_0, size_0, profit_1, size_1,
+    annualized_basis, annualized_funding, usable``."""
+    n = emit_i.shape[0]
+    slot, seq, ts, values, suppressed = _event_arrays(2 * n)
+    n_ev = 0
+    for e in range(n):
+        cand = emit_i[e, 0]
+        now = emit_i[e, 2]
+        a = cand_a[cand]
+        b = cand_b[cand]
+        a_bid, a_ask, a_bid_size, a_ask_size, a_usable, a_stale, a_flagged, a_rate, a_mark, _ = _basis_leg(
+            e, 0, a, now, emit_i, emit_f, key_f, period, max_age, is_perp, inverse, blocking
+        )
+        b_bid, b_ask, b_bid_size, b_ask_size, b_usable, b_stale, b_flagged, b_rate, b_mark, b_next = _basis_leg(
+            e, 1, b, now, emit_i, emit_f, key_f, period, max_age, is_perp, inverse, blocking
+        )
+        family = cand_family[cand]
+        years = 0.0
+        if family == 0:
+            tau = _nmax(b_next - float(now), 0.0) / _NS_PER_YEAR
+            carry0 = b_rate * b_mark
+            carry1 = -b_rate * b_mark - borrow_rate * tau * a_bid
+        elif family == 1:
+            years = (expiry[b] - now) / _NS_PER_YEAR
+            held = _nmax(years, 0.0)
+            growth = math.expm1(rate * held)
+            carry0 = -a_ask * growth
+            carry1 = a_bid * growth - borrow_rate * held * a_bid
+        else:
+            carry0 = b_rate * b_mark - a_rate * a_mark
+            carry1 = -carry0
+        alive = years > 0.0 if family == 1 else years >= 0.0
+        usable = a_usable and b_usable and alive
+        stale_only = (a_stale or b_stale) and not (a_flagged or b_flagged)
+        a_fee, b_fee = key_f[a, 1], key_f[b, 1]
+        for d in range(2):
+            if d == 0:  # buy a at its ask, sell b at its bid
+                buy, sell, buy_size, sell_size, fee_buy, fee_sell, carry = a_ask, b_bid, a_ask_size, b_bid_size, \
+                    a_fee, b_fee, carry0  # fmt: skip
+                buy_key, sell_key, buy_time, sell_time = a, b, emit_i[e, 3], emit_i[e, 4]
+            else:
+                buy, sell, buy_size, sell_size, fee_buy, fee_sell, carry = b_ask, a_bid, b_ask_size, a_bid_size, \
+                    b_fee, a_fee, carry1  # fmt: skip
+                buy_key, sell_key, buy_time, sell_time = b, a, emit_i[e, 4], emit_i[e, 3]
+            unit = sell - buy - 2.0 * (fee_buy * buy + fee_sell * sell) + carry
+            size = _nmin(_nmin(buy_size, sell_size), max_notional / buy)
+            if not (np.isfinite(size) and size > 0.0):
+                size = 0.0
+            profit = unit * size
+            if detail.shape[0] > 0:
+                detail[e, 2 * d] = profit
+                detail[e, 2 * d + 1] = size
+            if not (np.isfinite(profit) and profit > min_profit and size > 0.0 and alive):
+                continue
+            if not usable:
+                suppressed[1 if stale_only else 0] += 1
+                continue
+            fresh = _nmin(
+                _freshness((now - buy_time) / 1e6, key_f[buy_key, 3], max_age[buy_key] / 1e6),
+                _freshness((now - sell_time) / 1e6, key_f[sell_key, 3], max_age[sell_key] / 1e6),
+            )
+            depth = _nmin(_depth(size, buy_size), _depth(size, sell_size))
+            n_ev = _event(n_ev, slot, seq, ts, values, 2 * cand + d, emit_i[e, 1], now, buy, sell, size, profit,
+                          100.0 * unit / buy, fresh * depth, buy, sell, np.nan)  # fmt: skip
+        if detail.shape[0] > 0:
+            hours = key_f[b, 4]
+            premium = ((b_bid + b_ask) / 2.0) / ((a_bid + a_ask) / 2.0) - 1.0
+            detail[e, 4] = premium / years if family == 1 else premium * (8760.0 / hours)
+            detail[e, 5] = b_rate * (8760.0 / hours) if is_perp[b] else 0.0
+            detail[e, 6] = 1.0 if usable else 0.0
+    return n_ev, slot, seq, ts, values, suppressed
+
+
+def _parity_events_py(
+    emit_i: _I,
+    emit_f: _F,
+    cand_call: _I,
+    in_base: _B,
+    cand_put: _I,
+    expiry: _I,
+    max_age: _I,
+    future_inverse: _B,
+    cand_f: _F,
+    rate: float,
+    dividend: float,
+    max_notional: float,
+    min_profit: float,
+) -> tuple[int, _I, _I, _I, _F, _I]:
+    """Exact evaluation of the emitted parity rows (the formulas of the ``_parity`` docstring, reversal then
+    conversion): the active rows as events ``(n, slot, seq, ts, values)`` in row order and the suppressed
+    counters ``(flagged, stale)``."""
+    n = emit_i.shape[0]
+    slot, seq, ts, values, suppressed = _event_arrays(2 * n)
+    n_ev = 0
+    for e in range(n):
+        cand = emit_i[e, 0]
+        now = emit_i[e, 2]
+        strike, option_fee, fee_cap, future_fee, f_contract, latency = (
+            cand_f[cand, 0], cand_f[cand, 1], cand_f[cand, 2], cand_f[cand, 3], cand_f[cand, 4], cand_f[cand, 5]
+        )  # fmt: skip
+        cu, pu = emit_f[e, 4], emit_f[e, 10]
+        c_mult = cu if in_base[cand_call[cand]] else 1.0
+        p_mult = pu if in_base[cand_put[cand]] else 1.0
+        call_bid, call_ask = emit_f[e, 0] * c_mult, emit_f[e, 1] * c_mult
+        put_bid, put_ask = emit_f[e, 6] * p_mult, emit_f[e, 7] * p_mult
+        t = (expiry[cand] - now) / _NS_PER_YEAR
+        held = _nmax(t, 0.0)
+        have = emit_i[e, 6] != 0
+        c_time, p_time, f_time = emit_i[e, 3], emit_i[e, 4], emit_i[e, 5]
+        if have:
+            f_bid, f_ask = emit_f[e, 12], emit_f[e, 13]
+        else:
+            index = cu if c_time >= p_time else pu
+            f_bid = index * math.exp((rate - dividend) * held)
+            f_ask = f_bid
+        discount = math.exp(-rate * held)
+        reversal = call_bid - put_ask - (f_ask - strike) * discount - (
+            _nmin(option_fee * cu, fee_cap * call_bid) + _nmin(option_fee * pu, fee_cap * put_ask) + future_fee * f_ask
+        )  # fmt: skip
+        conversion = put_bid - call_ask - (strike - f_bid) * discount - (
+            _nmin(option_fee * cu, fee_cap * call_ask) + _nmin(option_fee * pu, fee_cap * put_bid) + future_fee * f_bid
+        )  # fmt: skip
+        age = max_age[cand]
+        c_ok, p_ok, f_ok = emit_f[e, 5] == 0.0, emit_f[e, 11] == 0.0, emit_f[e, 16] == 0.0
+        c_fresh, p_fresh, f_fresh = now - c_time <= age, now - p_time <= age, now - f_time <= age
+        legs_ok = c_ok and c_fresh and p_ok and p_fresh and (not have or (f_ok and f_fresh)) and t > 0.0
+        any_stale = (c_ok and not c_fresh) or (p_ok and not p_fresh) or (have and f_ok and not f_fresh)
+        for trade in range(2):
+            if trade == 0:  # reversal: sell the call, buy the put and the future
+                unit, size_0, size_1, f_size, f_price = reversal, emit_f[e, 2], emit_f[e, 9], emit_f[e, 15], f_ask
+                price_0, price_1, buy, sell = call_bid, put_ask, put_ask, call_bid
+            else:  # conversion: buy the call, sell the put and the future
+                unit, size_0, size_1, f_size, f_price = conversion, emit_f[e, 3], emit_f[e, 8], emit_f[e, 14], f_bid
+                price_0, price_1, buy, sell = call_ask, put_bid, call_ask, put_bid
+            future_size = np.inf
+            if have:
+                future_size = f_size * f_contract / f_price if future_inverse[cand] else f_size * f_contract
+            size = _nmin(_nmin(size_0, size_1), _nmin(future_size, max_notional / f_price))
+            if not (np.isfinite(size) and size > 0.0):
+                size = 0.0
+            profit = unit * size
+            if not (np.isfinite(profit) and profit > min_profit and size > 0.0 and t > 0.0):
+                continue
+            if not legs_ok:
+                suppressed[1 if any_stale else 0] += 1
+                continue
+            age_ms = age / 1e6
+            fresh = _nmin(_freshness((now - c_time) / 1e6, latency, age_ms), _freshness((now - p_time) / 1e6, latency,
+                                                                                         age_ms))  # fmt: skip
+            depth = _nmin(_depth(size, size_0), _depth(size, size_1))
+            if have:
+                fresh = _nmin(fresh, _freshness((now - f_time) / 1e6, latency, age_ms))
+                depth = _nmin(depth, _depth(size, future_size))
+            n_ev = _event(n_ev, slot, seq, ts, values, 2 * cand + trade, emit_i[e, 1], now, buy, sell, size, profit,
+                          100.0 * unit / f_price, fresh * depth, price_0, price_1, f_price)  # fmt: skip
+    return n_ev, slot, seq, ts, values, suppressed
+
+
 def _reasons_py(values: _F, flags: _I, known: _B, blocking: int) -> npt.NDArray[np.uint8]:
     """The :class:`arbkit.align.Reason` of every row (``values`` columns ``bid, ask, bid_size, ask_size``): the
     checks of :func:`arbkit.align.check_quotes` in their order, the first that applies."""
@@ -354,8 +645,9 @@ def _reasons_py(values: _F, flags: _I, known: _B, blocking: int) -> npt.NDArray[
 def _fold_py(
     slot: _I, seq: _I, ts: _I, values: _F, candidate_of: _I, open_i: _I, open_f: _F, next_seq: _I
 ) -> tuple[int, _I, _I, _F]:
-    """Fold events (sorted by slot then seq; ``values`` in :data:`OPEN_F` order without the peak, i.e. the
-    event's ``profit`` at column 3) into the open episodes; return the closed ones ``(n, slots, ints, floats)``."""
+    """Fold events (in seq order within each slot, e.g. row order; ``values`` in :data:`OPEN_F` order, the peak
+    column holding the event's ``profit``) into the open episodes; return the closed ones ``(n, slots, ints,
+    floats)``."""
     n_cols_i = open_i.shape[1]
     n_cols_f = open_f.shape[1]
     closed_slot = np.empty(max(16, slot.shape[0]), dtype=np.int64)
@@ -415,7 +707,18 @@ _grow_i = cast(Any, _jit(_grow_i))
 _grow_f = cast(Any, _jit(_grow_f))
 _refresh = cast(Any, _jit(_refresh))
 _next_funding = cast(Any, _jit(_next_funding))
+_nmin = cast(Any, _jit(_nmin))
+_nmax = cast(Any, _jit(_nmax))
+_clip01 = cast(Any, _jit(_clip01))
+_freshness = cast(Any, _jit(_freshness))
+_depth = cast(Any, _jit(_depth))
+_event = cast(Any, _jit(_event))
+_event_arrays = cast(Any, _jit(_event_arrays))
+_basis_leg = cast(Any, _jit(_basis_leg))
 _Scan = Callable[..., tuple[int, _I, _F]]
+_Events = Callable[..., tuple[int, _I, _I, _I, _F, _I]]
+basis_events = cast(_Events, _jit(_basis_events_py))
+parity_events = cast(_Events, _jit(_parity_events_py))
 basis_scan = cast(_Scan, _jit(_basis_scan_py))
 parity_scan = cast(_Scan, _jit(_parity_scan_py))
 fold = cast(Callable[..., tuple[int, _I, _I, _F]], _jit(_fold_py))

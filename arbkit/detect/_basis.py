@@ -12,7 +12,7 @@ For every base asset, from the instruments seen so far (the registry resolves ea
 
 Each candidate is evaluated in both directions; a direction's legs are ``buy`` at the ask and ``sell`` at the bid.
 
-Profit per base unit (in USDT), the agreed label formulas (see :func:`arbkit.detect._b_kernels.two_leg_profit`)::
+Profit per base unit (in USDT), the agreed label formulas (also :func:`arbkit.detect._b_kernels.two_leg_profit`)::
 
     bid_sell - ask_buy - 2 * (fee_buy * ask_buy + fee_sell * bid_sell) + carry
 
@@ -45,8 +45,9 @@ legs have been quoted; consecutive active rows of one direction merge into an ep
 
 Speed: a step is one compiled pass over its rows (:mod:`._b_scan`) on dense carried cells (the latest quote and
 funding row per instrument), which advances every candidate's row counter and screens out the rows where neither
-direction can be profitable; only the remaining rows are evaluated exactly (the NumPy formulas above and the JAX
-kernel), and their events are folded into the open episodes in compiled code.  Strings and frames are made only
+direction can be profitable; only the remaining rows are evaluated exactly, by the compiled
+:func:`arbkit.detect._b_scan.basis_events` (the formulas above; the research path :func:`evaluate_basis` runs the
+same code), and their events are folded into the open episodes in compiled code.  Strings and frames are made only
 for the episodes that close, so a live micro-batch costs in proportion to its own rows.
 """
 
@@ -55,7 +56,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +70,7 @@ from arbkit.detect._b_common import (
     KNOWN,
     NO_EVENTS,
     PERP,
+    Events,
     SlotText,
     bump,
     clock_of,
@@ -85,8 +87,6 @@ from arbkit.detect._b_common import (
     regrid,
     sorted_events,
 )
-from arbkit.detect._b_kernels import two_leg_profit
-from arbkit.detect._confidence import depth_factor, freshness, row_confidence
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, expiry_ns
 from arbkit.pipeline import Batch
 from arbkit.schema import QuoteFlag
@@ -475,164 +475,22 @@ def _grown(
     )
 
 
-@dataclass
-class _Leg:
-    """One leg's values at the emitted rows (prices in USDT), the quantities of the module docstring."""
-
-    bid: FloatArray
-    ask: FloatArray
-    bid_size: FloatArray  # base units
-    ask_size: FloatArray
-    time: IntArray
-    usable: BoolArray
-    stale: BoolArray
-    flagged: BoolArray
-    fee: FloatArray
-    rate: FloatArray
-    mark: FloatArray
-    next_funding: FloatArray
-    latency_ms: FloatArray
-    max_age_ms: FloatArray
+#: Columns of the per-row detail of :func:`_b_scan.basis_events` (research path).
+_DETAIL_F = ("profit_0", "size_0", "profit_1", "size_1", "annualized_basis", "annualized_funding", "usable")
 
 
-def _leg(tables: _Tables, code: IntArray, now: IntArray, emit_i: IntArray, emit_f: FloatArray, side: int) -> _Leg:
-    """The gathered values of leg ``side`` (0: a, 1: b), with the NumPy formulas of the per-candidate gather."""
-    q = emit_f[:, 6 * side : 6 * side + 6]
-    fq = emit_f[:, 12 + 4 * side : 16 + 4 * side]
-    to_usdt = tables.key_f[code, 0]
-    contract = tables.key_f[code, 2]
-    inverse = tables.inverse[code]
-    bid = q[:, 0] * to_usdt
-    ask = q[:, 1] * to_usdt
-    time = emit_i[:, 3 + side]
-
-    def base_units(size: FloatArray, price: FloatArray) -> FloatArray:
-        units: FloatArray = np.where(inverse, size * contract / (price / to_usdt), size * contract)
-        return units
-
-    reason = q[:, 5]
-    max_age = tables.max_age[code]
-    fresh = (now - time) <= max_age
-    ok = reason == 0
-    flagged = (reason != 0) & np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask > 0)
-    period = tables.period[code]
-    grid = np.where(period > 0, ((now // np.maximum(period, 1)) + 1) * period, now)
-    have = emit_i[:, 5 + side].astype(np.bool_) & tables.is_perp[code]
-    rate = np.where(have, fq[:, 0], 0.0)
-    mark = (bid + ask) / 2.0
-    mark = np.where(have & np.isfinite(fq[:, 2]), fq[:, 2] * to_usdt, mark)
-    nft = fq[:, 1]
-    next_funding = np.where(have & np.isfinite(nft) & (nft > now), nft, grid.astype(np.float64))
-    fflags = np.nan_to_num(fq[:, 3], nan=0.0).astype(np.int64)
-    funding_ok = ~have | ((fflags & QuoteFlag.blocking()) == 0)
-    return _Leg(
-        bid=bid,
-        ask=ask,
-        bid_size=base_units(q[:, 2], bid),
-        ask_size=base_units(q[:, 3], ask),
-        time=time,
-        usable=ok & fresh & funding_ok,
-        stale=ok & ~fresh,
-        flagged=flagged | (ok & ~funding_ok),
-        fee=tables.key_f[code, 1],
-        rate=rate,
-        mark=mark,
-        next_funding=next_funding,
-        latency_ms=tables.key_f[code, 3],
-        max_age_ms=max_age / 1e6,
-    )
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """Exact evaluation of the emitted rows: per direction ``(profit per unit, size, profit, active)``, the
-    candidate and seq of each row, and what :func:`evaluate_basis` reports besides."""
-
-    candidate: IntArray
-    seq: IntArray
-    now: IntArray
-    legs: tuple[_Leg, _Leg]
-    directions: tuple[tuple[FloatArray, FloatArray, FloatArray, BoolArray], ...]
-    usable: BoolArray
-    expiry_t: FloatArray
-    suppressed: dict[str, int]
-
-
-def _evaluate_rows(scanned: _Scanned, params: BasisParams) -> _Rows:
-    with np.errstate(all="ignore"):  # NaN legs (rejected rows) and expired futures are decided below, not warned
-        return _evaluate(scanned, params)
-
-
-def _evaluate(scanned: _Scanned, params: BasisParams) -> _Rows:
-    tables, emit_i, emit_f = scanned.tables, scanned.emit_i, scanned.emit_f
-    cand = emit_i[:, 0]
-    now = emit_i[:, 2]
-    la = _leg(tables, tables.cand_a[cand], now, emit_i, emit_f, 0)
-    lb = _leg(tables, tables.cand_b[cand], now, emit_i, emit_f, 1)
-    family = tables.family[cand]
-    # Carry by family (the formulas of the module docstring), each on every row, picked per row.
-    tau = np.maximum(lb.next_funding - now, 0.0) / _NS_PER_YEAR
-    expiry_t = np.where(family == 1, (tables.expiry[tables.cand_b[cand]] - now) / _NS_PER_YEAR, 0.0)
-    growth = np.expm1(params.rate * np.maximum(expiry_t, 0.0))
-    perp_perp = lb.rate * lb.mark - la.rate * la.mark
-    carry0 = np.select([family == 0, family == 1], [lb.rate * lb.mark, -la.ask * growth], perp_perp)
-    carry1 = np.select(
-        [family == 0, family == 1],
-        [
-            -lb.rate * lb.mark - params.borrow_rate * tau * la.bid,
-            la.bid * growth - params.borrow_rate * np.maximum(expiry_t, 0.0) * la.bid,
-        ],
-        -perp_perp,
-    )
-    n = cand.shape[0]
-    both = two_leg_profit(
-        np.concatenate([la.ask, lb.ask]),
-        np.concatenate([lb.bid, la.bid]),
-        np.concatenate([la.fee, lb.fee]),
-        np.concatenate([lb.fee, la.fee]),
-        np.concatenate([carry0, carry1]),
-    )
-    alive = np.where(family == 1, expiry_t > 0, expiry_t >= 0)
-    usable = la.usable & lb.usable & alive
-    directions = []
-    suppressed = {"suppressed_flagged": 0, "suppressed_stale": 0}
-    for profit_unit, buy, sell in ((both[:n], la, lb), (both[n:], lb, la)):
-        size = np.minimum(np.minimum(buy.ask_size, sell.bid_size), params.max_notional / buy.ask)
-        size = np.where(np.isfinite(size) & (size > 0), size, 0.0)
-        profit = profit_unit * size
-        profitable = np.isfinite(profit) & (profit > params.min_profit) & (size > 0) & alive
-        active = profitable & usable
-        blocked = profitable & ~usable
-        stale_only = blocked & (la.stale | lb.stale) & ~(la.flagged | lb.flagged)
-        suppressed["suppressed_stale"] += int(stale_only.sum())
-        suppressed["suppressed_flagged"] += int((blocked & ~stale_only).sum())
-        directions.append((profit_unit, size, profit, active))
-    return _Rows(cand, emit_i[:, 1], now, (la, lb), tuple(directions), usable, expiry_t, suppressed)
-
-
-def _events(rows: _Rows) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
-    """The active rows as ``(slot, seq, ts, values)`` (values in ``OPEN_F`` order), sorted by slot then seq."""
-    la, lb = rows.legs
-    parts = []
-    for direction, (profit_unit, size, profit, active), buy, sell in zip(
-        (0, 1), rows.directions, (la, lb), (lb, la), strict=True
-    ):
-        hit = np.flatnonzero(active)
-        if hit.size == 0:
-            continue
-        now = rows.now[hit]
-        fresh = np.minimum(
-            freshness((now - buy.time[hit]) / 1e6, buy.latency_ms[hit], buy.max_age_ms[hit]),
-            freshness((now - sell.time[hit]) / 1e6, sell.latency_ms[hit], sell.max_age_ms[hit]),
-        )
-        depth = np.minimum(depth_factor(size[hit], buy.ask_size[hit]), depth_factor(size[hit], sell.bid_size[hit]))
-        bp, sp = buy.ask[hit], sell.bid[hit]
-        values = np.column_stack(
-            [bp, sp, size[hit], profit[hit], profit[hit], 100.0 * profit_unit[hit] / bp,
-             row_confidence(fresh, depth), bp, sp, np.full(hit.size, np.nan)]
-        )  # fmt: skip
-        parts.append((2 * rows.candidate[hit] + direction, rows.seq[hit], now, values))
-    return sorted_events(parts)
+def _evaluated(scanned: _Scanned, params: BasisParams, detail: bool) -> tuple[Events, dict[str, int], FloatArray]:
+    """Exact evaluation of the emitted rows in compiled code: the active rows as events in row order, the
+    suppressed counters and (``detail``) the per-row :data:`_DETAIL_F` values."""
+    tables, emit_i = scanned.tables, scanned.emit_i
+    rows = np.empty((emit_i.shape[0] if detail else 0, len(_DETAIL_F)))
+    n, slot, seq, ts, values, suppressed = _b_scan.basis_events(
+        emit_i, scanned.emit_f, tables.cand_a, tables.cand_b, tables.family, tables.key_f, tables.period,
+        tables.max_age, tables.is_perp, tables.inverse, tables.expiry, float(params.borrow_rate), float(params.rate),
+        float(params.max_notional), float(params.min_profit), int(QuoteFlag.blocking()), rows,
+    )  # fmt: skip
+    counts = {"suppressed_flagged": int(suppressed[0]), "suppressed_stale": int(suppressed[1])}
+    return (slot[:n], seq[:n], ts[:n], values[:n]), counts, rows
 
 
 def evaluate_basis(
@@ -649,38 +507,31 @@ def evaluate_basis(
         merged: :func:`step_basis` does that).
     """
     scanned = _scan(batch, state, params, screen=False)
-    rows = _evaluate_rows(scanned, params)
+    found, suppressed, rows = _evaluated(scanned, params, detail=True)
     tables = scanned.tables
-    la, lb = rows.legs
-    n = rows.candidate.shape[0]
-    cand = rows.candidate
-    b_hours = tables.key_f[tables.cand_b[cand], 4]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        premium = ((lb.bid + lb.ask) / 2.0) / ((la.bid + la.ask) / 2.0) - 1.0
-        annualized = np.where(tables.family[cand] == 1, premium / rows.expiry_t, premium * (8760.0 / b_hours))
-    annual_funding = np.where(tables.is_perp[tables.cand_b[cand]], lb.rate * (8760.0 / b_hours), 0.0)
+    cand, seq, now = scanned.emit_i[:, 0], scanned.emit_i[:, 1], scanned.emit_i[:, 2]
+    n = cand.shape[0]
     names = np.array(CANDIDATES, dtype=object)[tables.family[cand]] if n else np.zeros(0, dtype=object)
     timelines = np.array(tables.timelines, dtype=object)[cand] if n else np.zeros(0, dtype=object)
     detail = pl.DataFrame(
         {
             "candidate": np.concatenate([names, names]).tolist(),
             "timeline": np.concatenate([timelines, timelines]).tolist(),
-            "ts": np.concatenate([rows.now, rows.now]),
+            "ts": np.concatenate([now, now]),
             "direction": np.repeat(np.array([0, 1], dtype=np.int8), n),
-            "profit": np.concatenate([rows.directions[0][2], rows.directions[1][2]]),
-            "size": np.concatenate([rows.directions[0][1], rows.directions[1][1]]),
-            "annualized_basis": np.concatenate([annualized, annualized]),
-            "annualized_funding": np.concatenate([annual_funding, annual_funding]),
-            "usable": np.concatenate([rows.usable, rows.usable]),
+            "profit": np.concatenate([rows[:, 0], rows[:, 2]]),
+            "size": np.concatenate([rows[:, 1], rows[:, 3]]),
+            "annualized_basis": np.tile(rows[:, 4], 2),
+            "annualized_funding": np.tile(rows[:, 5], 2),
+            "usable": np.tile(rows[:, 6] != 0.0, 2),
         },
         schema=_DETAIL_SCHEMA,
     )
-    order = np.lexsort((np.concatenate([rows.seq, rows.seq]), detail["direction"].to_numpy(), np.tile(cand, 2)))
+    order = np.lexsort((np.concatenate([seq, seq]), detail["direction"].to_numpy(), np.tile(cand, 2)))
     detail = detail[order]
-    slot, seq, ts, values = _events(rows)
-    events = event_rows(params.kind, tables.text, tables.timelines, (slot, seq, ts, values))
+    events = event_rows(params.kind, tables.text, tables.timelines, sorted_events([found]))
     counts = dict(scanned.state.counts)
-    bump(counts, rows.suppressed)
+    bump(counts, suppressed)
     return events, detail, dataclasses.replace(scanned.state, counts=dict(sorted(counts.items())))
 
 
@@ -697,10 +548,6 @@ _DETAIL_SCHEMA = pl.Schema(
         "usable": pl.Boolean,
     }
 )
-
-
-def _leg_struct(exchange: str, symbol: str, side: str, price: float, size: float) -> dict[str, Any]:
-    return {"exchange": exchange, "symbol": symbol, "side": side, "price": price, "size": size}
 
 
 def step_basis(batch: Batch, state: BasisState, params: BasisParams) -> tuple[pl.DataFrame, BasisState]:
@@ -726,9 +573,8 @@ def step_basis(batch: Batch, state: BasisState, params: BasisParams) -> tuple[pl
     counts = dict(work.counts)
     events = NO_EVENTS
     if scanned.emit_i.shape[0]:
-        rows = _evaluate_rows(scanned, params)
-        bump(counts, rows.suppressed)
-        events = _events(rows)
+        events, suppressed, _ = _evaluated(scanned, params, detail=False)
+        bump(counts, suppressed)
     tables = scanned.tables
     closed = fold_events(
         params.kind, tables.text, tables.slot_of_candidate, events, work.open_i, work.open_f, work.next_seq

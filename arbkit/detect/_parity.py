@@ -7,7 +7,7 @@ call and the put have been quoted.  The forward hedge is the future of the same 
 Option prices are in the premium currency (:attr:`arbkit.instruments.Instrument.premium_currency`: the base for
 Deribit's inverse options) and are converted to USD with each row's own ``underlying_price``.
 
-Two trades per candidate and row (:func:`arbkit.detect._b_kernels.parity_profit`):
+Two trades per candidate and row (also :func:`arbkit.detect._b_kernels.parity_profit`):
 
 * ``reversal``: sell the call at its bid, buy the put at its ask, buy the future at its ask;
 * ``conversion``: buy the call at its ask, sell the put at its bid, sell the future at its bid;
@@ -24,15 +24,16 @@ put and future once call and put have both been quoted.
 
 Speed: a step is one compiled pass over its rows (:mod:`._b_scan`) on dense carried cells (the latest row per
 option and future), which advances every candidate's row counter and screens out rows where neither trade can be
-profitable; the remaining rows are evaluated exactly (the formulas above, one JAX call), and their events folded
-into the open episodes in compiled code.  Frames are built only for the episodes that close.
+profitable; the remaining rows are evaluated exactly in compiled code (:func:`arbkit.detect._b_scan.parity_events`,
+the formulas above, shared with :func:`evaluate_parity`), and their events folded into the open episodes.  Frames
+are built only for the episodes that close.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,7 @@ from arbkit.detect._b_common import (
     KNOWN,
     NO_EVENTS,
     PERP,
+    Events,
     SlotText,
     bump,
     clock_of,
@@ -62,8 +64,6 @@ from arbkit.detect._b_common import (
     regrid,
     sorted_events,
 )
-from arbkit.detect._b_kernels import parity_profit
-from arbkit.detect._confidence import depth_factor, freshness, row_confidence
 from arbkit.instruments import (
     InstrumentKind,
     Registry,
@@ -410,92 +410,17 @@ def _grown(
     )
 
 
-def _events(
-    scanned: _Scanned, params: ParityParams
-) -> tuple[tuple[IntArray, IntArray, IntArray, FloatArray], dict[str, int]]:
-    """Exact evaluation of the emitted rows: the events ``(slot, seq, ts, values)`` sorted by slot then seq
-    (values in ``OPEN_F`` order) and the suppressed counters."""
-    with np.errstate(all="ignore"):  # NaN legs (rejected rows) and expired chains are decided here, not warned
-        return _evaluate(scanned, params)
-
-
-def _evaluate(
-    scanned: _Scanned, params: ParityParams
-) -> tuple[tuple[IntArray, IntArray, IntArray, FloatArray], dict[str, int]]:
-    tables, emit_i, emit_f = scanned.tables, scanned.emit_i, scanned.emit_f
-    cand = emit_i[:, 0]
-    now = emit_i[:, 2]
-    c, p, f = emit_f[:, 0:6], emit_f[:, 6:12], emit_f[:, 12:17]
-    cf = tables.cand_f[cand]
-    strike, option_fee, fee_cap, future_fee, f_contract, latency = (cf[:, j] for j in range(len(_CAND_F)))
-    f_inverse = tables.future_inverse[cand]
-    max_age = tables.max_age[cand]
-    cu, pu = c[:, 4], p[:, 4]
-    c_mult = np.where(tables.in_base[tables.cand_call[cand]], cu, 1.0)
-    p_mult = np.where(tables.in_base[tables.cand_put[cand]], pu, 1.0)
-    call_bid, call_ask = c[:, 0] * c_mult, c[:, 1] * c_mult
-    put_bid, put_ask = p[:, 0] * p_mult, p[:, 1] * p_mult
-    t = (tables.expiry[cand] - now) / _NS_PER_YEAR
-    have = emit_i[:, 6].astype(np.bool_)
-    c_time, p_time, f_time = emit_i[:, 3], emit_i[:, 4], emit_i[:, 5]
-    index = np.where(c_time >= p_time, cu, pu)
-    synthetic = index * np.exp((params.rate - params.dividend) * np.maximum(t, 0.0))
-    f_bid = np.where(have, f[:, 0], synthetic)
-    f_ask = np.where(have, f[:, 1], synthetic)
-    rev, conv = parity_profit(call_bid, call_ask, put_bid, put_ask, cu, pu, f_bid, f_ask, strike,
-                              np.maximum(t, 0.0), params.rate, option_fee, fee_cap, future_fee)  # fmt: skip
-
-    def usable(reason: FloatArray, time: IntArray) -> tuple[BoolArray, BoolArray]:
-        ok = reason == 0
-        fresh = (now - time) <= max_age
-        return ok & fresh, ok & ~fresh
-
-    def units(size: FloatArray, price: FloatArray) -> FloatArray:
-        out: FloatArray = np.where(f_inverse, size * f_contract / price, size * f_contract)
-        return out
-
-    c_ok, c_stale = usable(c[:, 5], c_time)
-    p_ok, p_stale = usable(p[:, 5], p_time)
-    f_ok, f_stale = usable(f[:, 4], f_time)
-    f_ok = np.where(have, f_ok, True)
-    f_stale = have & f_stale
-    legs_ok = c_ok & p_ok & f_ok & (t > 0)
-    any_stale = c_stale | p_stale | f_stale
-    suppressed = {"suppressed_flagged": 0, "suppressed_stale": 0}
-    parts = []
-    for trade, (profit_unit, opt_sizes, fut_size, prices) in enumerate(
-        (
-            (rev, (c[:, 2], p[:, 3]), np.where(have, units(f[:, 3], f_ask), np.inf), (call_bid, put_ask, f_ask)),
-            (conv, (c[:, 3], p[:, 2]), np.where(have, units(f[:, 2], f_bid), np.inf), (call_ask, put_bid, f_bid)),
-        )
-    ):
-        size = np.minimum(np.minimum(opt_sizes[0], opt_sizes[1]), np.minimum(fut_size, params.max_notional / prices[2]))
-        size = np.where(np.isfinite(size) & (size > 0), size, 0.0)
-        profit = profit_unit * size
-        profitable = np.isfinite(profit) & (profit > params.min_profit) & (size > 0) & (t > 0)
-        active = profitable & legs_ok
-        blocked = profitable & ~legs_ok
-        suppressed["suppressed_stale"] += int((blocked & any_stale).sum())
-        suppressed["suppressed_flagged"] += int((blocked & ~any_stale).sum())
-        hit = np.flatnonzero(active)
-        if hit.size == 0:
-            continue
-        h_now, h_lat, h_age = now[hit], latency[hit], max_age[hit] / 1e6
-        h_have, h_size = have[hit], size[hit]
-        fresh = np.minimum(
-            freshness((h_now - c_time[hit]) / 1e6, h_lat, h_age), freshness((h_now - p_time[hit]) / 1e6, h_lat, h_age)
-        )
-        fresh = np.where(h_have, np.minimum(fresh, freshness((h_now - f_time[hit]) / 1e6, h_lat, h_age)), fresh)
-        depth = np.minimum(depth_factor(h_size, opt_sizes[0][hit]), depth_factor(h_size, opt_sizes[1][hit]))
-        depth = np.where(h_have, np.minimum(depth, depth_factor(h_size, fut_size[hit])), depth)
-        buy_leg = 1 if trade == 0 else 0
-        values = np.column_stack(
-            [prices[buy_leg][hit], prices[1 - buy_leg][hit], h_size, profit[hit], profit[hit],
-             100.0 * profit_unit[hit] / prices[2][hit], row_confidence(fresh, depth), prices[0][hit],
-             prices[1][hit], prices[2][hit]]
-        )  # fmt: skip
-        parts.append((2 * cand[hit] + trade, emit_i[hit, 1], h_now, values))
-    return sorted_events(parts), suppressed
+def _events(scanned: _Scanned, params: ParityParams) -> tuple[Events, dict[str, int]]:
+    """Exact evaluation of the emitted rows in compiled code: the active rows as events in row order and the
+    suppressed counters."""
+    tables = scanned.tables
+    n, slot, seq, ts, values, suppressed = _b_scan.parity_events(
+        scanned.emit_i, scanned.emit_f, tables.cand_call, tables.in_base, tables.cand_put, tables.expiry,
+        tables.max_age, tables.future_inverse, tables.cand_f, float(params.rate), float(params.dividend),
+        float(params.max_notional), float(params.min_profit),
+    )  # fmt: skip
+    counts = {"suppressed_flagged": int(suppressed[0]), "suppressed_stale": int(suppressed[1])}
+    return (slot[:n], seq[:n], ts[:n], values[:n]), counts
 
 
 def evaluate_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple[pl.DataFrame, ParityState]:
@@ -505,17 +430,12 @@ def evaluate_parity(batch: Batch, state: ParityState, params: ParityParams) -> t
     (episodes not yet merged: :func:`step_parity` does that).
     """
     scanned = _scan(batch, state, params, screen=False)
-    (slot, seq, ts, values), suppressed = _events(scanned, params)
+    found, suppressed = _events(scanned, params)
     tables = scanned.tables
-    tables = scanned.tables
-    events = event_rows(params.kind, tables.text, tables.timelines, (slot, seq, ts, values))
+    events = event_rows(params.kind, tables.text, tables.timelines, sorted_events([found]))
     counts = dict(scanned.state.counts)
     bump(counts, suppressed)
     return events, dataclasses.replace(scanned.state, counts=dict(sorted(counts.items())))
-
-
-def _leg(exchange: str, symbol: str, side: str, price: float, size: float) -> dict[str, Any]:
-    return {"exchange": exchange, "symbol": symbol, "side": side, "price": price, "size": size}
 
 
 def step_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple[pl.DataFrame, ParityState]:
