@@ -1,18 +1,24 @@
 """Live feed path end to end on loopback: simulator -> connector (adapter parse) -> micro-batcher.
 
 Five venues (binance, okx, bybit, coinbase, kraken), each on its own WebSocket connection.  The simulator runs in a
-separate process (this box has 2 cores: one serves, one receives).  Five phases, each against a fresh server:
+separate process (this box has 2 cores: one serves, one receives).  Seven phases, each against a fresh server:
 
 1. **baseline**: the ``websockets`` library's own client receiving (``async for message in ws``), no parsing, no
    batching, from a server that sends messages the simulator's encoders produced before the clock started,
    framed and written in bulk (so the client, not the server, is measured).  The connector used this client
    before :mod:`live._ws`; it is the same-run baseline the other phases are compared with;
-2. **raw**: :func:`live._ws.open_feed` receiving the same (frame splitting only, no parsing);
-3. **client**: connectors parse every message into rows and the micro-batcher cuts batches, same server;
-4. **pipeline**: the same client against the real simulator replaying as fast as possible (end to end; on 2
-   cores the simulator shares the machine; its top-of-book channels are rendered a chunk of rows at a time, see
-   :mod:`live.simulator._server`, so since then the client, phase 3, is what bounds this phase);
-5. **latency**: the simulator path at a paced rate (``--rate``, half of phase 4 by default), with the simulator
+2. **raw**: :func:`live._ws.open_feed` receiving the same with ``recv_batch`` (frame splitting and a ``bytes``
+   per message, no parsing);
+3. **raw offsets**: the same with ``recv_raw`` (frame splitting only: the socket read and payload offsets, what
+   compiled parsers read);
+4. **simulator alone**: the real simulator replaying as fast as possible to ``recv_raw`` readers, so the sending
+   side is measured by itself; the simulator process also reports its CPU time, and messages per CPU-second is
+   the rate it would sustain on a core of its own (on a loaded 2-core box the wall-clock rate mostly measures the
+   wait for a CPU);
+5. **client**: connectors parse every message into rows and the micro-batcher cuts batches, pre-encoded server;
+6. **pipeline**: the same client against the real simulator replaying as fast as possible (end to end; on 2
+   cores the simulator shares the machine);
+7. **latency**: the simulator path at a paced rate (``--rate``, half of phase 6 by default), with the simulator
    stamping each message's event time at send (each tick encoded as it is sent, not rendered ahead); latency =
    batch flush time - event time.  Binance/OKX/Bybit carry ms event times and Kraken µs, so their latencies are
    over-estimated by up to 1 ms (truncation); Coinbase ns.  On a loaded 2-core box this phase measures mostly
@@ -91,7 +97,9 @@ def _simulator_process(conn: Connection, n_per_symbol: int, speed: float, restam
         frame = make_frame(n_per_symbol)
         sim = await serve(frame, speed=speed, autostart=False, restamp_event_time=restamp, ping_interval=None)
         conn.send((sim.port, {p: sim.symbols(p) for p in sim.paths}))
+        cpu = time.process_time()  # from here on: subscriptions (negligible) and the replay
         await sim.wait_done(timeout=600)
+        conn.send(time.process_time() - cpu)
         await asyncio.to_thread(conn.poll, 600)  # until the parent has received everything
         await sim.close()
 
@@ -174,6 +182,8 @@ class Simulator:
             raise RuntimeError("simulator did not start")
         self.port, self.paths = parent.recv()
         self.base = f"ws://127.0.0.1:{self.port}"
+        self.blast = blast
+        self.cpu_s = float("nan")  # the simulator process's CPU seconds for its replay (read at close)
 
     async def start(self) -> None:
         from websockets.asyncio.client import connect
@@ -183,6 +193,9 @@ class Simulator:
             await ctl.recv()
 
     def close(self) -> None:
+        with contextlib.suppress(OSError, EOFError):
+            if not self.blast and self.conn.poll(10):
+                self.cpu_s = self.conn.recv()
         with contextlib.suppress(OSError):
             self.conn.send("stop")
         self.proc.join(2)
@@ -191,8 +204,9 @@ class Simulator:
             self.proc.join(5)
 
 
-async def raw_baseline(n_per_symbol: int, blast: bool, *, library: bool = True) -> float:
-    """Receive rate without parsing: the ``websockets`` client (``library``) or :func:`live._ws.open_feed`."""
+async def raw_baseline(n_per_symbol: int, blast: bool, *, library: bool = True, raw: bool = False) -> dict[str, float]:
+    """Receive rate without parsing: the ``websockets`` client (``library``) or :func:`live._ws.open_feed`
+    (``recv_raw`` when ``raw``, else ``recv_batch``); ``rate`` msg/s and the simulator's ``sim_cpu_s``."""
     from websockets.asyncio.client import connect
 
     from live import adapters
@@ -215,7 +229,7 @@ async def raw_baseline(n_per_symbol: int, blast: bool, *, library: bool = True) 
             await conn.send(request)
             ready.append(venue)
             while True:
-                batch = await conn.recv_batch()
+                batch = await (conn.recv_raw() if raw else conn.recv_batch())
                 if not first:
                     first.append(time.perf_counter())
                 counts["n"] += len(batch)
@@ -249,7 +263,7 @@ async def raw_baseline(n_per_symbol: int, blast: bool, *, library: bool = True) 
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     sim.close()
-    return total / (last[0] - first[0])
+    return {"rate": total / (last[0] - first[0]), "sim_cpu_s": sim.cpu_s, "messages": total}
 
 
 async def pipeline(
@@ -308,6 +322,7 @@ async def pipeline(
     sim.close()
     lat = np.concatenate(latencies) if latencies else np.array([np.nan])
     return {
+        "sim_cpu_s": sim.cpu_s,
         "messages": total,
         "rate": total / elapsed,
         "p50_ms": float(np.percentile(lat, 50)),
@@ -331,12 +346,23 @@ def main() -> None:
     n_per_symbol = max(1, messages // n_symbols)
 
     print(f"machine   {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (figures scale with it)")
-    raw = asyncio.run(raw_baseline(n_per_symbol, blast=True))
+    raw = asyncio.run(raw_baseline(n_per_symbol, blast=True))["rate"]
     print(f"baseline  websockets library client receive (pre-encoded server), 5 conns: {raw:>9,.0f} msg/s")
-    own = asyncio.run(raw_baseline(n_per_symbol, blast=True, library=False))
+    own = asyncio.run(raw_baseline(n_per_symbol, blast=True, library=False))["rate"]
     print(
-        f"raw       live._ws receive, frames split in bulk (same server):            {own:>9,.0f} msg/s  "
+        f"raw       live._ws recv_batch, frames split in bulk (same server):         {own:>9,.0f} msg/s  "
         f"x{own / raw:.2f} baseline"
+    )
+    offsets = asyncio.run(raw_baseline(n_per_symbol, blast=True, library=False, raw=True))["rate"]
+    print(
+        f"raw offs  live._ws recv_raw, socket read + payload offsets (same server):  {offsets:>9,.0f} msg/s  "
+        f"x{offsets / raw:.2f} baseline"
+    )
+    alone = asyncio.run(raw_baseline(n_per_symbol, blast=False, library=False, raw=True))
+    print(
+        f"sim alone simulator -> recv_raw readers, as fast as possible:             {alone['rate']:>9,.0f} msg/s  "
+        f"x{alone['rate'] / raw:.2f} baseline (simulator CPU {alone['sim_cpu_s']:.2f} s: "
+        f"{alone['messages'] / alone['sim_cpu_s']:,.0f} msg per CPU-second)"
     )
     client = asyncio.run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0, blast=True))
     print(
@@ -347,7 +373,7 @@ def main() -> None:
     print(
         f"pipeline  simulator -> connector+adapter+batcher, as fast as possible:    {through['rate']:>9,.0f} msg/s  "
         f"x{through['rate'] / raw:.2f} baseline ({through['messages']:,} msgs, {through['batches']} batches, "
-        f"parse errors {through['parse_errors']}, rows {through['rows']:,})"
+        f"parse errors {through['parse_errors']}, rows {through['rows']:,}, simulator CPU {through['sim_cpu_s']:.2f} s)"
     )
     rate = args.rate or max(1_000.0, 0.5 * through["rate"])
     data_rate = n_symbols * 1e9 / STEP_NS  # messages per second of data time

@@ -384,6 +384,12 @@ class Encoder:
         """A rendered message as sent to one session (the per-connection parts filled in)."""
         return text
 
+    def emit_plan(self, state: SessionState) -> str | None:
+        """What :meth:`emit` does for this session, so the replay can frame rendered texts without calling it:
+        ``"verbatim"`` (sent as rendered), ``"numbered"`` (the text's NUL mark replaced by ``state.sequence``,
+        which counts the messages), ``None`` (something else: call :meth:`emit` per message)."""
+        return "verbatim" if type(self).emit is Encoder.emit else None
+
     def encode_book(self, state: SessionState, channel: str, book: BookSnapshot) -> str | None:
         """The message for a stored book snapshot on a depth channel (``None`` where the venue has none)."""
         return None
@@ -465,6 +471,9 @@ class BinanceEncoder(Encoder):
 
     def emit(self, state: SessionState, channel: str, venue_symbol: str, text: str) -> str:
         return self._wrap(state, channel, venue_symbol, text)
+
+    def emit_plan(self, state: SessionState) -> str | None:
+        return None if state.combined else "verbatim"
 
     def encode_funding(self, state: SessionState, channel: str, row: FundingTick) -> str | None:
         # USD-M markPriceUpdate: p mark, i index, P estimated settle price, r funding rate, T next funding time.
@@ -898,6 +907,9 @@ class CoinbaseEncoder(Encoder):
         out = f"{head}{state.sequence}{tail}"
         state.sequence += 1
         return out
+
+    def emit_plan(self, state: SessionState) -> str | None:
+        return "numbered"
 
     def on_request(self, state: SessionState, raw: str | bytes, now_ns: int) -> Reply:
         reply = Reply()

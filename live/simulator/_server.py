@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import polars as pl
 from websockets.asyncio.server import Server, ServerConnection
@@ -49,6 +51,7 @@ from live.simulator._encoders import (
     format_number,
     with_number_texts,
 )
+from live.simulator._framing import Packed, frames, pack_texts
 
 __all__ = ["FAULTS", "FeedStats", "SimulatorHandle", "run_simulator", "serve"]
 
@@ -88,28 +91,28 @@ class _Session:
     state: SessionState
     last_heartbeat: float = 0.0
     closing: bool = False
-    out: list[str] = field(default_factory=list)  # replayed messages encoded, not yet written
+    out: list[str] = field(default_factory=list)  # replayed messages encoded, not yet framed
+    framed: list[bytes | memoryview] = field(default_factory=list)  # frames not yet written, in order
+    # the fast path's routing, valid while the feed's subscriptions are at ``version``: which (rendered channel,
+    # venue symbol code) pairs this session takes (None: none), and whether all of them had their snapshot
+    version: int = -1
+    wanted: npt.NDArray[np.uint8] | None = None
+    synced_version: int = -1
+
+    def frame_texts(self) -> None:
+        """Frame the encoded messages waiting in ``out`` behind what is already framed."""
+        if self.out:
+            self.framed.append(frames(self.out))
+            self.out = []
 
 
 def _frames(messages: list[str]) -> bytes:
     """Unmasked, unfragmented RFC 6455 text frames of ``messages``, back to back (server-to-client framing)."""
-    parts: list[bytes] = []
-    append = parts.append
-    for message in messages:
-        payload = message.encode()
-        n = len(payload)
-        if n < 126:
-            append(bytes((0x81, n)))
-        elif n < 65_536:
-            append(b"\x81\x7e" + n.to_bytes(2, "big"))
-        else:
-            append(b"\x81\x7f" + n.to_bytes(8, "big"))
-        append(payload)
-    return b"".join(parts)
+    return frames(messages)
 
 
 async def _write_out(feed: _Feed) -> None:
-    """Write every session's encoded replay messages in one ``transport.write`` each, then wait while the
+    """Write every session's framed replay messages in one ``transport.write`` each, then wait while the
     socket's buffer is above its high-water mark.
 
     The replay loop encodes messages between event-loop turns and this writes them before the loop awaits
@@ -123,16 +126,18 @@ async def _write_out(feed: _Feed) -> None:
     feed.buffered = 0
     blocked = []
     for session in list(feed.sessions):
-        out = session.out
-        if not out:
+        session.frame_texts()
+        framed = session.framed
+        if not framed:
             continue
-        session.out = []
+        session.framed = []
         ws = session.ws
         if ws.protocol.state is not State.OPEN:
             if ws.protocol.state is State.CLOSED:
                 feed.remove(session)
             continue
-        ws.transport.write(_frames(out))
+        # a fresh buffer per write: the transport may keep a view of it until sent
+        ws.transport.write(framed[0] if len(framed) == 1 else b"".join(framed))
         if ws.transport.get_write_buffer_size() > _HIGH_WATER:
             blocked.append(ws)
     for ws in blocked:
@@ -204,6 +209,8 @@ class _Feed:
         self.rows_of: dict[str, list[int]] = {}  # quote rows per venue symbol, for late joiners' snapshots
         for i, vsym in enumerate(self.vsyms):
             self.rows_of.setdefault(vsym, []).append(i)
+        self.code_of = {vsym: k for k, vsym in enumerate(self.rows_of)}  # venue symbol -> small code
+        self.codes = np.fromiter((self.code_of[v] for v in self.vsyms), np.int32, len(self.vsyms))
         self.books = _book_snapshots(book, venue_symbols) if book is not None else []
         self.funding = _funding_ticks(funding, venue_symbols) if funding is not None else []
         self.options = _option_ticks(options, venue_symbols) if options is not None else []
@@ -226,6 +233,8 @@ class _Feed:
         self.fast = True  # no subscription to a channel that needs the encoder's book state
         self.active: tuple[str, ...] = ()  # rendered channels with subscribers
         self.cache: dict[str, tuple[tuple[int, int], list[str]]] = {}  # channel -> ((lap, chunk start), texts)
+        self.packs: tuple[tuple[int, int, tuple[str, ...]], Packed] | None = None  # the active channels' texts
+        self.version = 0  # bumped on every subscription change (sessions' fast-path routing is cached per version)
         self.skip = 0
         self.corrupt = 0
         self.stalled_until: float | None = None  # monotonic seconds; inf = until resume
@@ -254,6 +263,7 @@ class _Feed:
         self._routes_changed()
 
     def _routes_changed(self) -> None:
+        self.version += 1
         live = {channel for (channel, vsym), subs in self.index.items() if subs and vsym in self.rows_of}
         rendered = self.encoder.rendered_channels
         self.fast = live <= set(rendered)
@@ -316,6 +326,37 @@ class _Feed:
             cached = ((lap, start), self.encoder.render(channel, self._with_seq(rows, lap)))
             self.cache[channel] = cached
         return cached[1], start
+
+    def packed(self, i0: int) -> tuple[Packed, int]:
+        """The rendered texts of every active channel for ``i0``'s chunk as one buffer, and the chunk's first row."""
+        start = i0 - i0 % _CHUNK
+        key = (self.lap, start, self.active)
+        if self.packs is None or self.packs[0] != key:
+            self.packs = (key, pack_texts([self.rendered(channel, i0)[0] for channel in self.active]))
+        return self.packs[1], start
+
+    def wanted(self, session: _Session) -> npt.NDArray[np.uint8] | None:
+        """``[active channel, symbol code]`` pairs ``session`` subscribes to (None: none), cached per version."""
+        if session.version != self.version:
+            session.version = self.version
+            wanted = np.zeros((len(self.active), len(self.code_of)), np.uint8)
+            for channel, vsym in session.state.subscriptions:
+                code = self.code_of.get(vsym)
+                if code is not None and channel in self.active:
+                    wanted[self.active.index(channel), code] = 1
+            session.wanted = wanted if wanted.any() else None
+        return session.wanted
+
+    def synced(self, session: _Session) -> bool:
+        """Whether every rendered pair ``session`` subscribes to had its first (snapshot) message."""
+        if session.synced_version == self.version:
+            return True
+        state = session.state
+        for pair in state.subscriptions:
+            if pair not in state.synced and pair[0] in self.active and pair[1] in self.code_of:
+                return False
+        session.synced_version = self.version
+        return True
 
     @staticmethod
     def _with_seq(rows: pl.DataFrame, lap: int) -> pl.DataFrame:
@@ -567,31 +608,60 @@ class SimulatorHandle:
             for i in range(i0, i1):
                 self._encode_tick(feed, feed.tick(i, feed.lap, now), feed.active)
             return
-        active = [(channel, *feed.rendered(channel, i0)) for channel in feed.active]
-        index, vsyms = feed.index, feed.vsyms
-        finish = encoder.emit if type(encoder).emit is not Encoder.emit else None
-        first = encoder.snapshot_first
+        if not feed.active or i0 >= i1:
+            return
+        packed, base = feed.packed(i0)
+        codes = feed.codes[base : base + packed.rows]
         sent = 0
-        for i in range(i0, i1):
-            vsym = vsyms[i]
-            for channel, texts, base in active:
-                subs = index.get((channel, vsym))
-                if not subs:
-                    continue
-                text = texts[i - base]
-                for session in subs:
-                    state = session.state
-                    if first and (channel, vsym) not in state.synced:
-                        msg = encoder.encode(state, channel, feed.tick(i, feed.lap))
-                    elif finish is not None:
-                        msg = finish(state, channel, vsym, text)
-                    else:
-                        msg = text
-                    if msg is not None:
-                        session.out.append(msg)
-                        sent += 1
+        for session in list(feed.sessions):
+            wanted = feed.wanted(session)
+            if wanted is None:
+                continue
+            state = session.state
+            plan = encoder.emit_plan(state)
+            if plan is None or (encoder.snapshot_first and not feed.synced(session)):
+                sent += self._send_texts(feed, session, i0, i1)
+                continue
+            numbered = plan == "numbered"
+            out, count, state.sequence = packed.frame(
+                codes, wanted, i0 - base, i1 - base, state.sequence, numbered=numbered
+            )
+            if count:
+                session.frame_texts()  # anything encoded before goes first
+                session.framed.append(out.data)
+                sent += count
         feed.buffered += sent
         feed.stats.messages += sent
+
+    def _send_texts(self, feed: _Feed, session: _Session, i0: int, i1: int) -> int:
+        """Quote rows ``[i0, i1)`` to one session message by message: its first message per symbol (a snapshot
+        on venues that send one) or a per-session finish the compiled framing does not do (Binance's combined
+        stream wrapper)."""
+        encoder = feed.encoder
+        state = session.state
+        subscriptions = state.subscriptions
+        active = [(channel, *feed.rendered(channel, i0)) for channel in feed.active]
+        finish = encoder.emit if type(encoder).emit is not Encoder.emit else None
+        first = encoder.snapshot_first
+        out = session.out
+        sent = 0
+        for i in range(i0, i1):
+            vsym = feed.vsyms[i]
+            for channel, texts, base in active:
+                pair = (channel, vsym)
+                if pair not in subscriptions:
+                    continue
+                text = texts[i - base]
+                if first and pair not in state.synced:
+                    msg = encoder.encode(state, channel, feed.tick(i, feed.lap))
+                elif finish is not None:
+                    msg = finish(state, channel, vsym, text)
+                else:
+                    msg = text
+                if msg is not None:
+                    out.append(msg)
+                    sent += 1
+        return sent
 
     def _send_tick(self, feed: _Feed, i: int) -> None:
         """Quote row ``i`` message by message through the encoder (book channels, whose state prepare() keeps)."""

@@ -1,0 +1,190 @@
+"""Server-to-client WebSocket framing of many replayed messages at once, compiled.
+
+The replay's fast path sends a run of rendered rows to a session as one buffer: for every row whose symbol the
+session subscribes to, on every rendered channel, an RFC 6455 text frame (unmasked, unfragmented, the shortest
+length field) around the row's text.  Python only picks the run; :func:`_frame_rows` copies the bytes, writes
+the headers and, for a venue that numbers each connection's messages (Coinbase's ``sequence_num``), writes the
+session's running number in place of the text's NUL mark.  ~20 ns a message instead of ~0.6 µs of Python header
+building and ~1 µs of per-message routing.
+
+Examples
+--------
+>>> frames(["hi", "!"])
+b'\\x81\\x02hi\\x81\\x01!'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Packed", "frames", "pack_texts"]
+
+_I64 = npt.NDArray[np.int64]
+_U8 = npt.NDArray[np.uint8]
+_HEADER = 10  # the longest frame header (64-bit length)
+_DIGITS = 20  # the most digits a sequence number takes
+
+
+def _frame_rows_py(
+    payload: _U8,
+    offsets: _I64,
+    marks: _I64,
+    codes: npt.NDArray[np.int32],
+    wanted: _U8,
+    r0: int,
+    r1: int,
+    sequence: int,
+    numbered: bool,
+    out: _U8,
+) -> tuple[Any, Any, Any]:
+    """Frame rows ``[r0, r1)`` into ``out``: row ``i`` of channel ``c`` is ``payload[offsets[c, i]:offsets[c, i+1]]``,
+    sent when ``wanted[c, codes[i]]``; when ``numbered``, the byte at ``marks[c, i]`` (where >= 0) is replaced by
+    ``sequence``'s digits (then incremented).  Returns ``(bytes written, messages, next sequence)``."""
+    n_channels = offsets.shape[0]
+    digits = np.empty(_DIGITS, np.uint8)
+    w = 0
+    count = 0
+    for i in range(r0, r1):
+        code = codes[i]
+        for c in range(n_channels):
+            if not wanted[c, code]:
+                continue
+            a = offsets[c, i]
+            b = offsets[c, i + 1]
+            m = marks[c, i] if numbered else -1
+            n_digits = 0
+            length = b - a
+            if m >= 0:
+                v = sequence
+                while True:
+                    digits[n_digits] = 48 + v % 10
+                    v //= 10
+                    n_digits += 1
+                    if v == 0:
+                        break
+                sequence += 1
+                length += n_digits - 1
+            out[w] = 0x81
+            if length < 126:
+                out[w + 1] = length
+                w += 2
+            elif length < 65_536:
+                out[w + 1] = 126
+                out[w + 2] = length >> 8
+                out[w + 3] = length & 0xFF
+                w += 4
+            else:
+                out[w + 1] = 127
+                for j in range(8):
+                    out[w + 2 + j] = (length >> (8 * (7 - j))) & 0xFF
+                w += 10
+            if m >= 0:
+                for j in range(a, m):
+                    out[w] = payload[j]
+                    w += 1
+                for j in range(n_digits - 1, -1, -1):
+                    out[w] = digits[j]
+                    w += 1
+                for j in range(m + 1, b):
+                    out[w] = payload[j]
+                    w += 1
+            else:
+                out[w : w + length] = payload[a:b]
+                w += length
+            count += 1
+    return w, count, sequence
+
+
+_frame_rows = cast(
+    Callable[..., tuple[int, int, int]],
+    numba.njit(cache=True, nogil=True, error_model="numpy")(_frame_rows_py),
+)
+
+
+def _nul_marks_py(payload: _U8, offsets: _I64, marks: _I64) -> None:
+    """``marks[i]``: the position of the first NUL byte of text ``i`` (-1 where none)."""
+    for i in range(offsets.shape[0] - 1):
+        marks[i] = -1
+        for j in range(offsets[i], offsets[i + 1]):
+            if payload[j] == 0:
+                marks[i] = j
+                break
+
+
+_nul_marks = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_nul_marks_py))
+
+
+class Packed:
+    """Texts of rows on one or more channels as one byte buffer: row ``i`` of channel ``c`` is
+    ``payload[offsets[c, i]:offsets[c, i + 1]]``; ``marks[c, i]`` is its NUL mark's position (or -1)."""
+
+    __slots__ = ("_marks", "offsets", "payload", "rows")
+
+    def __init__(self, payload: _U8, offsets: _I64) -> None:
+        self.payload = payload
+        self.offsets = offsets
+        self.rows = offsets.shape[1] - 1
+        self._marks: _I64 | None = None
+
+    @property
+    def marks(self) -> _I64:
+        """Each text's NUL mark position (-1: none), found on first use (only numbered venues need them)."""
+        if self._marks is None:
+            self._marks = np.empty((self.offsets.shape[0], self.rows), np.int64)
+            for c in range(self.offsets.shape[0]):
+                _nul_marks(self.payload, self.offsets[c], self._marks[c])
+        return self._marks
+
+    def frame(
+        self, codes: npt.NDArray[np.int32], wanted: _U8, r0: int, r1: int, sequence: int, *, numbered: bool
+    ) -> tuple[_U8, int, int]:
+        """Frames of rows ``[r0, r1)`` whose ``wanted[channel, codes[row]]`` is set, back to back; the session's
+        ``sequence`` numbers the marks when ``numbered``.  Returns ``(frames, messages, next sequence)``."""
+        offsets = self.offsets
+        size = int((offsets[:, r1] - offsets[:, r0]).sum()) + (r1 - r0) * offsets.shape[0] * (_HEADER + _DIGITS)
+        out = np.empty(size, np.uint8)
+        marks = self.marks if numbered else _NO_MARKS
+        w, count, sequence = _frame_rows(self.payload, offsets, marks, codes, wanted, r0, r1, sequence, numbered, out)
+        return out[:w], count, sequence
+
+
+def pack_texts(channels: Sequence[Sequence[str]]) -> Packed:
+    """:class:`Packed` of equally long lists of texts, one list per channel."""
+    rows = len(channels[0])
+    parts: list[bytes] = []
+    offsets = np.empty((len(channels), rows + 1), np.int64)
+    base = 0
+    for c, texts in enumerate(channels):
+        data = "".join(texts).encode()
+        lengths = np.fromiter(map(len, texts), np.int64, rows)
+        if len(data) != int(lengths.sum()):  # some text is not ASCII: byte lengths differ from str lengths
+            lengths = np.fromiter((len(t.encode()) for t in texts), np.int64, rows)
+        offsets[c, 0] = base
+        np.cumsum(lengths, out=offsets[c, 1:])
+        offsets[c, 1:] += base
+        base += len(data)
+        parts.append(data)
+    return Packed(np.frombuffer(b"".join(parts), np.uint8), offsets)
+
+
+_ALL = np.ones((1, 1), np.uint8)
+_NO_MARKS = np.empty((1, 1), np.int64)  # marks are not read unless numbered
+
+
+def frames(messages: Sequence[str]) -> bytes:
+    """Unmasked, unfragmented RFC 6455 text frames of ``messages``, back to back (server-to-client framing)."""
+    if not messages:
+        return b""
+    packed = pack_texts([messages])
+    out, _, _ = packed.frame(np.zeros(len(messages), np.int32), _ALL, 0, len(messages), 0, numbered=False)
+    return out.tobytes()
+
+
+# Load (or compile) the kernels at import, with the types the replay passes, not on the first replayed message.
+frames(["\x00"])
+pack_texts([["a\x00"]]).frame(np.zeros(1, np.int32), _ALL, 0, 1, 0, numbered=True)
