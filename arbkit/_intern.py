@@ -48,7 +48,8 @@ def _long_bytes_py(b: np.uint64, data0: Any, data1: Any, data2: Any, data3: Any)
     return data, offset
 
 
-_RECENT = 8  # recent distinct views remembered per kernel call
+_CACHE = 64  # entries of the per-call cache of raw views (a power of two)
+_CACHE_SHIFT = np.uint64(64 - 6)  # the top log2(_CACHE) bits of a 64-bit hash pick the entry
 
 
 def _intern_views_py(
@@ -76,28 +77,23 @@ def _intern_views_py(
     """
     mask = keys.shape[0] - 1
     n_new = 0
-    # The last few distinct raw views of this call and their codes: a column of a few names (venues) or in runs
-    # (a store file sorted by symbol) is coded without hashing.  Equal raw views are the same string (a long
-    # string's view names its bytes' place in this call's buffers).
-    recent_a = np.zeros(_RECENT, dtype=np.uint64)
-    recent_b = np.zeros(_RECENT, dtype=np.uint64)
-    recent_code = np.zeros(_RECENT, dtype=np.int32)
-    n_recent = 0
+    # A small direct-mapped cache of this call's raw views and their codes: a column of a few names (venues, in
+    # any order) or in runs (a store file sorted by symbol) is coded without probing the table, and its hit test
+    # is a branch that is almost always taken, whatever the order of the names.  Equal raw views are the same
+    # string (a long string's view names its bytes' place in this call's buffers).  No view has the length
+    # 0xFFFFFFFF (Arrow lengths are int32), so that marks an empty entry.
+    cache_a = np.full(_CACHE, np.uint64(0xFFFFFFFF), dtype=np.uint64)
+    cache_b = np.zeros(_CACHE, dtype=np.uint64)
+    cache_code = np.zeros(_CACHE, dtype=np.int32)
     for i in range(views.shape[0]):
         a = views[i, 0]
         b = views[i, 1]
-        hit = -1
-        for k in range(min(n_recent, _RECENT)):
-            if recent_a[k] == a and recent_b[k] == b:
-                hit = k
-                break
-        if hit >= 0:
-            out[i] = recent_code[hit]
+        slot_cache = int(((a * np.uint64(0x9E3779B97F4A7C15)) ^ (b * np.uint64(0xC2B2AE3D27D4EB4F))) >> _CACHE_SHIFT)
+        if cache_a[slot_cache] == a and cache_b[slot_cache] == b:
+            out[i] = cache_code[slot_cache]
             continue
-        slot_recent = n_recent % _RECENT
-        recent_a[slot_recent] = a
-        recent_b[slot_recent] = b
-        n_recent += 1
+        cache_a[slot_cache] = a
+        cache_b[slot_cache] = b
         length = np.int64(a & np.uint64(0xFFFFFFFF))
         long = length > 12
         data, offset = data0, np.int64(0)
@@ -120,7 +116,7 @@ def _intern_views_py(
                 slot_long[slot] = -2 - i
                 new_slots[n_new] = slot
                 out[i] = -2 - n_new
-                recent_code[slot_recent] = out[i]
+                cache_code[slot_cache] = out[i]
                 n_new += 1
                 break
             if keys[slot, 0] == a and keys[slot, 1] == b:
@@ -137,7 +133,7 @@ def _intern_views_py(
                             break
                 if same:
                     out[i] = code
-                    recent_code[slot_recent] = code
+                    cache_code[slot_cache] = code
                     break
             slot = (slot + 1) & mask
     return n_new
@@ -348,9 +344,10 @@ def sorted_codes(series: pl.Series, prior: tuple[str, ...] = ()) -> tuple[tuple[
     interner = shared(series.name)
     ids = interner.codes(series)
     codes = np.empty(ids.size, dtype=np.int32)
-    if _remap(ids, interner.lut(prior), codes):  # new names (the first batch of a run, mostly)
-        seen = np.flatnonzero(_present(ids, len(interner.names)))
-        names = tuple(sorted({*prior, *(interner.names[i] for i in seen.tolist())}))
-        _remap(ids, interner.lut(names), codes)
-        return names, codes
-    return prior, codes
+    if prior and not _remap(ids, interner.lut(prior), codes):
+        return prior, codes
+    # New names (the first batch of a run, mostly: without prior names, no pass through the empty lut).
+    seen = np.flatnonzero(_present(ids, len(interner.names)))
+    names = tuple(sorted({*prior, *(interner.names[i] for i in seen.tolist())}))
+    _remap(ids, interner.lut(names), codes)
+    return names, codes

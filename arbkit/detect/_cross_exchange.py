@@ -349,8 +349,14 @@ def detect_cross_exchange(
         if batch_book.height == 0:
             return _EMPTY_OPPORTUNITIES.clear(), state
         return _EMPTY_OPPORTUNITIES.clear(), _with_book(state, update_books(state.book, batch_book, params.clock))
-    venues, ven = sorted_codes(quotes.get_column("exchange"), state.venues)
-    symbols, sym = sorted_codes(quotes.get_column("symbol"), state.symbols)
+    exchange, symbol = quotes.get_column("exchange"), quotes.get_column("symbol")
+    if quotes.height >= _PARALLEL_ROWS and _CPUS > 1:  # the two columns coded at once (compiled, nogil)
+        coded = _pool().submit(sorted_codes, exchange, state.venues)
+        symbols, sym = sorted_codes(symbol, state.symbols)
+        venues, ven = coded.result()
+    else:
+        venues, ven = sorted_codes(exchange, state.venues)
+        symbols, sym = sorted_codes(symbol, state.symbols)
     tables = _tables(symbols, venues, params)
     chunks = [_Chunk.of(quotes, params.clock, o, n) for o, n in _chunk_bounds(quotes)]
     # Input order first (store files, live batches: each symbol's clock already non-decreasing); the scan gives

@@ -103,3 +103,16 @@ def test_too_many_data_buffers_fall_back_exactly() -> None:
     interner = Interner()
     values = [f"instrument-{i:06d}-with-a-long-name" for i in range(20_000)]  # more than 4 data buffers
     _check(interner, pl.Series("s", values))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_names=st.integers(1, 400), seed=st.integers(0, 2**32 - 1), long=st.booleans())
+def test_many_names_in_random_order_evict_cache_entries_exactly(n_names: int, seed: int, long: bool) -> None:
+    # More distinct views than the kernel's per-call cache holds, in random order: entries collide and are
+    # replaced, and every row must still get its own name's code.
+    rng = np.random.default_rng(seed)
+    names = [f"{'L' * 13 if long else ''}v{i}" for i in range(n_names)]
+    values = [names[k] for k in rng.integers(0, n_names, 3_000).tolist()]
+    interner = Interner(table=2048)
+    _check(interner, pl.Series("s", values))
+    _check(interner, pl.Series("s", values[::-1]))
