@@ -44,10 +44,14 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
 
 from arbkit import schema
 from arbkit.pipeline import TABLE_ORDER, Batch
+from live.adapters._columns import QuoteColumns
 
 __all__ = [
     "COALESCE_KEYS",
@@ -58,8 +62,9 @@ __all__ = [
     "drive",
 ]
 
-#: A unit of work on the feed queue: ``(table name, frame of that table or row tuples in its column order)``.
-FeedItem = tuple[str, pl.DataFrame | Sequence[tuple[Any, ...]]]
+#: A unit of work on the feed queue: ``(table name, frame of that table, row tuples in its column order, or -- quotes
+#: only -- the columns a compiled parser filled from one socket read)``.
+FeedItem = tuple[str, pl.DataFrame | Sequence[tuple[Any, ...]] | QuoteColumns]
 
 #: Columns identifying "the same thing" per table: under backpressure only the latest row per key is kept.
 COALESCE_KEYS: dict[str, tuple[str, ...]] = {
@@ -134,13 +139,14 @@ class MicroBatcher:
     Not thread-safe; one event loop owns it.  See the module docstring for the flush and coalescing rules.
     """
 
-    __slots__ = ("_chunks", "_first_ns", "_pending", "_rows", "_threshold", "config", "stats")
+    __slots__ = ("_chunks", "_columns", "_first_ns", "_pending", "_rows", "_threshold", "config", "stats")
 
     def __init__(self, config: BatcherConfig | None = None) -> None:
         self.config = config or BatcherConfig()
         self.stats = BatcherStats()
         self._chunks: dict[str, list[pl.DataFrame]] = {name: [] for name in TABLE_ORDER}
         self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in TABLE_ORDER}
+        self._columns: list[QuoteColumns] = []  # quotes only; at most one of _rows["quotes"] / _columns is non-empty
         self._pending = 0
         self._first_ns: int | None = None
         self._threshold = self.config.max_pending
@@ -185,6 +191,8 @@ class MicroBatcher:
         if table not in _TABLES:
             self.stats.ignored[table] = self.stats.ignored.get(table, 0) + len(rows)
             return
+        if self._columns and table == "quotes":
+            self._seal(table)  # arrival order: the columns staged so far go first
         self._rows[table].extend(rows)
         self._pending += len(rows)
         self.stats.rows_in += len(rows)
@@ -193,11 +201,34 @@ class MicroBatcher:
         if self._pending >= self._threshold:
             self._coalesce()
 
+    def add_columns(self, table: str, columns: QuoteColumns, now_ns: int) -> None:
+        """Queue the quotes a compiled parser read from one socket read (trusted like :meth:`add_rows`).
+
+        Consecutive column batches become one frame when the batch is cut (one NumPy concatenation per column),
+        not one frame per socket read.
+        """
+        if table != "quotes":
+            raise ValueError(f"column batches carry quotes, not {table!r}")
+        n = len(columns)
+        if n == 0:
+            return
+        if self._rows[table]:
+            self._seal(table)
+        self._columns.append(columns)
+        self._pending += n
+        self.stats.rows_in += n
+        if self._first_ns is None:
+            self._first_ns = now_ns
+        if self._pending >= self._threshold:
+            self._coalesce()
+
     def add_item(self, item: FeedItem, now_ns: int) -> None:
-        """:meth:`add` a frame or :meth:`add_rows` row tuples, whichever the queue item holds."""
+        """:meth:`add` a frame, :meth:`add_columns` or :meth:`add_rows`, whichever the queue item holds."""
         table, data = item
         if isinstance(data, pl.DataFrame):
             self.add(table, data, now_ns)
+        elif isinstance(data, QuoteColumns):
+            self.add_columns(table, data, now_ns)
         else:
             self.add_rows(table, data, now_ns)
 
@@ -243,6 +274,9 @@ class MicroBatcher:
         if rows:
             self._chunks[table].append(_rows_frame(rows, table))
             self._rows[table] = []
+        elif self._columns and table == "quotes":
+            self._chunks[table].append(_columns_frame(self._columns))
+            self._columns = []
 
     def _take(self) -> Batch:
         frames = {}
@@ -291,6 +325,49 @@ def _rows_frame(rows: Sequence[tuple[Any, ...]], table: str) -> pl.DataFrame:
     if len(columns) != len(spec):
         return pl.DataFrame(rows, schema=_SCHEMAS[table], orient="row")
     return pl.DataFrame([pl.Series(name, col, dtype=dtype) for (name, dtype), col in zip(spec, columns, strict=True)])
+
+
+def _columns_frame(parts: Sequence[QuoteColumns]) -> pl.DataFrame:
+    """Column batches (possibly of several venues) as one QUOTES frame: one concatenation per column.
+
+    Each part brings its own ``exchange``, ``ts_recv`` and symbol table; the strings are gathered through one
+    table of all parts' names, so no Python string is made per row.
+    """
+    if len(parts) == 1:
+        return parts[0].frame()
+    sizes = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    part_of_row = np.repeat(np.arange(len(parts), dtype=np.int32), sizes)
+    names: list[str] = []
+    offsets = np.empty(len(parts), dtype=np.int32)
+    for k, part in enumerate(parts):
+        offsets[k] = len(names)
+        names.extend(part.symbols)
+    codes = np.concatenate([p.symbol_code for p in parts]) + offsets[part_of_row]
+    seq = np.concatenate([p.seq for p in parts])
+    if all(p.seq_valid is None for p in parts):
+        seq_column = pl.Series("seq", seq, dtype=pl.Int64)
+    else:
+        valid = np.concatenate([np.ones(len(p), dtype=np.bool_) if p.seq_valid is None else p.seq_valid for p in parts])
+        seq_column = pl.Series("seq", pa.array(seq, type=pa.int64(), mask=~valid))
+
+    def cat(name: str) -> npt.NDArray[Any]:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    frame = pl.DataFrame(
+        [
+            pl.Series("ts_event", cat("ts_event"), dtype=pl.Int64),
+            pl.Series("ts_recv", np.array([p.ts_recv for p in parts], dtype=np.int64)[part_of_row], dtype=pl.Int64),
+            pl.Series("exchange", [p.exchange for p in parts], dtype=pl.String).gather(part_of_row),
+            pl.Series("symbol", names, dtype=pl.String).gather(codes),
+            pl.Series("bid", cat("bid"), dtype=pl.Float64),
+            pl.Series("bid_size", cat("bid_size"), dtype=pl.Float64),
+            pl.Series("ask", cat("ask"), dtype=pl.Float64),
+            pl.Series("ask_size", cat("ask_size"), dtype=pl.Float64),
+            seq_column,
+            pl.Series("flags", cat("flags"), dtype=pl.UInt16),
+        ]
+    )
+    return frame
 
 
 def _latest_per_key(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:

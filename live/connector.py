@@ -54,13 +54,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+import numpy as np
 import orjson
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
 from arbkit.schema import QuoteFlag
 from live import adapters
-from live._ws import FeedConnection, open_feed
+from live._ws import FeedConnection, RawBatch, open_feed
 from live.adapters import Adapter, QuoteRow, Rows
+from live.adapters._columns import QuoteColumns
 from live.batcher import FeedItem
 from live.book import Books
 
@@ -325,6 +327,11 @@ class Connector:
         self._fast_quotes = (config.venue, config.channel_name) in _FAST_QUOTES
         self._batch_quotes = (config.venue, config.channel_name) in _BATCH_QUOTES
         self._batch_books = config.venue == "bybit" and config.channel_name.startswith("orderbook.")
+        # socket reads parsed in place by the adapter's compiled parser into columns (no bytes per message)
+        kind = type(self.adapter)
+        self._columns = self._batch_quotes and kind.parse_quote_columns is not Adapter.parse_quote_columns
+        self._book_columns = self._batch_books and kind.parse_book_columns is not Adapter.parse_book_columns
+        self._staged_columns: list[QuoteColumns] = []
         # rows parsed since the last hand-off: the queue gets one item per table per event-loop turn, not one per
         # message (see :meth:`_stage`)
         self._staged: dict[str, list[Any]] = {t: [] for t in ("quotes", "trades", "book", "funding", "option_quotes")}
@@ -620,10 +627,19 @@ class Connector:
         stage_quote = self._stage_quote
         unbounded = self.queue.maxsize <= 0
         monotonic = time.monotonic
+        columns = (self._columns or self._book_columns) and unbounded
+        handle_columns = self._handle_quote_columns if self._columns else self._handle_book_columns
         try:
             while True:
-                batch = await ws.recv_batch()
-                link.last_message = monotonic()
+                if columns:
+                    read = await ws.recv_raw()
+                    link.last_message = monotonic()
+                    if handle_columns(slot, link, read):
+                        continue
+                    batch = read.payloads()
+                else:
+                    batch = await ws.recv_batch()
+                    link.last_message = monotonic()
                 if unbounded and self._batch_quotes and self._handle_quote_batch(slot, link, batch):
                     continue
                 if unbounded and self._batch_books and self._handle_book_batch(slot, link, batch):
@@ -674,6 +690,78 @@ class Connector:
         stats.bytes += sum(map(len, batch))
         stats.data_messages += len(batch)
 
+    def _read_columns(
+        self, parse: Callable[[bytes, Any, Any, int], QuoteColumns | None], read: RawBatch
+    ) -> QuoteColumns | None:
+        """One compiled-parser call over a socket read; ``None`` when it declined (or, a bug, raised)."""
+        try:
+            cols = parse(read.buf, read.starts, read.ends, self.clock())
+        except Exception as exc:  # the parsers decline bad input; an exception is a bug, counted like one
+            self.stats.internal_errors += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            _log.exception("%s: error parsing a read of %d messages", self.venue, len(read))
+            return None
+        return cols if cols is not None and len(cols) == len(read) else None
+
+    def _count_read(self, read: RawBatch) -> None:
+        stats = self.stats
+        stats.messages += len(read)
+        stats.bytes += int((read.ends - read.starts).sum())
+        stats.data_messages += len(read)
+
+    def _handle_quote_columns(self, slot: _Slot, link: _Link, read: RawBatch) -> bool:
+        """A socket read parsed in place into columns by the compiled parser; False to take the other paths.
+
+        The parser declines (``None``) exactly where :meth:`_handle_quote_batch` would (anything but plain two-sided
+        tops of book of known symbols), so acks, errors and bad input still reach the per-message path.  Coinbase
+        batches must continue the connection's ``sequence_num`` without a jump, as there.
+        """
+        if not len(read):
+            return True
+        cols = self._read_columns(self.adapter.parse_quote_columns, read)
+        if cols is None:
+            return False
+        if self.venue == "coinbase":
+            seq = cols.seq
+            if cols.seq_valid is not None or link.last_sequence is None or int(seq[0]) != link.last_sequence + 1:
+                return False
+            if len(seq) > 1 and not bool((np.diff(seq) == 1).all()):
+                return False
+            link.last_sequence = int(seq[-1])
+        self._count_read(read)
+        if not link.forwarding and not self._forward_from(slot, link):
+            return True
+        self._stage_columns(cols)
+        return True
+
+    def _handle_book_columns(self, slot: _Slot, link: _Link, read: RawBatch) -> bool:
+        """A socket read of one-level book snapshots (Bybit ``orderbook.1``) read as columns and applied to the
+        keepers at once (:meth:`live.book.Books.apply_snapshot_columns`); False to take the other paths."""
+        if not len(read):
+            return True
+        snapshots = self._read_columns(self.adapter.parse_book_columns, read)
+        if snapshots is None:
+            return False
+        quotes = self.books.apply_snapshot_columns(snapshots)
+        if quotes is None:
+            return False
+        self._count_read(read)
+        if not link.forwarding and not self._forward_from(slot, link):
+            return True
+        if len(quotes):
+            self._stage_columns(quotes)
+        return True
+
+    def _stage_columns(self, cols: QuoteColumns) -> None:
+        """Queue a column batch for the next hand-off, after any tuple rows staged before it."""
+        self.last_quotes.update(cols.last_rows())
+        if self._staged["quotes"]:
+            self._flush()
+        self._staged_columns.append(cols)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _handle_quote_batch(self, slot: _Slot, link: _Link, batch: list[bytes]) -> bool:
         """Every message of ``batch`` as a top of book in one adapter call; False to go message by message.
 
@@ -696,6 +784,8 @@ class Connector:
         if not link.forwarding and not self._forward_from(slot, link):
             return True
         self.last_quotes.update(zip(map(_SYMBOL, quotes), quotes, strict=True))  # the latest per symbol wins
+        if self._staged_columns:
+            self._flush()  # column batches staged earlier go first
         staged = self._staged["quotes"]
         staged.extend(quotes)
         if not self._flush_scheduled:
@@ -815,6 +905,8 @@ class Connector:
     def _stage_quote(self, row: QuoteRow) -> None:
         """Queue one quote for the next hand-off (fast path of :meth:`_stage`)."""
         self.last_quotes[row[3]] = row
+        if self._staged_columns:
+            self._flush()
         staged = self._staged["quotes"]
         staged.append(row)
         if not self._flush_scheduled:
@@ -832,6 +924,8 @@ class Connector:
         """
         staged = self._staged
         if rows.quotes:
+            if self._staged_columns:
+                self._flush()
             last = self.last_quotes
             for row in rows.quotes:
                 last[row[3]] = row
@@ -851,7 +945,10 @@ class Connector:
             self._flush()
 
     def _flush(self) -> None:
-        """Put the staged rows on the queue, one ``(table, rows)`` item per table (unbounded queues only)."""
+        """Put the staged rows on the queue, one ``(table, rows)`` item per table (unbounded queues only).
+
+        Column batches go as they are, one item per socket read: the batcher concatenates them when it cuts.
+        """
         self._flush_scheduled = False
         counts = self.stats.rows
         for table, data in self._staged.items():
@@ -859,6 +956,12 @@ class Connector:
                 counts[table] = counts.get(table, 0) + len(data)
                 self.queue.put_nowait((table, data))
                 self._staged[table] = []
+        if self._staged_columns:
+            put = self.queue.put_nowait
+            for cols in self._staged_columns:
+                counts["quotes"] = counts.get("quotes", 0) + len(cols)
+                put(("quotes", cols))
+            self._staged_columns = []
 
     async def _deliver(self, rows: Rows) -> None:
         """Hand rows over: staged when the queue is unbounded, else put in order (waiting while it is full)."""

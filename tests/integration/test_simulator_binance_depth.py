@@ -22,6 +22,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from arbkit.schema import QuoteFlag
+from live.adapters._columns import QuoteColumns
 from live.batcher import FeedItem
 from live.connector import Connector, ConnectorConfig
 from live.simulator import serve
@@ -58,6 +59,8 @@ def drain(queue: asyncio.Queue[FeedItem]) -> list[tuple[object, ...]]:
     while not queue.empty():
         table, data = queue.get_nowait()
         if table == "quotes":
+            if isinstance(data, QuoteColumns):  # a socket read parsed by the compiled reader
+                data = data.rows()
             assert isinstance(data, list)
             rows.extend(data)
     return rows

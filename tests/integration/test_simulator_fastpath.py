@@ -15,6 +15,7 @@ import pytest
 
 from live import adapters
 from live._ws import open_feed
+from live.adapters._columns import QuoteColumns
 from live.batcher import FeedItem
 from live.connector import DEFAULT_CHANNELS, Connector, ConnectorConfig
 from live.simulator import serve
@@ -96,7 +97,8 @@ async def _run_until_applied(config: ConnectorConfig, queue: asyncio.Queue[FeedI
 def _drain(queue: asyncio.Queue[FeedItem]) -> list[FeedItem]:
     items = []
     while not queue.empty():
-        items.append(queue.get_nowait())
+        table, data = queue.get_nowait()
+        items.append((table, data.rows() if isinstance(data, QuoteColumns) else data))  # compiled reads as tuples
     return items
 
 

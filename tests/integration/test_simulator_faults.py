@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from arbkit.schema import QuoteFlag
+from live.adapters._columns import QuoteColumns
 from live.batcher import FeedItem
 from live.connector import Connector, ConnectorConfig
 from live.simulator import SimulatorHandle, serve
@@ -47,6 +48,8 @@ def drain(queue: asyncio.Queue[FeedItem]) -> list[tuple[object, ...]]:
     while not queue.empty():
         table, data = queue.get_nowait()
         if table == "quotes":
+            if isinstance(data, QuoteColumns):  # a socket read parsed by the compiled reader
+                data = data.rows()
             assert isinstance(data, list)
             rows.extend(data)
     return rows
@@ -291,17 +294,18 @@ def test_a_bug_outside_the_parser_contract_is_contained() -> None:
         await until(lambda: c.stats.data_messages >= 3)
         calls = {"n": 0}
 
-        def flaky(real: Callable[[bytes, int], object]) -> Callable[[bytes, int], object]:
-            def parse(raw: bytes, ts_recv: int) -> object:
+        def flaky(real: Callable[..., object]) -> Callable[..., object]:
+            def parse(*args: object) -> object:
                 calls["n"] += 1
                 if calls["n"] == 1:
                     raise RuntimeError("boom")
-                return real(raw, ts_recv)
+                return real(*args)
 
             return parse
 
-        # bbo-tbt goes through the batch path (parse_quote_batch) or the fast path (parse_quote_tuple), other
-        # channels through parse_rows; the first call of any of them fails
+        # bbo-tbt goes through the compiled reader (parse_quote_columns), the batch path (parse_quote_batch) or the
+        # fast path (parse_quote_tuple), other channels through parse_rows; the first call of any of them fails
+        c.adapter.parse_quote_columns = flaky(c.adapter.parse_quote_columns)  # type: ignore[method-assign]
         c.adapter.parse_rows = flaky(c.adapter.parse_rows)  # type: ignore[method-assign,assignment]
         c.adapter.parse_quote_tuple = flaky(c.adapter.parse_quote_tuple)  # type: ignore[method-assign,assignment]
         c.adapter.parse_quote_batch = flaky(c.adapter.parse_quote_batch)  # type: ignore[method-assign,assignment]

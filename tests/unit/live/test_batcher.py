@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import polars as pl
 import pytest
@@ -245,3 +246,93 @@ def test_row_tuples_become_the_same_frame_as_row_orientation() -> None:
     assert built.equals(pl.DataFrame(rows, schema=_SCHEMAS["quotes"], orient="row"))
     with pytest.raises(pl.exceptions.ShapeError, match="number of columns"):
         _rows_frame([(1, 2, "okx")], "quotes")  # wrong width: reported, not truncated
+
+
+def _columns(exchange: str, ts_recv: int, symbols: list[str], rows: list[tuple[int, int, float, int | None]]) -> Any:
+    """A QuoteColumns of ``rows`` = ``(ts_event, symbol code, bid, seq or None)``; ask = bid + 1, sizes 1 and 2."""
+    import numpy as np
+
+    from live.adapters._columns import QuoteColumns
+
+    bid = np.array([r[2] for r in rows], dtype=np.float64)
+    return QuoteColumns(
+        exchange,
+        ts_recv,
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int32),
+        symbols,
+        bid,
+        np.ones(len(rows)),
+        bid + 1.0,
+        np.full(len(rows), 2.0),
+        np.array([0 if r[3] is None else r[3] for r in rows], dtype=np.int64),
+        np.array([r[3] is not None for r in rows], dtype=np.bool_),
+        np.array([2 if r[2] > 150 else 0 for r in rows], dtype=np.uint16),
+    )
+
+
+def _tuple(exchange: str, ts_recv: int, symbols: list[str], r: tuple[int, int, float, int | None]) -> tuple[Any, ...]:
+    """The row tuple the same values make, written out independently of QuoteColumns."""
+    return (r[0], ts_recv, exchange, symbols[r[1]], r[2], 1.0, r[2] + 1.0, 2.0, r[3], 2 if r[2] > 150 else 0)
+
+
+@given(
+    parts=st.lists(
+        st.tuples(
+            st.sampled_from(["columns", "rows"]),
+            st.sampled_from(["okx", "binance"]),
+            st.lists(
+                st.tuples(
+                    st.integers(0, 10**12),
+                    st.integers(0, 2),
+                    st.floats(1.0, 200.0),
+                    st.none() | st.integers(0, 2**40),
+                ),
+                min_size=0,
+                max_size=6,
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+@settings(max_examples=120, deadline=None)
+def test_column_batches_equal_the_same_rows_as_tuples(
+    parts: list[tuple[str, str, list[tuple[int, int, float, int | None]]]],
+) -> None:
+    """Compiled-parser column batches, alone or interleaved with tuple rows, cut into the same frame as tuples."""
+    symbols = {"okx": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "binance": ["BTC/USDT:USDT", "ETH/USDT:USDT", "X/Y"]}
+    with_columns, reference = MicroBatcher(), MicroBatcher()
+    for k, (kind, exchange, rows) in enumerate(parts):
+        ts_recv = 1_000 + k
+        tuples = [_tuple(exchange, ts_recv, symbols[exchange], r) for r in rows]
+        if kind == "columns":
+            with_columns.add_item(("quotes", _columns(exchange, ts_recv, symbols[exchange], rows)), now_ns=0)
+        else:
+            with_columns.add_item(("quotes", tuples), now_ns=0)
+        reference.add_rows("quotes", tuples, now_ns=0)
+    assert with_columns.pending == reference.pending
+    got, want = with_columns.flush(), reference.flush()
+    if want is None:
+        assert got is None
+        return
+    assert got is not None
+    assert got.quotes.schema == schema.QUOTES.polars
+    assert got.quotes.equals(want.quotes)
+
+
+def test_column_batches_coalesce_like_rows() -> None:
+    """Under backpressure column batches are coalesced to the latest quote per key like any other rows."""
+    b = MicroBatcher(BatcherConfig(max_rows=4, max_pending=4))
+    syms = ["BTC/USDT", "ETH/USDT"]
+    b.add_item(("quotes", _columns("okx", 1, syms, [(1, 0, 100.0, 1), (2, 1, 101.0, 2), (3, 0, 102.0, 3)])), 0)
+    b.add_item(("quotes", _columns("okx", 2, syms, [(4, 0, 103.0, None), (5, 1, 104.0, 5)])), 0)
+    assert b.stats.coalesced["quotes"] == 3
+    batch = b.flush()
+    assert batch is not None
+    assert batch.quotes.select("ts_event", "bid", "seq").rows() == [(4, 103.0, None), (5, 104.0, 5)]
+
+
+def test_column_batches_only_carry_quotes() -> None:
+    with pytest.raises(ValueError, match="carry quotes"):
+        MicroBatcher().add_columns("book", _columns("okx", 1, ["BTC/USDT"], [(1, 0, 1.0, 1)]), 0)
