@@ -118,10 +118,10 @@ def _iso_texts(ns: pl.Expr, digits: int) -> pl.Expr:
     return ns.cast(pl.Datetime("ns")).dt.strftime(f"%Y-%m-%dT%H:%M:%S%.{digits}fZ")
 
 
-def _concat(rows: pl.DataFrame, parts: list[str | pl.Expr]) -> list[str]:
+def _concat(rows: pl.DataFrame, parts: list[str | pl.Expr]) -> pl.Series:
     """One text per row: literals and string columns joined (every part must be non-null)."""
     exprs = [pl.lit(p) if isinstance(p, str) else p for p in parts]
-    return rows.select(pl.concat_str(exprs)).to_series().to_list()  # type: ignore[no-any-return]
+    return rows.select(pl.concat_str(exprs)).to_series()
 
 
 def _text(name: str, absent: str = "") -> pl.Expr:
@@ -378,6 +378,11 @@ class Encoder:
         texts equal what :meth:`encode` writes for a session that is past its first message on the channel,
         once :meth:`emit` has finished them; a test holds the two byte for byte.
         """
+        return self.render_texts(channel, rows).to_list()  # type: ignore[no-any-return]
+
+    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
+        """:meth:`render`'s messages as one String column (the replay packs them into frames without a Python
+        string per message)."""
         raise NotImplementedError(f"{self.venue} renders no {channel!r} messages")
 
     def emit(self, state: SessionState, channel: str, venue_symbol: str, text: str) -> str:
@@ -448,9 +453,9 @@ class BinanceEncoder(Encoder):
     funding_channels = ("markPrice", "markPrice@1s")
     rendered_channels = ("bookTicker",)
 
-    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
         if channel != "bookTicker":
-            return super().render(channel, rows)
+            return super().render_texts(channel, rows)
         bid, ask = pl.col("bid").is_not_null(), pl.col("ask").is_not_null()
         tail: list[str | pl.Expr] = [
             '","b":"',
@@ -614,7 +619,7 @@ class OkxEncoder(Encoder):
     funding_channels = ("funding-rate",)
     rendered_channels = ("bbo-tbt", "tickers")
 
-    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
         arg: list[str | pl.Expr] = [
             f'{{"arg":{{"channel":"{channel}","instId":"',
             pl.col("venue_symbol"),
@@ -625,7 +630,7 @@ class OkxEncoder(Encoder):
             seq = pl.col("seq").cast(pl.String)
             return _concat(rows, [*arg, '{"asks":', asks, ',"bids":', bids, ',"ts":"', _ms(), '","seqId":', seq, "}]}"])
         if channel != "tickers":
-            return super().render(channel, rows)
+            return super().render_texts(channel, rows)
         inst_types = {s: self._inst_type(s) for s in rows.get_column("symbol").unique().to_list()}
         bid_or_ask = pl.coalesce(pl.col("bid_text"), pl.col("ask_text"), pl.lit(""))
         ticker: list[str | pl.Expr] = [
@@ -792,9 +797,9 @@ class BybitEncoder(Encoder):
     funding_channels = ("tickers",)
     rendered_channels = ("orderbook.1",)
 
-    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
         if channel != "orderbook.1":
-            return super().render(channel, rows)
+            return super().render_texts(channel, rows)
         sym, seq, ms = pl.col("venue_symbol"), pl.col("seq").cast(pl.String), _ms()
         b, a = _one_level("bid", '"]]'), _one_level("ask", '"]]')
         parts: list[str | pl.Expr] = [f'{{"topic":"{channel}.', sym, '","type":"snapshot","ts":', ms]
@@ -869,10 +874,10 @@ class CoinbaseEncoder(Encoder):
     rendered_channels = ("ticker",)
     snapshot_first = True
 
-    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
         # the connection's sequence_num is left as a NUL mark (never part of JSON text) for emit() to fill in
         if channel != "ticker":
-            return super().render(channel, rows)
+            return super().render_texts(channel, rows)
         bid_or_ask = pl.coalesce(pl.col("bid_text"), pl.col("ask_text"), pl.lit(""))
         ask_or_bid = pl.coalesce(pl.col("ask_text"), pl.col("bid_text"), pl.lit(""))
         parts: list[str | pl.Expr] = [
@@ -996,14 +1001,18 @@ class KrakenEncoder(Encoder):
     rendered_channels = ("ticker",)
     snapshot_first = True
 
-    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
         if channel != "ticker":
-            return super().render(channel, rows)
+            return super().render_texts(channel, rows)
+        # last/high are the bid's or the ask's own text; only the mid (vwap) is a new number to format
         bid, ask = pl.col("bid").fill_null(0.0), pl.col("ask").fill_null(0.0)
-        bid_or_ask = pl.when(bid != 0.0).then(bid).otherwise(ask)
-        ask_or_bid = pl.when(ask != 0.0).then(ask).otherwise(bid)
-        mid = pl.when((bid != 0.0) & (ask != 0.0)).then((bid + ask) / 2).otherwise(bid_or_ask)
-        rows = _with_number_texts(rows, {"_last": bid_or_ask, "_vwap": mid, "_high": ask_or_bid})
+        rows = _with_number_texts(rows, {"_mid": (bid + ask) / 2}).with_columns(
+            _last=pl.when(bid != 0.0).then(pl.col("bid_text")).otherwise(_text("ask_text", "0")),
+            _high=pl.when(ask != 0.0).then(pl.col("ask_text")).otherwise(_text("bid_text", "0")),
+        )
+        rows = rows.with_columns(
+            _vwap=pl.when((bid != 0.0) & (ask != 0.0)).then(pl.col("_mid")).otherwise(pl.col("_last"))
+        )
         parts: list[str | pl.Expr] = [
             '{"channel":"ticker","type":"update","data":[{"symbol":"',
             pl.col("venue_symbol"),
@@ -1140,9 +1149,9 @@ class DeribitEncoder(Encoder):
     option_channels = ("ticker",)
     rendered_channels = ("ticker", "quote")
 
-    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
         if channel not in self.rendered_channels:
-            return super().render(channel, rows)
+            return super().render_texts(channel, rows)
         sym, ms = pl.col("venue_symbol"), _ms()
         quote: list[str | pl.Expr] = [
             '"best_bid_price":',

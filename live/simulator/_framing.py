@@ -21,8 +21,10 @@ from typing import Any, cast
 import numba
 import numpy as np
 import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
 
-__all__ = ["Packed", "frames", "pack_texts"]
+__all__ = ["Packed", "frames", "pack_columns", "pack_texts"]
 
 _I64 = npt.NDArray[np.int64]
 _U8 = npt.NDArray[np.uint8]
@@ -170,6 +172,33 @@ def pack_texts(channels: Sequence[Sequence[str]]) -> Packed:
         base += len(data)
         parts.append(data)
     return Packed(np.frombuffer(b"".join(parts), np.uint8), offsets)
+
+
+def pack_columns(columns: Sequence[pl.Series]) -> Packed:
+    """:class:`Packed` of equally long String columns (no nulls), one per channel, read from their Arrow
+    buffers: no Python string per text."""
+    rows = len(columns[0])
+    datas: list[npt.NDArray[np.uint8]] = []
+    offsets = np.empty((len(columns), rows + 1), np.int64)
+    base = 0
+    for c, column in enumerate(columns):
+        if column.null_count():
+            raise ValueError("a rendered text is null")
+        array = column.to_arrow()
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if array.type != pa.large_string():
+            array = array.cast(pa.large_string())
+        _, offset_buffer, data_buffer = array.buffers()
+        assert offset_buffer is not None
+        own = np.frombuffer(offset_buffer, np.int64)[array.offset : array.offset + rows + 1]
+        first, last = int(own[0]), int(own[-1])
+        data = np.frombuffer(data_buffer, np.uint8)[first:last] if data_buffer is not None else np.empty(0, np.uint8)
+        offsets[c] = own - first + base
+        base += last - first
+        datas.append(data)
+    payload = datas[0] if len(datas) == 1 else np.concatenate(datas)
+    return Packed(payload, offsets)
 
 
 _ALL = np.ones((1, 1), np.uint8)

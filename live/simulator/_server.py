@@ -51,7 +51,7 @@ from live.simulator._encoders import (
     format_number,
     with_number_texts,
 )
-from live.simulator._framing import Packed, frames, pack_texts
+from live.simulator._framing import Packed, frames, pack_columns
 
 __all__ = ["FAULTS", "FeedStats", "SimulatorHandle", "run_simulator", "serve"]
 
@@ -221,6 +221,12 @@ class _Feed:
         timeline += [(o.ts_event, 3, i) for i, o in enumerate(self.options)]
         timeline.sort()
         self.timeline = timeline
+        # the same as arrays, for finding a run's end without a loop over rows: event times, and for each entry
+        # the first entry at or after it that is not a quote
+        self.timeline_ts = np.fromiter((t for t, _, _ in timeline), np.int64, len(timeline))
+        kinds = np.fromiter((kind for _, kind, _ in timeline), np.int64, len(timeline))
+        not_quote = np.append(np.flatnonzero(kinds), len(timeline))
+        self.next_other = not_quote[np.searchsorted(not_quote, np.arange(len(timeline) + 1))]
         self.span = (timeline[-1][0] - timeline[0][0] + 1_000_000) if timeline else 0  # event-time shift per lap
         self.restamp = False
         self.buffered = 0  # messages encoded into the sessions' ``out`` lists since the last write
@@ -232,7 +238,7 @@ class _Feed:
         self.prepared = (0, 0)
         self.fast = True  # no subscription to a channel that needs the encoder's book state
         self.active: tuple[str, ...] = ()  # rendered channels with subscribers
-        self.cache: dict[str, tuple[tuple[int, int], list[str]]] = {}  # channel -> ((lap, chunk start), texts)
+        self.cache: dict[str, tuple[tuple[int, int], pl.Series]] = {}  # channel -> ((lap, chunk start), texts)
         self.packs: tuple[tuple[int, int, tuple[str, ...]], Packed] | None = None  # the active channels' texts
         self.version = 0  # bumped on every subscription change (sessions' fast-path routing is cached per version)
         self.skip = 0
@@ -311,8 +317,8 @@ class _Feed:
             row += 1
         self.prepared = (self.lap, self.next_row)
 
-    def rendered(self, channel: str, i0: int) -> tuple[list[str], int]:
-        """Messages of quote rows from ``i0`` to its chunk's end on ``channel``, and the row of the list's first.
+    def rendered(self, channel: str, i0: int) -> tuple[pl.Series, int]:
+        """Messages of the quote rows of ``i0``'s chunk on ``channel``, and the chunk's first row.
 
         Rows are rendered a chunk at a time and kept until the replay moves past them.
         """
@@ -323,7 +329,7 @@ class _Feed:
             rows = self.render_rows.slice(start, _CHUNK)
             if lap:
                 rows = rows.with_columns(pl.col("ts_event") + lap * self.span)
-            cached = ((lap, start), self.encoder.render(channel, self._with_seq(rows, lap)))
+            cached = ((lap, start), self.encoder.render_texts(channel, self._with_seq(rows, lap)))
             self.cache[channel] = cached
         return cached[1], start
 
@@ -332,7 +338,7 @@ class _Feed:
         start = i0 - i0 % _CHUNK
         key = (self.lap, start, self.active)
         if self.packs is None or self.packs[0] != key:
-            self.packs = (key, pack_texts([self.rendered(channel, i0)[0] for channel in self.active]))
+            self.packs = (key, pack_columns([self.rendered(channel, i0)[0] for channel in self.active]))
         return self.packs[1], start
 
     def wanted(self, session: _Session) -> npt.NDArray[np.uint8] | None:
@@ -574,16 +580,11 @@ class SimulatorHandle:
         at most ``_RUN`` of them and within one render chunk."""
         timeline = feed.timeline
         i = timeline[k][2]
-        limit = min(len(timeline), k + _RUN, k + _CHUNK - i % _CHUNK)
-        end = k + 1
+        end = min(len(timeline), k + _RUN, k + _CHUNK - i % _CHUNK, int(feed.next_other[k + 1]))
         if self._speed > 0:
             due = t0_data + (time.monotonic() - t0_wall) * self._speed * 1e9
-            while end < limit and timeline[end][1] == 0 and timeline[end][0] <= due:
-                end += 1
-        else:
-            while end < limit and timeline[end][1] == 0:
-                end += 1
-        return end
+            end = min(end, int(np.searchsorted(feed.timeline_ts, int(due), side="right")))
+        return max(end, k + 1)
 
     def _skip_ticks(self, feed: _Feed, i0: int, i1: int) -> int:
         """Consume up to ``feed.skip`` of quote rows ``[i0, i1)`` unsent (skip_seq); returns the first row to send."""
@@ -640,7 +641,10 @@ class SimulatorHandle:
         encoder = feed.encoder
         state = session.state
         subscriptions = state.subscriptions
-        active = [(channel, *feed.rendered(channel, i0)) for channel in feed.active]
+        active = []
+        for channel in feed.active:
+            column, base = feed.rendered(channel, i0)
+            active.append((channel, column.slice(i0 - base, i1 - i0).to_list(), i0))
         finish = encoder.emit if type(encoder).emit is not Encoder.emit else None
         first = encoder.snapshot_first
         out = session.out
