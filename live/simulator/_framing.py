@@ -128,6 +128,7 @@ class Packed:
     __slots__ = ("_marks", "offsets", "payload", "rows")
 
     def __init__(self, payload: _U8, offsets: _I64) -> None:
+        payload.flags.writeable = False  # one kernel signature (a read-only view, as np.frombuffer gives)
         self.payload = payload
         self.offsets = offsets
         self.rows = offsets.shape[1] - 1
