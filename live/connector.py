@@ -386,6 +386,7 @@ class Connector:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run every connection until ``stop`` (or :meth:`stop`) is set; never raises on feed errors."""
+        self.warm()
         tasks = [
             asyncio.create_task(self._run_slot(slot), name=f"{self.venue}-slot{i}") for i, slot in enumerate(self.slots)
         ]
@@ -409,6 +410,14 @@ class Connector:
             for t in (waiter, stopper):
                 if t is not None:
                     t.cancel()
+
+    def warm(self) -> None:
+        """Load the compiled readers before connecting (once per process: numba's start-up and the kernels' cache
+        take a second or more), so the first socket read is not held up and no stall is mistaken for one."""
+        if self._columns or self._book_columns:
+            empty = np.empty(0, dtype=np.int64)
+            parse = self.adapter.parse_quote_columns if self._columns else self.adapter.parse_book_columns
+            parse(b"", empty, empty, 0)
 
     # -- slot supervision -----------------------------------------------------------------------------------
     async def _run_slot(self, slot: _Slot) -> None:
