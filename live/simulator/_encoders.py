@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -325,9 +326,15 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
+@functools.lru_cache(maxsize=256)
+def _iso_seconds(seconds: int) -> str:
+    # per-message encoding (restamped replay: every message of a run has the same second) formats a second once
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def _iso(ns: int, digits: int) -> str:
     seconds, frac = divmod(ns, 1_000_000_000)
-    base = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _iso_seconds(seconds)
     if digits == 0:
         return base + "Z"
     return f"{base}.{str(frac).rjust(9, '0')[:digits]}Z"

@@ -208,6 +208,7 @@ class _Feed:
         self.seq_rank: list[int] = cols.get_column("seq_rank").to_list()
         self.seq_missing: dict[str, int] = dict(cols.select("symbol", "seq_missing").unique().rows())
         self.render_rows = with_number_texts(cols)  # the fast path's input (Encoder.render)
+        self.first_lap_rows = self._with_seq(self.render_rows, 0)  # seq filled in once for the first pass
         texts = self.render_rows.select(pl.col("^.*_text$").fill_null(""))
         self.texts: list[tuple[str, str, str, str]] = texts.rows()  # Tick texts per quote row
         self.rows_of: dict[str, list[int]] = {}  # quote rows per venue symbol, for late joiners' snapshots
@@ -330,10 +331,12 @@ class _Feed:
         start = i0 - i0 % _CHUNK
         cached = self.cache.get(channel)
         if cached is None or cached[0] != (lap, start):
-            rows = self.render_rows.slice(start, _CHUNK)
             if lap:
-                rows = rows.with_columns(pl.col("ts_event") + lap * self.span)
-            cached = ((lap, start), self.encoder.render_texts(channel, self._with_seq(rows, lap)))
+                rows = self.render_rows.slice(start, _CHUNK).with_columns(pl.col("ts_event") + lap * self.span)
+                rows = self._with_seq(rows, lap)
+            else:
+                rows = self.first_lap_rows.slice(start, _CHUNK)
+            cached = ((lap, start), self.encoder.render_texts(channel, rows))
             self.cache[channel] = cached
         return cached[1], start
 
