@@ -76,7 +76,7 @@ from arbkit.detect._confidence import persistence
 from arbkit.detect._depth import BookState, book_as_of, joint_walk, ladder_fill, update_books
 from arbkit.detect._episodes import _FEW as _POLARS_SORTED
 from arbkit.detect._episodes import episode_id
-from arbkit.detect._ids import episode_values, hex_strings
+from arbkit.detect._ids import episode_values, hex_strings, start_id_order
 from arbkit.instruments import Registry, UnknownInstrumentError, default_registry
 from arbkit.schema import QuoteFlag
 
@@ -517,7 +517,7 @@ def _many_episodes(
         keys.append(f"{state.symbols[s]}|{state.venues[rest // n_ven]}|{state.venues[rest % n_ven]}")
     ts_start = i["ts_start"]
     values = episode_values(KIND, keys, which.astype(np.int64), ts_start)
-    order = np.lexsort((values, ts_start))
+    order = start_id_order(ts_start, values)
     ordered = ts_start[order], values[order]
     # np.lexsort is stable, like the shared builder's sort of a few episodes; beyond, that builder sorts with
     # Polars, whose order of ties this reproduces by sorting the same frame.
@@ -539,7 +539,7 @@ def _many_episodes(
         [
             venues.gather(np.column_stack([buy, sell]).ravel()).alias("exchange"),
             symbols.gather(np.repeat(sym, 2)).alias("symbol"),
-            pl.Series("side", ["buy", "sell"] * n, dtype=pl.String),
+            _SIDES.gather(np.arange(2 * n) % 2),
             pl.Series("price", np.where(is_sell, f["sell_fill"][pair], f["buy_fill"][pair]), dtype=pl.Float64),
             pl.Series("size", np.repeat(size, 2), dtype=pl.Float64),
         ]
@@ -548,7 +548,7 @@ def _many_episodes(
     frame = pl.DataFrame(
         [
             hex_strings(values[order]),
-            pl.Series("kind", [KIND] * n, dtype=pl.String),
+            _constant("kind", KIND, n),
             *[pl.Series(name, i[name][order], dtype=pl.Int64) for name in ("ts_start", "ts_end")],
             symbol.alias("symbol"),
             long.to_struct("legs").reshape((n, 2)).cast(_LEGS),
@@ -560,10 +560,17 @@ def _many_episodes(
             ],
             pl.Series("confidence", confidence, dtype=pl.Float64),
             pl.Series("rows", i["rows"][order], dtype=pl.Int64),
-            pl.Series("status", [status] * n, dtype=pl.String),
+            _constant("status", status, n),
         ]
     )
     return frame.sort("ts_start", "id") if ties else frame
+
+
+_SIDES = pl.Series("side", ["buy", "sell"], dtype=pl.String)
+
+
+def _constant(name: str, value: str, n: int) -> pl.Series:
+    return pl.Series(name, [value], dtype=pl.String).new_from_index(0, n)
 
 
 #: Up to this many episodes (a live micro-batch closes a handful) the frame is built from Python dicts in one

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["episode_values", "hex_strings"]
+__all__ = ["episode_values", "hex_strings", "start_id_order"]
 
 _U64 = npt.NDArray[np.uint64]
 _M32 = np.uint64(0xFFFFFFFF)
@@ -54,7 +54,9 @@ def _sha1_prefixes_py(
     for r in range(which.shape[0]):
         p = which[r]
         m = prefix_start[p + 1] - prefix_start[p]
-        buf[:m] = prefix[prefix_start[p] : prefix_start[p + 1]]
+        start = prefix_start[p]
+        for j in range(m):
+            buf[j] = prefix[start + j]
         t = ts[r]
         if t < 0:
             buf[m] = 45  # "-"
@@ -76,7 +78,8 @@ def _sha1_prefixes_py(
         blocks = (m + 8) // 64 + 1
         end = blocks * 64
         buf[m] = 0x80
-        buf[m + 1 : end - 8] = 0
+        for j in range(m + 1, end - 8):
+            buf[j] = 0
         bits = np.uint64(m) * np.uint64(8)
         for j in range(8):
             buf[end - 1 - j] = (bits >> np.uint64(8 * j)) & np.uint64(0xFF)
@@ -113,7 +116,7 @@ def _sha1_prefixes_py(
 
 
 _rotl = numba.njit(cache=True, nogil=True, inline="always")(_rotl_py)
-_sha1_prefixes = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_sha1_prefixes_py))
+_sha1_prefixes = cast(Callable[..., None], numba.njit(cache=True, nogil=True, error_model="numpy")(_sha1_prefixes_py))
 
 
 def episode_values(
@@ -133,14 +136,52 @@ def episode_values(
     return out
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_SHIFTS = np.arange(60, -1, -4, dtype=np.uint64)
+def _hex_py(values: _U64, out: npt.NDArray[np.uint8]) -> None:
+    """``out[r]``: the 16 lowercase hex digits of ``values[r]``, most significant first."""
+    for r in range(values.shape[0]):
+        v = values[r]
+        for j in range(15, -1, -1):
+            nibble = v & np.uint64(0xF)
+            out[r, j] = np.uint64(48) + nibble if nibble < 10 else np.uint64(87) + nibble
+            v >>= np.uint64(4)
+
+
+def _sort_ties_py(ts: npt.NDArray[np.int64], values: _U64, order: npt.NDArray[np.int64]) -> None:
+    """Within each run of equal ``ts[order]``, put ``order`` in ``values`` order (stable insertion sort: runs of
+    episodes that start at one row are short)."""
+    start = 0
+    n = order.shape[0]
+    for k in range(1, n + 1):
+        if k < n and ts[order[k]] == ts[order[start]]:
+            continue
+        for j in range(start + 1, k):
+            item = order[j]
+            at = j
+            while at > start and values[order[at - 1]] > values[item]:
+                order[at] = order[at - 1]
+                at -= 1
+            order[at] = item
+        start = k
+
+
+_hex = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_hex_py))
+_sort_ties = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_sort_ties_py))
 
 
 def hex_strings(values: _U64, name: str = "id") -> pl.Series:
     """``values`` as 16-digit lowercase hex strings, one String series (built from one Arrow buffer)."""
     n = values.shape[0]
-    text = _HEX[((values[:, None] >> _SHIFTS) & np.uint64(0xF)).astype(np.intp)]
+    text = np.empty((n, 16), dtype=np.uint8)
+    _hex(values, text)
     offsets = np.arange(0, 16 * n + 1, 16, dtype=np.int32)
-    arrow = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(text)))
+    arrow = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
     return pl.Series(name, arrow, dtype=pl.String)
+
+
+def start_id_order(ts_start: npt.NDArray[np.int64], values: _U64) -> npt.NDArray[np.int64]:
+    """The stable order of episodes by ``(ts_start, id)`` (``values`` from :func:`episode_values`): what
+    ``np.lexsort((values, ts_start))`` gives, in about linear time for episodes that arrive nearly in start
+    order."""
+    order = np.argsort(ts_start, kind="stable").astype(np.int64, copy=False)
+    _sort_ties(np.ascontiguousarray(ts_start), values, order)
+    return order

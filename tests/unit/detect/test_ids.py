@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arbkit.detect._episodes import episode_id
-from arbkit.detect._ids import episode_values, hex_strings
+from arbkit.detect._ids import episode_values, hex_strings, start_id_order
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 
@@ -42,3 +42,16 @@ def test_values_sort_like_the_ids() -> None:
     assert [int(s, 16) for s in ids.to_list()] == values.tolist()
     assert ids.gather(np.argsort(values)).to_list() == sorted(ids.to_list())
     assert hex_strings(values[:0]).to_list() == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ts=st.lists(st.integers(-3, 3), max_size=60),
+    data=st.data(),
+)
+def test_start_id_order_is_a_stable_lexsort(ts: list[int], data: st.DataObject) -> None:
+    # Few distinct starts and values: runs of equal starts, and equal (start, value) pairs that must keep their
+    # input order.
+    values = data.draw(st.lists(st.integers(0, 4), min_size=len(ts), max_size=len(ts)))
+    ts_start, value = np.array(ts, dtype=np.int64), np.array(values, dtype=np.uint64) << np.uint64(60)
+    assert start_id_order(ts_start, value).tolist() == np.lexsort((value, ts_start)).tolist()
