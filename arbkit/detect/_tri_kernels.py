@@ -23,13 +23,24 @@ fixed dtype and layout, so batches of any length reuse one compiled signature.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
-__all__ = ["group_runs", "prepare_scan", "scan_cycles", "scan_signatures", "size_spans"]
+__all__ = [
+    "TextTable",
+    "episode_columns",
+    "fold_runs",
+    "group_runs",
+    "prepare_scan",
+    "scan_cycles",
+    "scan_signatures",
+    "size_spans",
+]
 
 _I = npt.NDArray[np.int64]
 _F = npt.NDArray[np.float64]
@@ -328,6 +339,238 @@ def _group_py(cycle: Any, start: Any, stop: Any, profit: Any) -> Any:
     return run_first[: m + 1].copy(), run_last[: m + 1].copy(), rows[: m + 1].copy(), peak[: m + 1].copy()
 
 
+def _clip01_py(x: float) -> float:
+    """``np.clip(x, 0.0, 1.0)`` operation for operation (NaN passes through)."""
+    if np.isnan(x):
+        return x
+    y = x if x > 0.0 else 0.0
+    return y if y < 1.0 else 1.0
+
+
+def _run_confidence_py(
+    h: int,
+    row_time: int,
+    trade: Any,
+    column: Any,
+    size: Any,
+    displayed: Any,
+    quote_time: Any,
+    latency_ms: Any,
+    max_age_ms: Any,
+) -> float:
+    """Confidence of unit ``h`` at ``row_time``: :func:`arbkit.detect._confidence.freshness`, ``depth_factor``
+    and ``row_confidence`` of its weakest legs, with their operations in their order (bit-identical)."""
+    least_fresh, least_depth = 1.0, 1.0
+    for leg in range(trade.shape[1]):
+        fresh, depth = 1.0, 1.0
+        if trade[h, leg]:
+            c = column[h, leg]
+            age = (row_time - quote_time[h, leg]) / 1e6
+            latency = latency_ms[c]
+            span = max_age_ms[c] - latency
+            span = span if np.isnan(span) or span >= 1e-9 else 1e-9  # np.maximum(span, 1e-9)
+            fresh = _clip01(1.0 - (age - latency) / span)
+            d = displayed[h, leg]
+            used = size[h, leg] / d if d > 0 else 1.0
+            depth = 1.0 - 0.5 * _clip01(used)
+        least_fresh = _nan_min(least_fresh, fresh, leg == 0)
+        least_depth = _nan_min(least_depth, depth, leg == 0)
+    return least_fresh * least_depth
+
+
+def _fold_py(
+    cycle: Any,
+    start: Any,
+    stop: Any,
+    amount: Any,
+    profit: Any,
+    growth: Any,
+    trade: Any,
+    column: Any,
+    price: Any,
+    size: Any,
+    displayed: Any,
+    quote_time: Any,
+    time: Any,
+    seq0: int,
+    n_rows: int,
+    latency_ms: Any,
+    max_age_ms: Any,
+    o_cycle: Any,
+    o_seq_start: Any,
+    o_seq_last: Any,
+    o_ts_start: Any,
+    o_ts_end: Any,
+    o_rows: Any,
+    o_size: Any,
+    o_profit: Any,
+    o_peak: Any,
+    o_percentage: Any,
+    o_confidence: Any,
+    o_price: Any,
+    o_leg_size: Any,
+) -> Any:
+    first, last, rows, peak = _group(cycle, start, stop, profit)
+    n_runs, n_open, legs = first.shape[0], o_cycle.shape[0], trade.shape[1]
+    # The runs' episodes (payload of their last unit), continued from an open episode of their cycle when they
+    # start right after it.
+    r_int = np.empty((n_runs, 6), dtype=np.int64)  # cycle, seq_start, seq_last, ts_start, ts_end, rows
+    r_float = np.empty((n_runs, 5), dtype=np.float64)  # size, profit, peak, percentage, confidence
+    r_price = np.zeros((n_runs, legs), dtype=np.float64)
+    r_leg_size = np.zeros((n_runs, legs), dtype=np.float64)
+    continued = np.zeros(n_open, dtype=np.bool_)
+    n_still = 0
+    for j in range(n_runs):
+        h0, h = first[j], last[j]
+        first_row, last_row = start[h0], stop[h] - 1
+        k = cycle[h0]
+        r_int[j, 0], r_int[j, 1], r_int[j, 2] = k, seq0 + first_row, seq0 + last_row
+        r_int[j, 3], r_int[j, 4], r_int[j, 5] = time[first_row], time[last_row], rows[j]
+        r_float[j, 0], r_float[j, 1], r_float[j, 2] = amount[h], profit[h], peak[j]
+        r_float[j, 3] = 100.0 * (growth[h] - 1.0)
+        r_float[j, 4] = _run_confidence(
+            h, time[last_row], trade, column, size, displayed, quote_time, latency_ms, max_age_ms
+        )
+        for leg in range(legs):
+            if trade[h, leg]:
+                r_price[j, leg], r_leg_size[j, leg] = price[h, leg], size[h, leg]
+        lo, hi = 0, n_open  # the open episode of cycle k (open episodes are sorted by cycle)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if o_cycle[mid] < k:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < n_open and o_cycle[lo] == k and o_seq_last[lo] + 1 == r_int[j, 1]:
+            continued[lo] = True
+            r_int[j, 1], r_int[j, 3] = o_seq_start[lo], o_ts_start[lo]
+            r_int[j, 5] += o_rows[lo]
+            if not r_float[j, 2] > o_peak[lo]:  # max(open, run) as Python's max
+                r_float[j, 2] = o_peak[lo]
+        if r_int[j, 2] + 1 >= seq0 + n_rows:
+            n_still += 1
+    n_closed = n_runs - n_still + n_open - int(continued.sum())
+    still = _episodes_out(n_still, legs)
+    closed = _episodes_out(n_closed, legs)
+    a, b = 0, 0
+    for j in range(n_runs):
+        if r_int[j, 2] + 1 >= seq0 + n_rows:
+            _put(still, a, r_int[j], r_float[j], r_price[j], r_leg_size[j])
+            a += 1
+        else:
+            _put(closed, b, r_int[j], r_float[j], r_price[j], r_leg_size[j])
+            b += 1
+    ints = np.empty(6, dtype=np.int64)
+    floats = np.empty(5, dtype=np.float64)
+    for i in range(n_open):
+        if not continued[i]:
+            ints[0], ints[1], ints[2], ints[3] = o_cycle[i], o_seq_start[i], o_seq_last[i], o_ts_start[i]
+            ints[4], ints[5] = o_ts_end[i], o_rows[i]
+            floats[0], floats[1], floats[2] = o_size[i], o_profit[i], o_peak[i]
+            floats[3], floats[4] = o_percentage[i], o_confidence[i]
+            _put(closed, b, ints, floats, o_price[i], o_leg_size[i])
+            b += 1
+    return still, closed
+
+
+def _episodes_out_py(n: int, legs: int) -> Any:
+    return (
+        np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64),
+        np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64), np.empty((n, legs), dtype=np.float64),
+        np.empty((n, legs), dtype=np.float64),
+    )  # fmt: skip
+
+
+def _put_py(out: Any, i: int, ints: Any, floats: Any, price: Any, leg_size: Any) -> None:
+    out[0][i], out[1][i], out[2][i], out[3][i], out[4][i], out[5][i] = (
+        ints[0],
+        ints[1],
+        ints[2],
+        ints[3],
+        ints[4],
+        ints[5],
+    )
+    out[6][i], out[7][i], out[8][i], out[9][i], out[10][i] = floats[0], floats[1], floats[2], floats[3], floats[4]
+    out[11][i, :] = price
+    out[12][i, :] = leg_size
+
+
+def _columns_py(
+    order: Any,
+    cycle: Any,
+    ts_start: Any,
+    ts_end: Any,
+    rows: Any,
+    size: Any,
+    profit: Any,
+    peak: Any,
+    percentage: Any,
+    confidence: Any,
+    price: Any,
+    leg_size: Any,
+    persistence: Any,
+    cycle_trade: Any,
+    leg_start: Any,
+    first_trade: Any,
+    cycle_offsets: Any,
+    cycle_data: Any,
+    leg_offsets: Any,
+    leg_data: Any,
+) -> Any:
+    n, legs = order.shape[0], cycle_trade.shape[1]
+    out_cycle = np.empty(n, dtype=np.int64)
+    ints = np.empty((3, n), dtype=np.int64)  # ts_start, ts_end, rows
+    floats = np.empty((6, n), dtype=np.float64)  # buy price, size, profit, peak, percentage, confidence
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = 0
+    for j in range(n):
+        k = cycle[order[j]]
+        offsets[j + 1] = offsets[j] + leg_start[k + 1] - leg_start[k]
+    total = offsets[n]
+    leg_rows = np.empty(total, dtype=np.int64)
+    leg_price = np.empty(total, dtype=np.float64)
+    leg_amount = np.empty(total, dtype=np.float64)
+    m = 0
+    for j in range(n):
+        i = order[j]
+        k = cycle[i]
+        out_cycle[j] = k
+        ints[0, j], ints[1, j], ints[2, j] = ts_start[i], ts_end[i], rows[i]
+        floats[0, j], floats[1, j], floats[2, j] = price[i, first_trade[k]], size[i], profit[i]
+        floats[3, j], floats[4, j] = peak[i], percentage[i]
+        floats[5, j] = _clip01(confidence[i] * persistence[i])  # np.clip(confidence * persistence, 0, 1)
+        row = leg_start[k]
+        for leg in range(legs):
+            if cycle_trade[k, leg]:
+                leg_rows[m], leg_price[m], leg_amount[m] = row, price[i, leg], leg_size[i, leg]
+                row += 1
+                m += 1
+    o0, d0 = _gather_text(out_cycle, cycle_offsets[0], cycle_data[0])
+    o1, d1 = _gather_text(out_cycle, cycle_offsets[1], cycle_data[1])
+    o2, d2 = _gather_text(out_cycle, cycle_offsets[2], cycle_data[2])
+    o3, d3 = _gather_text(leg_rows, leg_offsets[0], leg_data[0])
+    o4, d4 = _gather_text(leg_rows, leg_offsets[1], leg_data[1])
+    o5, d5 = _gather_text(leg_rows, leg_offsets[2], leg_data[2])
+    return ints, floats, offsets, leg_price, leg_amount, (o0, o1, o2, o3, o4, o5), (d0, d1, d2, d3, d4, d5)
+
+
+def _gather_text_py(index: Any, offsets: Any, data: Any) -> Any:
+    n = index.shape[0]
+    out_offsets = np.empty(n + 1, dtype=np.int64)
+    out_offsets[0] = 0
+    for j in range(n):
+        k = index[j]
+        out_offsets[j + 1] = out_offsets[j] + offsets[k + 1] - offsets[k]
+    out = np.empty(out_offsets[n], dtype=np.uint8)
+    for j in range(n):
+        k, at = index[j], out_offsets[j]
+        for c in range(offsets[k + 1] - offsets[k]):
+            out[at + c] = data[offsets[k] + c]
+    return out_offsets, out
+
+
 def _grow_py(values: Any, size: int) -> Any:
     out = np.empty(size, dtype=values.dtype)
     out[: values.shape[0]] = values
@@ -341,6 +584,13 @@ _floor_lot = numba.njit(cache=True)(_floor_lot_py)
 _nan_min = numba.njit(cache=True)(_nan_min_py)
 _size = numba.njit(cache=True)(_size_py)
 _group = numba.njit(cache=True)(_group_py)
+_clip01 = numba.njit(cache=True, nogil=True, error_model="numpy")(_clip01_py)
+_run_confidence = numba.njit(cache=True, nogil=True, error_model="numpy")(_run_confidence_py)
+_episodes_out = numba.njit(cache=True, nogil=True)(_episodes_out_py)
+_put = numba.njit(cache=True, nogil=True)(_put_py)
+_fold = numba.njit(cache=True, nogil=True, error_model="numpy")(_fold_py)
+_columns = numba.njit(cache=True, nogil=True)(_columns_py)
+_gather_text = numba.njit(cache=True, nogil=True)(_gather_text_py)
 
 
 _Sized = tuple[_I, _I, _F, _F, _F, _B, _B, _I, _B, _F, _F, _F, _F, _I, _I]
@@ -383,6 +633,92 @@ def group_runs(cycle: _I, start: _I, stop: _I, profit: _F) -> tuple[_I, _I, _I, 
     """
     out: tuple[_I, _I, _I, _F] = _group(cycle, start, stop, profit)
     return out
+
+
+#: Episodes column-wise: cycle, seq_start, seq_last, ts_start, ts_end, rows (int64), size, profit, peak profit,
+#: profit percentage, confidence (float64), then per cycle leg price and size (``(episodes, legs)`` float64).
+Episodes = tuple[_I, _I, _I, _I, _I, _I, _F, _F, _F, _F, _F, _F, _F]
+
+
+def fold_runs(
+    hits: tuple[_I, _I, _I, _F, _F, _F, _B, _I, _F, _F, _F, _I],
+    time: _I,
+    seq0: int,
+    n_rows: int,
+    per_column: tuple[_F, _F],
+    open_episodes: Episodes,
+) -> tuple[Episodes, Episodes]:
+    """Fold a batch's sized units into the open episodes in one compiled pass: (still open, closed).
+
+    ``hits`` are the units that pass ``(cycle, start, stop, amount, profit, growth, trade, column, price, size,
+    displayed, quote_time)`` (see :func:`size_spans`), ``time`` the batch rows' clock, ``seq0`` the timeline
+    position of its first row, ``per_column`` ``(latency_ms, max_age_ms)`` and ``open_episodes`` sorted by cycle.
+
+    Units chain into runs as :func:`group_runs` chains them; a run takes its start from its first unit, its
+    payload (size, profit, growth, the traded legs' prices and sizes, and the confidence at its last row) from its
+    last, and continues the open episode of its cycle when it starts right after it.  Runs that reach the batch's
+    last row stay open (sorted by cycle); the others close, followed by the open episodes not continued.  Values
+    are those of the NumPy code it replaced, operation for operation.
+    """
+    still: Episodes
+    closed: Episodes
+    still, closed = _fold(*hits, time, seq0, n_rows, *per_column, *open_episodes)
+    return still, closed
+
+
+class TextTable(NamedTuple):
+    """Strings as UTF-8 bytes back to back (``data``) with ``offsets`` (string ``k`` is
+    ``data[offsets[k]:offsets[k + 1]]``): a fixed table that :func:`episode_columns` picks from without a Python
+    object per string.
+
+    Examples
+    --------
+    >>> TextTable.of(["buy", "sell"]).offsets.tolist()
+    [0, 3, 7]
+    """
+
+    offsets: _I
+    data: npt.NDArray[np.uint8]
+
+    @classmethod
+    def of(cls, strings: Sequence[str]) -> TextTable:
+        encoded = [s.encode() for s in strings]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(e) for e in encoded])
+        return cls(offsets, np.frombuffer(b"".join(encoded), dtype=np.uint8).copy())  # writable, one numba type
+
+
+def episode_columns(
+    order: _I,
+    episodes: Episodes,
+    persistence: _F,
+    legs: tuple[_B, _I, _I],
+    cycle_text: tuple[TextTable, TextTable, TextTable],
+    leg_text: tuple[TextTable, TextTable, TextTable],
+) -> tuple[_I, _F, _I, _F, _F, list[pa.LargeStringArray]]:
+    """The columns of an opportunities frame of ``episodes`` taken in ``order``, in one compiled pass.
+
+    ``persistence`` is each episode's persistence factor (the confidence column is ``clip(confidence *
+    persistence, 0, 1)``), ``legs`` the layout's ``(cycle_trade, leg_start, first_trade)``, ``cycle_text`` and
+    ``leg_text`` the strings per cycle (name, buy and sell venue) and per traded leg (exchange, symbol, side).
+    Returns ``([ts_start, ts_end, rows], [buy price, size, profit, peak profit, profit percentage, confidence],
+    leg offsets, leg prices, leg sizes, [name, buy venue, sell venue, leg exchange, leg symbol, leg side])``: the
+    traded legs of every episode in cycle order, flat, grouped per episode by the offsets.
+    """
+    cycle, _, _, ts_start, ts_end, rows, size, profit, peak, percentage, confidence, price, leg_size = episodes
+    ints, floats, offsets, leg_price, leg_amount, text_offsets, text_data = _columns(
+        order, cycle, ts_start, ts_end, rows, size, profit, peak, percentage, confidence, price, leg_size,
+        persistence, *legs, tuple(t.offsets for t in cycle_text), tuple(t.data for t in cycle_text),
+        tuple(t.offsets for t in leg_text), tuple(t.data for t in leg_text),
+    )  # fmt: skip
+    texts = [
+        pa.Array.from_buffers(_TEXT, o.shape[0] - 1, [None, pa.py_buffer(o), pa.py_buffer(d)])
+        for o, d in zip(text_offsets, text_data, strict=True)
+    ]
+    return ints, floats, offsets, leg_price, leg_amount, texts
+
+
+_TEXT = pa.large_string()
 
 
 def prepare_scan(

@@ -86,10 +86,18 @@ import pyarrow as pa
 from arbkit import schema
 from arbkit._intern import sorted_codes
 from arbkit.align import Clock, _float, _int_column, _known, _memo, _reason_codes, count_reasons
-from arbkit.detect._confidence import depth_factor, freshness, persistence, row_confidence
+from arbkit.detect._confidence import persistence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
 from arbkit.detect._episodes import EpisodeIds
-from arbkit.detect._tri_kernels import group_runs, prepare_scan, scan_cycles, size_spans
+from arbkit.detect._tri_kernels import (
+    Episodes,
+    TextTable,
+    episode_columns,
+    fold_runs,
+    prepare_scan,
+    scan_cycles,
+    size_spans,
+)
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
 
 __all__ = [
@@ -263,6 +271,11 @@ class OpenEpisodes:
     def empty(cls) -> OpenEpisodes:
         return _NO_EPISODES
 
+    @classmethod
+    def of(cls, arrays: Episodes) -> OpenEpisodes:
+        """From :data:`arbkit.detect._tri_kernels.Episodes` arrays (the canonical empty value when none)."""
+        return cls(*arrays) if arrays[0].shape[0] else _NO_EPISODES
+
     def __len__(self) -> int:
         return int(self.cycle.shape[0])
 
@@ -280,6 +293,16 @@ class OpenEpisodes:
 
 
 _EPISODE_FIELDS = dataclasses.fields(OpenEpisodes)
+
+
+def _episode_arrays(episodes: OpenEpisodes) -> Episodes:
+    e = episodes
+    return (
+        e.cycle, e.seq_start, e.seq_last, e.ts_start, e.ts_end, e.rows, e.size, e.profit, e.peak_profit,
+        e.profit_percentage, e.confidence, e.price, e.leg_size,
+    )  # fmt: skip
+
+
 _NONE_I, _NONE_F, _NONE_LEGS = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, 0))
 _NO_EPISODES = OpenEpisodes(*(_NONE_I,) * 6, *(_NONE_F,) * 5, _NONE_LEGS, _NONE_LEGS)
 
@@ -452,11 +475,10 @@ def detect_triangular(
             hits, suppressed = _evaluate(layout, params, (cycle, start, end, source), ext, rows[4], None)
     for name, count in suppressed.items():
         counters[name] = counters.get(name, 0) + count
-    runs = _runs(layout, hits, rows[4], state.next_seq) if hits is not None else OpenEpisodes.empty()
     carried = state.episodes
     if cells is not state.quotes and len(carried):
         carried = _reindex(carried, _layout(state.quotes.cells, params), layout)
-    closed, episodes = _merge(carried, runs, state.next_seq, n)
+    closed, episodes = _fold_episodes(layout, hits, rows[4], state.next_seq, n, carried)
     merged = dict(state.counters)
     for k, v in counters.items():
         if v:
@@ -589,9 +611,9 @@ class _Layout:
     cycle_column: _I  # (cycles, legs): the leg's column (0 where it does not trade)
     cycle_sell: _B  # (cycles, legs)
     first_trade: _I  # per cycle: its first trading leg (the buy price's)
-    cycle_table: pa.RecordBatch  # per cycle: symbol (name), buy_exchange, sell_exchange
-    leg_table: pa.RecordBatch  # per traded leg of every cycle, cycle after cycle: exchange, symbol, side
-    leg_start: _I  # cycle k's traded legs are leg_table rows leg_start[k]:leg_start[k + 1]
+    cycle_text: tuple[TextTable, TextTable, TextTable]  # per cycle: name, first and last traded leg's venue
+    leg_text: tuple[TextTable, TextTable, TextTable]  # per traded leg, cycle after cycle: exchange, symbol, side
+    leg_start: _I  # cycle k's traded legs are leg_text rows leg_start[k]:leg_start[k + 1]
     ids: EpisodeIds
 
 
@@ -667,18 +689,13 @@ def _build_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) 
     last_trade = trade.shape[1] - 1 - np.argmax(trade[:, ::-1], axis=1)
     names = [c.name for c in topology.cycles]
     keys = [";".join(_leg_text(topology, e) for e in c.edges) for c in topology.cycles]
-    text = pa.string()
-    cycle_table = pa.RecordBatch.from_arrays(
-        [pa.array(names, type=text), pa.array(venues[leg_column[every, first_trade]], type=text),
-         pa.array(venues[leg_column[every, last_trade]], type=text)],
-        names=["symbol", "buy_exchange", "sell_exchange"],
-    )  # fmt: skip
     flat = leg_column[trade]
-    leg_table = pa.RecordBatch.from_arrays(
-        [pa.array(venues[flat], type=text), pa.array(symbols[flat], type=text),
-         pa.array(np.where(edge_sell[np.maximum(cycle_edges, 0)][trade], "sell", "buy"), type=text)],
-        names=["exchange", "symbol", "side"],
+    sides = np.where(edge_sell[np.maximum(cycle_edges, 0)][trade], "sell", "buy")
+    cycle_text = (
+        TextTable.of(names), TextTable.of(venues[leg_column[every, first_trade]].tolist()),
+        TextTable.of(venues[leg_column[every, last_trade]].tolist()),
     )  # fmt: skip
+    leg_text = (TextTable.of(venues[flat].tolist()), TextTable.of(symbols[flat].tolist()), TextTable.of(sides.tolist()))
     return _Layout(
         topology=topology,
         cell_column=cell_column,
@@ -708,8 +725,8 @@ def _build_layout(cells: tuple[tuple[str, str], ...], params: TriangularParams) 
         cycle_column=leg_column,
         cycle_sell=edge_sell[np.maximum(cycle_edges, 0)],
         first_trade=first_trade,
-        cycle_table=cycle_table,
-        leg_table=leg_table,
+        cycle_text=cycle_text,
+        leg_text=leg_text,
         leg_start=np.concatenate([[0], np.cumsum(trade.sum(axis=1))]).astype(np.int64),
         ids=EpisodeIds(KIND),
     )
@@ -841,28 +858,30 @@ def _walk_cycles(
     return use, start, profit, np.where(trade, _floor_lot(base, lot), 0.0), average, size.sum(axis=2)
 
 
-def _runs(layout: _Layout, hits: _Hits, time: _I, seq0: int) -> OpenEpisodes:
-    """One fragment per run of consecutive profitable rows of a cycle in this batch (an episode so far), in
-    ``(cycle, start)`` order.
+def _fold_episodes(
+    layout: _Layout, hits: _Hits | None, time: _I, seq0: int, n: int, carried: OpenEpisodes
+) -> tuple[OpenEpisodes, OpenEpisodes]:
+    """Fold the batch's hits into the open episodes: ``(closed, still open)``
+    (:func:`arbkit.detect._tri_kernels.fold_runs`).
 
-    Hits of one cycle chain when one starts on the row where the previous one stopped; a run takes its start
-    from its first hit, the payload (legs, size, profit, and the confidence at its last row) from its last, and
-    the maximum profit and the row count over all of them: what merging one event per row would give.
+    One fragment per run of consecutive profitable rows of a cycle (hits of one cycle chain when one starts on
+    the row where the previous one stopped): its start from its first hit, the payload (legs, size, profit, and
+    the confidence at its last row) from its last, the maximum profit and the row count over all of them, as
+    merging one event per row would give.  A run starting on the batch's first row continues the cycle's open
+    episode; every episode that does not reach the batch's last row closes (its timeline moved on without it).
     """
-    first, last, rows, peak = group_runs(hits.cycle, hits.start, hits.stop, hits.profit)
-    first_row, last_row = hits.start[first], hits.stop[last] - 1
-    # Confidence at the run's last row: weakest leg's freshness and depth use.
-    trade, column = hits.trade[last], hits.column[last]
-    age_ms = (time[last_row][:, None] - hits.quote_time[last]) / 1e6
-    leg_fresh = np.where(trade, freshness(age_ms, layout.latency_ms[column], layout.max_age_ms[column]), 1.0)
-    leg_depth = np.where(trade, depth_factor(hits.size[last], hits.displayed[last]), 1.0)
-    return OpenEpisodes(
-        cycle=hits.cycle[first], seq_start=seq0 + first_row, seq_last=seq0 + last_row, ts_start=time[first_row],
-        ts_end=time[last_row], rows=rows, size=hits.amount[last], profit=hits.profit[last], peak_profit=peak,
-        profit_percentage=100.0 * (hits.growth[last] - 1.0),
-        confidence=row_confidence(leg_fresh.min(axis=1), leg_depth.min(axis=1)),
-        price=np.where(trade, hits.price[last], 0.0), leg_size=np.where(trade, hits.size[last], 0.0),
+    if n == 0:
+        return OpenEpisodes.empty(), carried
+    if hits is None:  # the timeline moved on: every open episode closes
+        return carried, OpenEpisodes.empty()
+    units = (
+        hits.cycle, hits.start, hits.stop, hits.amount, hits.profit, hits.growth, hits.trade, hits.column, hits.price,
+        hits.size, hits.displayed, hits.quote_time,
     )  # fmt: skip
+    still, closed = fold_runs(
+        units, time, seq0, n, (layout.latency_ms, layout.max_age_ms), _episode_arrays(carried)
+    )  # fmt: skip
+    return OpenEpisodes.of(closed), OpenEpisodes.of(still)
 
 
 def _reindex(episodes: OpenEpisodes, before: _Layout, after: _Layout) -> OpenEpisodes:
@@ -873,39 +892,6 @@ def _reindex(episodes: OpenEpisodes, before: _Layout, after: _Layout) -> OpenEpi
     cycle = np.array([index[keys[k]] for k in episodes.cycle.tolist()], dtype=np.int64)
     order = np.argsort(cycle, kind="stable")
     return dataclasses.replace(episodes.take(order), cycle=cycle[order])
-
-
-def _merge(open_episodes: OpenEpisodes, runs: OpenEpisodes, seq0: int, n: int) -> tuple[OpenEpisodes, OpenEpisodes]:
-    """Continue the open episodes with the runs that start on the batch's first row, and close every episode
-    that does not reach the batch's last row (its timeline moved on without it).  Returns (closed, open): the
-    closed runs in run order, then the open episodes not continued; both sorted by cycle within.
-    """
-    if n == 0:
-        return OpenEpisodes.empty(), open_episodes
-    if not len(runs):  # the timeline moved on: every open episode closes
-        return open_episodes, runs
-    continued = np.zeros(len(open_episodes), dtype=np.bool_)
-    if len(open_episodes) and len(runs):
-        # At most one open episode per cycle, and only a run starting on the batch's first row continues it.
-        at = np.searchsorted(open_episodes.cycle, runs.cycle)
-        at_safe = np.minimum(at, len(open_episodes) - 1)
-        prior = np.flatnonzero(
-            (open_episodes.cycle[at_safe] == runs.cycle) & (open_episodes.seq_last[at_safe] + 1 == runs.seq_start)
-        )
-        if prior.size:
-            o = at_safe[prior]
-            continued[o] = True
-            run_peak, open_peak = runs.peak_profit[prior], open_episodes.peak_profit[o]
-            seq_start, ts_start, peak, rows = (
-                runs.seq_start.copy(), runs.ts_start.copy(), runs.peak_profit.copy(), runs.rows.copy()
-            )  # fmt: skip
-            seq_start[prior], ts_start[prior] = open_episodes.seq_start[o], open_episodes.ts_start[o]
-            peak[prior] = np.where(run_peak > open_peak, run_peak, open_peak)  # max(prior, run), as Python's max
-            rows[prior] += open_episodes.rows[o]
-            runs = dataclasses.replace(runs, seq_start=seq_start, ts_start=ts_start, peak_profit=peak, rows=rows)
-    reaches_end = runs.seq_last + 1 >= seq0 + n
-    closed = runs.take(~reaches_end).concat(open_episodes.take(~continued))
-    return closed, runs.take(reaches_end)
 
 
 def _opportunities(layout: _Layout, episodes: OpenEpisodes, status: str) -> pl.DataFrame:
@@ -923,36 +909,33 @@ def _opportunities(layout: _Layout, episodes: OpenEpisodes, status: str) -> pl.D
     ts_start = episodes.ts_start.tolist()
     keys = layout.keys
     ids = layout.ids.many([keys[k] for k in episodes.cycle.tolist()], ts_start)
-    order = np.array(sorted(range(n), key=lambda i: (ts_start[i], ids[i])), dtype=np.int64)
-    e = episodes.take(order)
-    cycle = e.cycle
-    trade = layout.cycle_trade[cycle]
-    counts = layout.leg_start[cycle + 1] - layout.leg_start[cycle]
-    legs = layout.leg_table.take(np.repeat(layout.leg_start[cycle], counts) + _within(counts))
-    leg_fields = [*legs.columns, pa.array(e.price[trade]), pa.array(e.leg_size[trade])]
-    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    per_cycle = layout.cycle_table.take(cycle)
+    order = sorted(range(n), key=lambda i: (ts_start[i], ids[i]))
+    ints, floats, offsets, leg_price, leg_size, texts = episode_columns(
+        np.array(order, dtype=np.int64), _episode_arrays(episodes), persistence(episodes.rows),
+        (layout.cycle_trade, layout.leg_start, layout.first_trade), layout.cycle_text, layout.leg_text,
+    )  # fmt: skip
+    name, buy, sell, *leg_text = texts
+    legs = pa.StructArray.from_buffers(
+        _LEG, len(leg_price), [None], children=[*leg_text, *map(pa.array, (leg_price, leg_size))]
+    )
+    ids_text = pa.py_buffer("".join(ids[i] for i in order).encode())  # ids are 16 hex digits
     columns = [
-        pa.array([ids[i] for i in order.tolist()], type=pa.string()),
+        pa.Array.from_buffers(_TEXT, n, [None, pa.py_buffer(_id_offsets(n)), ids_text]),
         _constant(KIND, n),
-        e.ts_start,
-        e.ts_end,
-        per_cycle.column(0),
-        pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(leg_fields, fields=_LEG_FIELDS), type=_LEGS),
-        per_cycle.column(1),
-        per_cycle.column(2),
-        e.price[np.arange(n), layout.first_trade[cycle]],
-        pa.nulls(n, type=pa.float64()),
-        e.size,
-        e.profit,
-        e.peak_profit,
-        e.profit_percentage,
-        np.clip(e.confidence * persistence(e.rows), 0.0, 1.0),
-        e.rows,
+        pa.array(ints[0]),
+        pa.array(ints[1]),
+        name,
+        pa.LargeListArray.from_buffers(_LEGS, n, [None, pa.py_buffer(offsets)], children=[legs]),
+        buy,
+        sell,
+        pa.array(floats[0]),
+        _nulls(n),
+        *map(pa.array, floats[1:]),
+        pa.array(ints[2]),
         _constant(status, n),
     ]
     # Arrow's string, int64, float64 and list of struct convert to exactly the schema's Polars types (tested).
-    return pl.DataFrame(pa.RecordBatch.from_arrays(columns, schema=_ARROW))
+    return pl.DataFrame(pa.RecordBatch.from_arrays(columns, names=_NAMES))
 
 
 def _constant(text: str, n: int) -> pa.Array:
@@ -963,10 +946,35 @@ def _constant(text: str, n: int) -> pa.Array:
     return cached.slice(0, n)
 
 
-_CONSTANTS: dict[str, pa.Array] = {}
+def _nulls(n: int) -> pa.Array:
+    """``n`` null float64 values (the sell price, which a cycle does not have)."""
+    cached = _CONSTANTS.get(None)
+    if cached is None or len(cached) < n:
+        cached = _CONSTANTS[None] = pa.nulls(max(n, 1_024), type=pa.float64())
+    return cached.slice(0, n)
+
+
+_CONSTANTS: dict[str | None, pa.Array] = {}
+
+
+def _id_offsets(n: int) -> _I:
+    """String offsets of ``n`` ids of 16 characters: ``0, 16, .., 16 n``."""
+    if _ID_OFFSETS[0].shape[0] <= n:
+        _ID_OFFSETS[0] = np.arange(0, 16 * (max(n, 1_024) + 1), 16, dtype=np.int64)
+    return _ID_OFFSETS[0][: n + 1]
+
+
+_ID_OFFSETS = [np.zeros(0, dtype=np.int64)]
 _ARROW = schema.OPPORTUNITIES.arrow
-_LEGS = _ARROW.field("legs").type
-_LEG_FIELDS = list(_LEGS.value_type)
+_NAMES = _ARROW.names
+_TEXT = pa.large_string()
+_LEG = pa.struct(
+    [
+        (f.name, _TEXT if f.type == pa.string() else f.type)
+        for f in schema.OPPORTUNITIES.arrow.field("legs").type.value_type
+    ]
+)
+_LEGS = pa.large_list(_LEG)
 _EMPTY = schema.empty(schema.OPPORTUNITIES)
 
 
