@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,9 +36,11 @@ __all__ = [
     "KNOWN",
     "NO_EVENTS",
     "PERP",
+    "CellState",
     "Events",
     "SlotText",
     "bump",
+    "canonical_order",
     "clock_of",
     "csr",
     "episodes_frame",
@@ -48,6 +50,7 @@ __all__ = [
     "fold_events",
     "ints_of",
     "key_codes",
+    "on_grid",
     "open_arrays",
     "pair_flags",
     "pair_ids",
@@ -58,6 +61,7 @@ __all__ = [
 
 _I = npt.NDArray[np.int64]
 _F = npt.NDArray[np.float64]
+_B = npt.NDArray[np.bool_]
 
 _PAIRS: dict[tuple[str, str], int] = {}
 _PAIR_NAMES: list[tuple[str, str]] = []
@@ -252,6 +256,116 @@ def regrid(old: Sequence[object], new: Sequence[object], array: npt.NDArray[np.g
         at = {name: i for i, name in enumerate(new)}
         out[np.array([at[name] for name in old], dtype=np.int64)] = array
     return out
+
+
+@dataclass(frozen=True)
+class CellState:
+    """The state both detectors carry: the latest row per instrument of two tables on sorted keys, the candidates'
+    row counters and their open episodes (a step copies it: the compiled scan updates its arrays in place).
+
+    ``keys`` / ``cells`` are the priced legs (basis: quote rows; parity: options) and ``side_keys`` /
+    ``side_cells`` the other table (basis: funding rows of perpetuals; parity: dated futures), each with the row's
+    clock (``*_time``) and whether there is one (``*_seen``).  ``timelines`` name the candidates, ``next_seq``
+    counts each one's timeline rows, ``open_i`` / ``open_f`` hold the open episode of every slot
+    ``2 * candidate + trade`` (columns :data:`OPEN_I` / :data:`OPEN_F`; ``rows == 0``: none open), ``counts``
+    the rejected and suppressed rows.  Subclasses set :attr:`COLUMNS` and :attr:`TRADES`.
+    """
+
+    keys: tuple[tuple[str, str], ...]
+    cells: _F
+    cell_time: _I
+    cell_seen: _B
+    side_keys: tuple[tuple[str, str], ...]
+    side_cells: _F
+    side_time: _I
+    side_seen: _B
+    timelines: tuple[str, ...]
+    next_seq: _I
+    open_i: _I
+    open_f: _F
+    counts: Mapping[str, int]
+
+    #: Columns of ``cells`` and ``side_cells``.
+    COLUMNS: ClassVar[tuple[int, int]] = (0, 0)
+    #: Names of a candidate's two trades (slot keys ``timeline>trade``).
+    TRADES: ClassVar[tuple[str, str]] = ("0", "1")
+
+    @classmethod
+    def empty(cls) -> Self:
+        open_i, open_f = open_arrays(0)
+        n_cells, n_side = cls.COLUMNS
+        return cls(
+            (), np.zeros((0, n_cells)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
+            (), np.zeros((0, n_side)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
+            (), np.zeros(0, np.int64), open_i, open_f, {},
+        )  # fmt: skip
+
+    def grown(
+        self, keys: tuple[tuple[str, str], ...], side_keys: tuple[tuple[str, str], ...], timelines: tuple[str, ...]
+    ) -> Self:
+        """A copy on the grids ``keys`` x ``side_keys`` (supersets of the state's) whose candidates are
+        ``timelines``; rows of new instruments and candidates start empty."""
+        if keys == self.keys and side_keys == self.side_keys:
+            return type(self)(
+                keys, self.cells.copy(), self.cell_time.copy(), self.cell_seen.copy(), side_keys,
+                self.side_cells.copy(), self.side_time.copy(), self.side_seen.copy(), self.timelines,
+                self.next_seq.copy(), self.open_i.copy(), self.open_f.copy(), self.counts,
+            )  # fmt: skip
+        slots_old = [f"{t}>{d}" for t in self.timelines for d in self.TRADES]
+        slots_new = [f"{t}>{d}" for t in timelines for d in self.TRADES]
+        return type(self)(
+            keys,
+            regrid(self.keys, keys, self.cells, np.nan),
+            regrid(self.keys, keys, self.cell_time, -1),
+            regrid(self.keys, keys, self.cell_seen, False),
+            side_keys,
+            regrid(self.side_keys, side_keys, self.side_cells, np.nan),
+            regrid(self.side_keys, side_keys, self.side_time, -1),
+            regrid(self.side_keys, side_keys, self.side_seen, False),
+            timelines,
+            regrid(self.timelines, timelines, self.next_seq, 0),
+            regrid(slots_old, slots_new, self.open_i, 0),
+            regrid(slots_old, slots_new, self.open_f, np.nan),
+            self.counts,
+        )
+
+
+class _HasTimelines(Protocol):
+    @property
+    def timelines(self) -> tuple[str, ...]: ...
+
+
+_S = TypeVar("_S", bound=CellState)
+_T = TypeVar("_T", bound=_HasTimelines)
+
+
+def on_grid(
+    state: _S,
+    pairs: tuple[_I, npt.NDArray[np.bool_]],
+    side_pairs: tuple[_I, npt.NDArray[np.bool_]],
+    tables_of: Callable[[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], _T],
+) -> tuple[_S, _T, _I, _I]:
+    """A copy of ``state`` grown with the kept pairs of a batch (``(ids, kept)`` of :func:`pair_ids` and
+    :func:`pair_flags`, for both tables), its static tables, and the key codes of both tables' pair ids (-1: not
+    a key).  Grids stay sorted, so codes never depend on where a history was cut."""
+    code, new = key_codes(state.keys, *pairs)
+    side_code, side_new = key_codes(state.side_keys, *side_pairs)
+    keys = tuple(sorted({*state.keys, *new})) if new else state.keys
+    side_keys = tuple(sorted({*state.side_keys, *side_new})) if side_new else state.side_keys
+    tables = tables_of(keys, side_keys)
+    if new or side_new:
+        code, _ = key_codes(keys, *pairs)
+        side_code, _ = key_codes(side_keys, *side_pairs)
+    return state.grown(keys, side_keys, tables.timelines), tables, code, side_code
+
+
+def canonical_order(first: _I, second: _I) -> _I:
+    """Row order of two tables' clocks (``first`` ranked before ``second`` on ties, rows in order): empty when the
+    rows are in order already (the scans then walk them as given)."""
+    clocks = np.concatenate([first, second])
+    if clocks.size > 1 and (np.diff(clocks) < 0).any():
+        return np.argsort(clocks, kind="stable").astype(np.int64)
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,24 @@ def _grow_f(a: _F) -> _F:
     return out
 
 
+def _room(n: int, ints: _I, floats: _F) -> tuple[_I, _F]:
+    """The row arrays, doubled when row ``n`` does not fit."""
+    if n < ints.shape[0]:
+        return ints, floats
+    return _grow_i(ints), _grow_f(floats)
+
+
+def _store(r: int, key: _I, clock: _I, values: _F, cells: _F, time: _I, seen: _B) -> int:
+    """Replace the cell of row ``r``'s key by the row (all of the cell's columns); the key (-1: no cell)."""
+    k = key[r]
+    if k >= 0:
+        for c in range(cells.shape[1]):
+            cells[k, c] = values[r, c]
+        time[k] = clock[r]
+        seen[k] = True
+    return int(k)
+
+
 def _refresh(k: int, fk: int, cells: _F, f_cells: _F, f_seen: _B, to_usdt: _F, is_perp: _B, cache: _F) -> None:
     """Recompute the estimate ``(bid, ask, rate, mark)`` in USDT of key ``k`` (see ``_basis._leg``) after its quote
     or funding cell changed."""
@@ -154,27 +172,19 @@ def _basis_scan_py(
     for j in range(n):
         g = order[j] if order.shape[0] > 0 else j
         if g < n_quotes:
-            k = q_key[g]
+            k = _store(g, q_key, q_clock, q_values, cells, cell_time, cell_seen)
             if k < 0:
                 continue
             now = q_clock[g]
-            for c in range(6):
-                cells[k, c] = q_values[g, c]
-            cell_time[k] = now
-            cell_seen[k] = True
             _refresh(k, funding_of[k], cells, f_cells, f_seen, to_usdt, is_perp, cache)
             lo, hi = key_ptr[k], key_ptr[k + 1]
             touched = key_cands
         else:
             r = g - n_quotes
-            k = f_key[r]
+            k = _store(r, f_key, f_clock, f_values, f_cells, f_time, f_seen)
             if k < 0:
                 continue
             now = f_clock[r]
-            for c in range(4):
-                f_cells[k, c] = f_values[r, c]
-            f_time[k] = now
-            f_seen[k] = True
             if quote_of[k] >= 0:
                 _refresh(quote_of[k], k, cells, f_cells, f_seen, to_usdt, is_perp, cache)
             lo, hi = fkey_ptr[k], fkey_ptr[k + 1]
@@ -212,9 +222,7 @@ def _basis_scan_py(
                 scale = abs(bid_a) + abs(ask_a) + abs(bid_b) + abs(ask_b)
                 if p0 < -_SCREEN * (scale + abs(carry0)) and p1 < -_SCREEN * (scale + abs(carry1)):
                     continue
-            if n_emit == emit_i.shape[0]:
-                emit_i = _grow_i(emit_i)
-                emit_f = _grow_f(emit_f)
+            emit_i, emit_f = _room(n_emit, emit_i, emit_f)
             emit_i[n_emit, 0] = cand
             emit_i[n_emit, 1] = seq
             emit_i[n_emit, 2] = now
@@ -273,25 +281,17 @@ def _parity_scan_py(
         g = order[j] if order.shape[0] > 0 else j
         if g >= n_futures:
             r = g - n_futures
-            k = o_key[r]
+            k = _store(r, o_key, o_clock, o_values, cells, cell_time, cell_seen)
             if k < 0:
                 continue
             now = o_clock[r]
-            for c in range(6):
-                cells[k, c] = o_values[r, c]
-            cell_time[k] = now
-            cell_seen[k] = True
             lo, hi = key_ptr[k], key_ptr[k + 1]
             touched = key_cands
         else:
-            k = f_key[g]
+            k = _store(g, f_key, f_clock, f_values, f_cells, f_time, f_seen)
             if k < 0:
                 continue
             now = f_clock[g]
-            for c in range(5):
-                f_cells[k, c] = f_values[g, c]
-            f_time[k] = now
-            f_seen[k] = True
             lo, hi = fkey_ptr[k], fkey_ptr[k + 1]
             touched = fkey_cands
         for t in range(lo, hi):
@@ -327,9 +327,7 @@ def _parity_scan_py(
                 positive = positive and cu > 0.0 and pu > 0.0
                 if positive and rev < -_SCREEN * scale and conv < -_SCREEN * scale:
                     continue
-            if n_emit == emit_i.shape[0]:
-                emit_i = _grow_i(emit_i)
-                emit_f = _grow_f(emit_f)
+            emit_i, emit_f = _room(n_emit, emit_i, emit_f)
             emit_i[n_emit, 0] = cand
             emit_i[n_emit, 1] = seq
             emit_i[n_emit, 2] = now
@@ -642,6 +640,19 @@ def _reasons_py(values: _F, flags: _I, known: _B, blocking: int) -> npt.NDArray[
     return out
 
 
+def _close(s: int, n: int, slots: _I, ints: _I, floats: _F, open_i: _I, open_f: _F) -> tuple[int, _I, _I, _F]:
+    """Append slot ``s``'s open episode to the closed ones (``n`` so far, arrays doubled when full)."""
+    if n == slots.shape[0]:
+        ints, floats = _grow_i(ints), _grow_f(floats)
+        grown = np.empty(slots.shape[0] * 2, dtype=np.int64)
+        grown[:n] = slots[:n]
+        slots = grown
+    slots[n] = s
+    ints[n] = open_i[s]
+    floats[n] = open_f[s]
+    return n + 1, slots, ints, floats
+
+
 def _fold_py(
     slot: _I, seq: _I, ts: _I, values: _F, candidate_of: _I, open_i: _I, open_f: _F, next_seq: _I
 ) -> tuple[int, _I, _I, _F]:
@@ -667,16 +678,9 @@ def _fold_py(
             open_f[s, 4] = profit if profit > peak else peak
             continue
         if open_i[s, 4] > 0:
-            if n_closed == closed_slot.shape[0]:
-                closed_i = _grow_i(closed_i)
-                closed_f = _grow_f(closed_f)
-                grown = np.empty(closed_slot.shape[0] * 2, dtype=np.int64)
-                grown[:n_closed] = closed_slot[:n_closed]
-                closed_slot = grown
-            closed_slot[n_closed] = s
-            closed_i[n_closed] = open_i[s]
-            closed_f[n_closed] = open_f[s]
-            n_closed += 1
+            n_closed, closed_slot, closed_i, closed_f = _close(
+                s, n_closed, closed_slot, closed_i, closed_f, open_i, open_f
+            )
         open_i[s, 0] = seq[e]
         open_i[s, 1] = seq[e]
         open_i[s, 2] = ts[e]
@@ -687,16 +691,9 @@ def _fold_py(
         open_f[s, 4] = values[e, 3]
     for s in range(open_i.shape[0]):
         if open_i[s, 4] > 0 and open_i[s, 1] + 1 < next_seq[candidate_of[s]]:
-            if n_closed == closed_slot.shape[0]:
-                closed_i = _grow_i(closed_i)
-                closed_f = _grow_f(closed_f)
-                grown = np.empty(closed_slot.shape[0] * 2, dtype=np.int64)
-                grown[:n_closed] = closed_slot[:n_closed]
-                closed_slot = grown
-            closed_slot[n_closed] = s
-            closed_i[n_closed] = open_i[s]
-            closed_f[n_closed] = open_f[s]
-            n_closed += 1
+            n_closed, closed_slot, closed_i, closed_f = _close(
+                s, n_closed, closed_slot, closed_i, closed_f, open_i, open_f
+            )
             open_i[s] = 0
             open_f[s] = np.nan
     return n_closed, closed_slot, closed_i, closed_f
@@ -705,6 +702,9 @@ def _fold_py(
 _jit: Callable[[Any], Any] = numba.njit(cache=True, nogil=True, error_model="numpy")
 _grow_i = cast(Any, _jit(_grow_i))
 _grow_f = cast(Any, _jit(_grow_f))
+_room = cast(Any, _jit(_room))
+_store = cast(Any, _jit(_store))
+_close = cast(Any, _jit(_close))
 _refresh = cast(Any, _jit(_refresh))
 _next_funding = cast(Any, _jit(_next_funding))
 _nmin = cast(Any, _jit(_nmin))

@@ -70,9 +70,11 @@ from arbkit.detect._b_common import (
     KNOWN,
     NO_EVENTS,
     PERP,
+    CellState,
     Events,
     SlotText,
     bump,
+    canonical_order,
     clock_of,
     csr,
     event_rows,
@@ -80,11 +82,9 @@ from arbkit.detect._b_common import (
     floats_of,
     fold_events,
     ints_of,
-    key_codes,
-    open_arrays,
+    on_grid,
     pair_flags,
     pair_ids,
-    regrid,
     sorted_events,
 )
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, expiry_ns
@@ -226,39 +226,14 @@ def _pairs(
 
 
 @dataclass(frozen=True)
-class BasisState:
-    """Everything a step carries, on sorted instrument keys and on the candidates they form.
-
-    ``keys`` are the instruments with quote rows (``cells``: ``bid, ask, bid_size, ask_size, flags, reason`` of
-    the latest row, ``cell_time`` its clock, ``cell_seen`` whether there is one); ``funding_keys`` the perpetuals
-    with funding rows (``funding``: ``rate, next_funding_time, mark, flags``).  ``timelines`` name the candidates
-    (the order of :func:`_pairs`), ``next_seq`` counts each one's timeline rows, ``open_i`` / ``open_f`` hold the
-    open episode of every slot ``2 * candidate + direction`` (columns :data:`arbkit.detect._b_scan.OPEN_I` /
-    ``OPEN_F``; ``rows == 0``: none open), ``counts`` the rejected and suppressed rows.
+class BasisState(CellState):
+    """Everything a step carries (:class:`arbkit.detect._b_common.CellState`): ``keys`` are the instruments with
+    quote rows (``cells``: ``bid, ask, bid_size, ask_size, flags, reason`` of the latest row), ``side_keys`` the
+    perpetuals with funding rows (``side_cells``: ``rate, next_funding_time, mark, flags``); candidates in the
+    order of :func:`_pairs`, slots ``2 * candidate + direction``.
     """
 
-    keys: tuple[tuple[str, str], ...]
-    cells: FloatArray
-    cell_time: IntArray
-    cell_seen: BoolArray
-    funding_keys: tuple[tuple[str, str], ...]
-    funding: FloatArray
-    funding_time: IntArray
-    funding_seen: BoolArray
-    timelines: tuple[str, ...]
-    next_seq: IntArray
-    open_i: IntArray
-    open_f: FloatArray
-    counts: Mapping[str, int]
-
-    @classmethod
-    def empty(cls) -> BasisState:
-        open_i, open_f = open_arrays(0)
-        return cls(
-            (), np.zeros((0, 6)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
-            (), np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
-            (), np.zeros(0, np.int64), open_i, open_f, {},
-        )  # fmt: skip
+    COLUMNS = (6, 4)
 
 
 _KEY_INFO = ("to_usdt", "fee", "contract_size", "latency_ms", "funding_hours")
@@ -406,16 +381,9 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
     bump(counts, count_reasons(reason))
     bump(counts, {"unused": int((~keep_rows & (reason == 0)).sum())})
     bump(counts, {"funding_unused": int((~f_keep_rows).sum())})
-    # Grow the grids with the batch's new instruments (sorted, so codes never depend on the cut).
-    q_code, new = key_codes(state.keys, q_ids, q_kept)
-    f_code, f_new = key_codes(state.funding_keys, f_ids, f_kept)
-    keys = tuple(sorted({*state.keys, *new}))
-    fkeys = tuple(sorted({*state.funding_keys, *f_new}))
-    work = _grown(state, keys, fkeys, params)
-    tables = _tables(work.keys, work.funding_keys, params)
-    if new or f_new:
-        q_code, _ = key_codes(keys, q_ids, q_kept)
-        f_code, _ = key_codes(fkeys, f_ids, f_kept)
+    work, tables, q_code, f_code = on_grid(
+        state, (q_ids, q_kept), (f_ids, f_kept), lambda keys, fkeys: _tables(keys, fkeys, params)
+    )
     f_values = np.empty((funding.height, 4))
     if funding.height:
         predicted, current = floats_of(funding, "predicted_rate"), floats_of(funding, "funding_rate")
@@ -426,14 +394,11 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
         f_values[:, 3] = floats_of(funding, "flags")
     q_clock = clock_of(quotes, params.clock) if quotes.height else np.zeros(0, np.int64)
     f_clock = clock_of(funding, params.clock) if funding.height else np.zeros(0, np.int64)
-    clocks = np.concatenate([q_clock, f_clock])
-    order = np.zeros(0, dtype=np.int64)
-    if clocks.size > 1 and (np.diff(clocks) < 0).any():  # canonical order: clock, then table, then row
-        order = np.argsort(clocks, kind="stable").astype(np.int64)
+    order = canonical_order(q_clock, f_clock)  # clock, then table, then row
     n_emit, emit_i, emit_f = _b_scan.basis_scan(
         order, quotes.height, q_code[q_inv] if quotes.height else np.zeros(0, np.int64), q_clock, q_values,
         f_code[f_inv] if funding.height else np.zeros(0, np.int64), f_clock, f_values,
-        work.cells, work.cell_time, work.cell_seen, work.funding, work.funding_time, work.funding_seen,
+        work.cells, work.cell_time, work.cell_seen, work.side_cells, work.side_time, work.side_seen,
         tables.key_ptr, tables.key_cands, tables.fkey_ptr, tables.fkey_cands, tables.cand_a, tables.cand_b,
         tables.family, tables.funding_of, np.ascontiguousarray(tables.key_f[:, 0]),
         np.ascontiguousarray(tables.key_f[:, 1]), tables.period, tables.is_perp, tables.expiry,
@@ -441,38 +406,6 @@ def _scan(batch: Batch, state: BasisState, params: BasisParams, screen: bool) ->
         np.empty((len(work.keys), 4)),
     )  # fmt: skip
     return _Scanned(tables, emit_i[:n_emit], emit_f[:n_emit], dataclasses.replace(work, counts=counts))
-
-
-def _grown(
-    state: BasisState, keys: tuple[tuple[str, str], ...], fkeys: tuple[tuple[str, str], ...], params: BasisParams
-) -> BasisState:
-    """A copy of ``state`` on the grids ``keys`` x ``fkeys`` (supersets of the state's): the scan updates its
-    inputs in place, so the caller's state is never touched."""
-    if keys == state.keys and fkeys == state.funding_keys:
-        return BasisState(
-            keys, state.cells.copy(), state.cell_time.copy(), state.cell_seen.copy(), fkeys, state.funding.copy(),
-            state.funding_time.copy(), state.funding_seen.copy(), state.timelines, state.next_seq.copy(),
-            state.open_i.copy(), state.open_f.copy(), state.counts,
-        )  # fmt: skip
-    timelines = _tables(keys, fkeys, params).timelines
-    slots_old = [f"{t}>{d}" for t in state.timelines for d in (0, 1)]
-    slots_new = [f"{t}>{d}" for t in timelines for d in (0, 1)]
-    old_keys, old_fkeys = state.keys, state.funding_keys
-    return BasisState(
-        keys,
-        regrid(old_keys, keys, state.cells, np.nan),
-        regrid(old_keys, keys, state.cell_time, -1),
-        regrid(old_keys, keys, state.cell_seen, False),
-        fkeys,
-        regrid(old_fkeys, fkeys, state.funding, np.nan),
-        regrid(old_fkeys, fkeys, state.funding_time, -1),
-        regrid(old_fkeys, fkeys, state.funding_seen, False),
-        timelines,
-        regrid(state.timelines, timelines, state.next_seq, 0),
-        regrid(slots_old, slots_new, state.open_i, 0),
-        regrid(slots_old, slots_new, state.open_f, np.nan),
-        state.counts,
-    )
 
 
 #: Columns of the per-row detail of :func:`_b_scan.basis_events` (research path).
@@ -584,7 +517,7 @@ def step_basis(batch: Batch, state: BasisState, params: BasisParams) -> tuple[pl
 
 def finish_basis(state: BasisState, params: BasisParams) -> pl.DataFrame:
     """The episodes still open at the end of a run (status ``"active"``)."""
-    text = _tables(state.keys, state.funding_keys, params).text
+    text = _tables(state.keys, state.side_keys, params).text
     return finish_slots(params.kind, text, state.open_i, state.open_f)
 
 

@@ -47,9 +47,11 @@ from arbkit.detect._b_common import (
     KNOWN,
     NO_EVENTS,
     PERP,
+    CellState,
     Events,
     SlotText,
     bump,
+    canonical_order,
     clock_of,
     csr,
     event_rows,
@@ -57,11 +59,9 @@ from arbkit.detect._b_common import (
     floats_of,
     fold_events,
     ints_of,
-    key_codes,
-    open_arrays,
+    on_grid,
     pair_flags,
     pair_ids,
-    regrid,
     sorted_events,
 )
 from arbkit.instruments import (
@@ -123,39 +123,15 @@ class ParityParams:
 
 
 @dataclass(frozen=True)
-class ParityState:
-    """Everything a step carries, on sorted instrument keys and on the candidates they form.
-
-    ``option_keys`` are the options seen (``cells``: ``bid, ask, bid_size, ask_size, underlying_price, reason`` of
-    the latest row, ``cell_time`` its clock, ``cell_seen`` whether there is one), ``future_keys`` the dated futures
-    seen in the quotes (``futures``: ``bid, ask, bid_size, ask_size, reason``).  ``timelines`` name the candidates
-    (sorted groups), ``next_seq`` counts each one's timeline rows, ``open_i`` / ``open_f`` hold the open episode of
-    every slot ``2 * candidate + trade`` (reversal, conversion; columns of :mod:`arbkit.detect._b_scan`), ``counts``
-    the rejected and suppressed rows.
+class ParityState(CellState):
+    """Everything a step carries (:class:`arbkit.detect._b_common.CellState`): ``keys`` are the options seen
+    (``cells``: ``bid, ask, bid_size, ask_size, underlying_price, reason`` of the latest row), ``side_keys`` the
+    dated futures seen in the quotes (``side_cells``: ``bid, ask, bid_size, ask_size, reason``); candidates are the
+    sorted groups, slots ``2 * candidate + trade`` (reversal, conversion).
     """
 
-    option_keys: tuple[tuple[str, str], ...]
-    cells: FloatArray
-    cell_time: IntArray
-    cell_seen: BoolArray
-    future_keys: tuple[tuple[str, str], ...]
-    futures: FloatArray
-    future_time: IntArray
-    future_seen: BoolArray
-    timelines: tuple[str, ...]
-    next_seq: IntArray
-    open_i: IntArray
-    open_f: FloatArray
-    counts: dict[str, int]
-
-    @classmethod
-    def empty(cls) -> ParityState:
-        open_i, open_f = open_arrays(0)
-        return cls(
-            (), np.zeros((0, 6)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
-            (), np.zeros((0, 5)), np.zeros(0, np.int64), np.zeros(0, np.bool_),
-            (), np.zeros(0, np.int64), open_i, open_f, {},
-        )  # fmt: skip
+    COLUMNS = (6, 5)
+    TRADES = _TRADES
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,28 +321,19 @@ def _scan(batch: Batch, state: ParityState, params: ParityParams, screen: bool) 
     q_rows = np.flatnonzero(q_kept[q_inv])
     f_values, f_reason = _quote_values(quotes, _FUTURE_VALUES, q_known[q_inv[q_rows]], q_rows)
     bump(counts, {f"future_{k}": v for k, v in count_reasons(f_reason.astype(np.uint8)).items()})
-    o_code, o_new = key_codes(state.option_keys, o_ids, o_kept)
-    q_code, f_new = key_codes(state.future_keys, q_ids, q_kept)
-    okeys = tuple(sorted({*state.option_keys, *o_new}))
-    fkeys = tuple(sorted({*state.future_keys, *f_new}))
-    work = _grown(state, okeys, fkeys, params)
-    tables = _tables(work.option_keys, work.future_keys, params)
-    if o_new or f_new:
-        o_code, _ = key_codes(okeys, o_ids, o_kept)
-        q_code, _ = key_codes(fkeys, q_ids, q_kept)
+    work, tables, o_code, q_code = on_grid(
+        state, (o_ids, o_kept), (q_ids, q_kept), lambda okeys, fkeys: _tables(okeys, fkeys, params)
+    )
     # Future rows keep their place among all quote rows: the canonical order ranks quotes before options.
     q_clock = clock_of(quotes, params.clock)
     o_clock = clock_of(options, params.clock)
     q_all = np.full((quotes.height, len(_FUTURE_VALUES) + 1), np.nan)
     q_all[q_rows] = f_values
-    clocks = np.concatenate([q_clock, o_clock])
-    order = np.zeros(0, dtype=np.int64)
-    if clocks.size > 1 and (np.diff(clocks) < 0).any():
-        order = np.argsort(clocks, kind="stable").astype(np.int64)
+    order = canonical_order(q_clock, o_clock)
     cf = tables.cand_f
     n_emit, emit_i, emit_f = _b_scan.parity_scan(
         order, quotes.height, q_code[q_inv], q_clock, q_all, o_code[o_inv], o_clock, o_values,
-        work.cells, work.cell_time, work.cell_seen, work.futures, work.future_time, work.future_seen,
+        work.cells, work.cell_time, work.cell_seen, work.side_cells, work.side_time, work.side_seen,
         tables.key_ptr, tables.key_cands, tables.fkey_ptr, tables.fkey_cands, tables.cand_call, tables.cand_put,
         tables.cand_future, tables.in_base, tables.expiry, np.ascontiguousarray(cf[:, 0]), float(params.rate),
         float(params.dividend), screen, work.next_seq,
@@ -376,38 +343,6 @@ def _scan(batch: Batch, state: ParityState, params: ParityParams, screen: bool) 
 
 _OPTION_VALUES = ("bid", "ask", "bid_size", "ask_size", "underlying_price")
 _FUTURE_VALUES = ("bid", "ask", "bid_size", "ask_size")
-
-
-def _grown(
-    state: ParityState, okeys: tuple[tuple[str, str], ...], fkeys: tuple[tuple[str, str], ...], params: ParityParams
-) -> ParityState:
-    """A copy of ``state`` on the grids ``okeys`` x ``fkeys`` (supersets of the state's): the scan updates its
-    inputs in place, so the caller's state is never touched."""
-    if okeys == state.option_keys and fkeys == state.future_keys:
-        return ParityState(
-            okeys, state.cells.copy(), state.cell_time.copy(), state.cell_seen.copy(), fkeys, state.futures.copy(),
-            state.future_time.copy(), state.future_seen.copy(), state.timelines, state.next_seq.copy(),
-            state.open_i.copy(), state.open_f.copy(), state.counts,
-        )  # fmt: skip
-    timelines = _tables(okeys, fkeys, params).timelines
-    slots_old = [f"{t}>{d}" for t in state.timelines for d in _TRADES]
-    slots_new = [f"{t}>{d}" for t in timelines for d in _TRADES]
-    old_o, old_f = state.option_keys, state.future_keys
-    return ParityState(
-        okeys,
-        regrid(old_o, okeys, state.cells, np.nan),
-        regrid(old_o, okeys, state.cell_time, -1),
-        regrid(old_o, okeys, state.cell_seen, False),
-        fkeys,
-        regrid(old_f, fkeys, state.futures, np.nan),
-        regrid(old_f, fkeys, state.future_time, -1),
-        regrid(old_f, fkeys, state.future_seen, False),
-        timelines,
-        regrid(state.timelines, timelines, state.next_seq, 0),
-        regrid(slots_old, slots_new, state.open_i, 0),
-        regrid(slots_old, slots_new, state.open_f, np.nan),
-        state.counts,
-    )
 
 
 def _events(scanned: _Scanned, params: ParityParams) -> tuple[Events, dict[str, int]]:
@@ -476,7 +411,7 @@ def step_parity(batch: Batch, state: ParityState, params: ParityParams) -> tuple
 
 def finish_parity(state: ParityState, params: ParityParams) -> pl.DataFrame:
     """The episodes still open at the end of a run (status ``"active"``)."""
-    text = _tables(state.option_keys, state.future_keys, params).text
+    text = _tables(state.keys, state.side_keys, params).text
     return finish_slots(params.kind, text, state.open_i, state.open_f)
 
 
