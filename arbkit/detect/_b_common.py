@@ -386,7 +386,11 @@ _LEG0 = OPEN_F.index("leg0")
 
 def episodes_frame(kind: str, text: SlotText, slots: _I, ints: _I, floats: _F, status: str) -> pl.DataFrame:
     """Episodes (slot ids and their :data:`OPEN_I` / :data:`OPEN_F` rows) as an OPPORTUNITIES frame sorted by
-    ``(ts_start, id)``."""
+    ``(ts_start, id)``.
+
+    A step closes one or two episodes at most, and one ``from_dicts`` call is the cheapest build measured here for
+    them (~0.3 ms on a loaded 2-core box): column-wise construction pays ~25 us per Series and ~0.6 ms for the
+    nested ``legs`` column from Python objects, and an Arrow table costs ~16 us per column in ``from_arrow``."""
     ts_start = ints[:, 2].tolist()
     slot_list = slots.tolist()
     ids = [episode_id(kind, text.key[s], t) for s, t in zip(slot_list, ts_start, strict=True)]
