@@ -85,6 +85,7 @@ _TABLES: dict[str, schema.Table] = {
 _SCHEMAS: dict[str, pl.Schema] = {name: table.polars for name, table in _TABLES.items()}
 _EMPTY: dict[str, pl.DataFrame] = {name: pl.DataFrame(schema=_SCHEMAS[name]) for name in _TABLES}
 _COLUMNS: dict[str, list[tuple[str, pl.DataType]]] = {name: list(_SCHEMAS[name].items()) for name in _TABLES}
+_QUOTE_NAMES = list(_SCHEMAS["quotes"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,11 +331,10 @@ def _rows_frame(rows: Sequence[tuple[Any, ...]], table: str) -> pl.DataFrame:
 def _columns_frame(parts: Sequence[QuoteColumns]) -> pl.DataFrame:
     """Column batches (possibly of several venues) as one QUOTES frame: one concatenation per column.
 
-    Each part brings its own ``exchange``, ``ts_recv`` and symbol table; the strings are gathered through one
-    table of all parts' names, so no Python string is made per row.
+    Each part brings its own ``exchange``, ``ts_recv`` and symbol table; the strings are taken through one
+    table of all parts' names, so no Python string is made per row.  Built as one Arrow record batch: about
+    3x cheaper than a Polars Series per column (Polars' per-Series construction costs dominate at these sizes).
     """
-    if len(parts) == 1:
-        return parts[0].frame()
     sizes = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
     part_of_row = np.repeat(np.arange(len(parts), dtype=np.int32), sizes)
     names: list[str] = []
@@ -342,31 +342,34 @@ def _columns_frame(parts: Sequence[QuoteColumns]) -> pl.DataFrame:
     for k, part in enumerate(parts):
         offsets[k] = len(names)
         names.extend(part.symbols)
-    codes = np.concatenate([p.symbol_code for p in parts]) + offsets[part_of_row]
-    seq = np.concatenate([p.seq for p in parts])
-    if all(p.seq_valid is None for p in parts):
-        seq_column = pl.Series("seq", seq, dtype=pl.Int64)
-    else:
-        valid = np.concatenate([np.ones(len(p), dtype=np.bool_) if p.seq_valid is None else p.seq_valid for p in parts])
-        seq_column = pl.Series("seq", pa.array(seq, type=pa.int64(), mask=~valid))
 
     def cat(name: str) -> npt.NDArray[Any]:
-        return np.concatenate([getattr(p, name) for p in parts])
+        arrays = [getattr(p, name) for p in parts]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
-    frame = pl.DataFrame(
+    codes = cat("symbol_code") + offsets[part_of_row] if len(parts) > 1 else parts[0].symbol_code
+    if all(p.seq_valid is None for p in parts):
+        seq = pa.array(cat("seq"), type=pa.int64())
+    else:
+        valid = [np.ones(len(p), dtype=np.bool_) if p.seq_valid is None else p.seq_valid for p in parts]
+        seq = pa.array(cat("seq"), type=pa.int64(), mask=~np.concatenate(valid))
+    batch = pa.RecordBatch.from_arrays(
         [
-            pl.Series("ts_event", cat("ts_event"), dtype=pl.Int64),
-            pl.Series("ts_recv", np.array([p.ts_recv for p in parts], dtype=np.int64)[part_of_row], dtype=pl.Int64),
-            pl.Series("exchange", [p.exchange for p in parts], dtype=pl.String).gather(part_of_row),
-            pl.Series("symbol", names, dtype=pl.String).gather(codes),
-            pl.Series("bid", cat("bid"), dtype=pl.Float64),
-            pl.Series("bid_size", cat("bid_size"), dtype=pl.Float64),
-            pl.Series("ask", cat("ask"), dtype=pl.Float64),
-            pl.Series("ask_size", cat("ask_size"), dtype=pl.Float64),
-            seq_column,
-            pl.Series("flags", cat("flags"), dtype=pl.UInt16),
-        ]
+            pa.array(cat("ts_event"), type=pa.int64()),
+            pa.array(np.array([p.ts_recv for p in parts], dtype=np.int64)[part_of_row], type=pa.int64()),
+            pa.array([p.exchange for p in parts], type=pa.string()).take(pa.array(part_of_row)),
+            pa.array(names, type=pa.string()).take(pa.array(codes, type=pa.int32())),
+            pa.array(cat("bid"), type=pa.float64()),
+            pa.array(cat("bid_size"), type=pa.float64()),
+            pa.array(cat("ask"), type=pa.float64()),
+            pa.array(cat("ask_size"), type=pa.float64()),
+            seq,
+            pa.array(cat("flags"), type=pa.uint16()),
+        ],
+        names=_QUOTE_NAMES,
     )
+    frame = pl.from_arrow(batch)
+    assert isinstance(frame, pl.DataFrame)
     return frame
 
 
