@@ -100,10 +100,10 @@ def _scan_py(
     n_hits = 0
     for k in range(n):
         i = order[k] if order.shape[0] > 0 else k
-        s = sym[i]
+        s = np.uintp(sym[i])  # unsigned: indexing skips numba's negative-index wraparound (~25% of the scan)
         if owner[s] != me:
             continue
-        v = ven[i]
+        v = np.uintp(ven[i])
         t = clock[i]
         if check:
             if t < last_clock[s]:
