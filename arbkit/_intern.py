@@ -88,7 +88,7 @@ def _intern_views_py(
     for i in range(views.shape[0]):
         a = views[i, 0]
         b = views[i, 1]
-        slot_cache = int(((a * np.uint64(0x9E3779B97F4A7C15)) ^ (b * np.uint64(0xC2B2AE3D27D4EB4F))) >> _CACHE_SHIFT)
+        slot_cache = ((a * np.uint64(0x9E3779B97F4A7C15)) ^ (b * np.uint64(0xC2B2AE3D27D4EB4F))) >> _CACHE_SHIFT
         if cache_a[slot_cache] == a and cache_b[slot_cache] == b:
             out[i] = cache_code[slot_cache]
             continue
@@ -312,7 +312,7 @@ def _remap_py(ids: npt.NDArray[np.int32], lut: npt.NDArray[np.int32], out: npt.N
     """``out = lut[ids]`` in one pass; returns how many rows map to -1 (a name the lut does not know)."""
     missing = 0
     for i in range(ids.shape[0]):
-        code = lut[ids[i]]
+        code = lut[np.uintp(ids[i])]  # unsigned: no negative-index wraparound
         out[i] = code
         if code < 0:
             missing += 1
@@ -323,7 +323,7 @@ def _present_py(ids: npt.NDArray[np.int32], n: int) -> npt.NDArray[np.bool_]:
     """Which of the codes ``0..n-1`` occur in ``ids``."""
     seen = np.zeros(n, dtype=np.bool_)
     for i in range(ids.shape[0]):
-        seen[ids[i]] = True
+        seen[np.uintp(ids[i])] = True
     return seen
 
 
