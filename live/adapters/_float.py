@@ -78,6 +78,7 @@ _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _U3 = np.uint64(3)
 _U9 = np.uint64(9)
+_U10 = np.uint64(10)
 _U32 = np.uint64(32)
 _U63 = np.uint64(63)
 
@@ -183,6 +184,13 @@ def _to_float_py(man: Any, exp10: int, exact: bool, neg: bool, pow10: Any) -> tu
             v = float(m) / pow10[-exp10]
         return True, -v if neg else v
     ok, value = _eisel_lemire(m, exp10, neg)
+    if not ok and exp10 < 0 and m % _U10 == _U0:
+        # "23811754347708938.0": a tie, undecidable while 10**exp10 < 1 is inexact in the table; without the
+        # trailing zeros the exponent may reach 0, where the product is exact and the tie is told
+        while exp10 < 0 and m % _U10 == _U0:
+            m = m // _U10
+            exp10 += 1
+        ok, value = _eisel_lemire(m, exp10, neg)
     return ok, value
 
 
