@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from arbkit.align import Reason
+
 __all__ = [
     "TextTable",
     "episode_columns",
@@ -40,6 +42,7 @@ __all__ = [
     "scan_cycles",
     "scan_signatures",
     "size_spans",
+    "timeline_rows",
 ]
 
 _I = npt.NDArray[np.int64]
@@ -571,6 +574,68 @@ def _gather_text_py(index: Any, offsets: Any, data: Any) -> Any:
     return out_offsets, out
 
 
+_MISSING_PRICE, _NON_POSITIVE_PRICE = int(Reason.MISSING_PRICE), int(Reason.NON_POSITIVE_PRICE)
+_CROSSED, _BAD_SIZE = int(Reason.CROSSED), int(Reason.BAD_SIZE)
+_UNKNOWN, _FLAGGED, _N_REASONS = int(Reason.UNKNOWN_INSTRUMENT), int(Reason.FLAGGED), len(Reason)
+
+
+def _row_reason_py(
+    bid: float, ask: float, bid_size: float, ask_size: float, known: bool, flags: int, blocking: int
+) -> int:
+    """A row's :class:`arbkit.align.Reason`: :func:`arbkit.align.check_quotes`'s checks in their order, the first
+    that applies (0: usable)."""
+    if not (np.isfinite(bid) and np.isfinite(ask)):
+        return _MISSING_PRICE
+    if bid <= 0.0 or ask <= 0.0:
+        return _NON_POSITIVE_PRICE
+    if bid > ask:
+        return _CROSSED
+    if not (np.isfinite(bid_size) and np.isfinite(ask_size)) or bid_size < 0.0 or ask_size < 0.0:
+        return _BAD_SIZE
+    if not known:
+        return _UNKNOWN
+    if (flags & blocking) != 0:
+        return _FLAGGED
+    return 0
+
+
+def _timeline_rows_py(
+    bid: Any,
+    ask: Any,
+    bid_size: Any,
+    ask_size: Any,
+    flags: Any,
+    blocking: int,
+    clock: Any,
+    pair: Any,
+    spot: Any,
+    known: Any,
+    pair_cell: Any,
+) -> Any:
+    n = bid.shape[0]
+    reason = np.empty(n, dtype=np.uint8)
+    counts = np.zeros(_N_REASONS, dtype=np.int64)
+    take = np.empty(n, dtype=np.int64)
+    out_f = np.empty((4, n), dtype=np.float64)  # bid, bid_size, ask, ask_size of the spot rows
+    out_clock = np.empty(n, dtype=np.int64)
+    out_reason = np.empty(n, dtype=np.uint8)
+    out_cell = np.empty(n, dtype=np.int64)
+    m = 0
+    ordered = True
+    for i in range(n):
+        b, a, bs, as_, p = bid[i], ask[i], bid_size[i], ask_size[i], pair[i]
+        r = _row_reason(b, a, bs, as_, known[p], flags[i], blocking)
+        reason[i] = r
+        counts[r] += 1
+        if spot[p]:
+            if m > 0 and clock[i] < out_clock[m - 1]:
+                ordered = False
+            take[m], out_clock[m], out_reason[m], out_cell[m] = i, clock[i], r, pair_cell[p]
+            out_f[0, m], out_f[1, m], out_f[2, m], out_f[3, m] = b, bs, a, as_
+            m += 1
+    return reason, counts, take[:m], ordered, out_f[:, :m], out_clock[:m], out_reason[:m], out_cell[:m]
+
+
 def _grow_py(values: Any, size: int) -> Any:
     out = np.empty(size, dtype=values.dtype)
     out[: values.shape[0]] = values
@@ -590,6 +655,8 @@ _episodes_out = numba.njit(cache=True, nogil=True)(_episodes_out_py)
 _put = numba.njit(cache=True, nogil=True)(_put_py)
 _fold = numba.njit(cache=True, nogil=True, error_model="numpy")(_fold_py)
 _columns = numba.njit(cache=True, nogil=True)(_columns_py)
+_row_reason = numba.njit(cache=True, nogil=True)(_row_reason_py)
+_timeline_rows = numba.njit(cache=True, nogil=True)(_timeline_rows_py)
 _gather_text = numba.njit(cache=True, nogil=True)(_gather_text_py)
 
 
@@ -719,6 +786,26 @@ def episode_columns(
 
 
 _TEXT = pa.large_string()
+
+
+def timeline_rows(
+    quotes: tuple[_F, _F, _F, _F, npt.NDArray[np.integer[Any]], _I],
+    blocking: int,
+    pair: _I,
+    per_pair: tuple[_B, _B, _I],
+) -> tuple[npt.NDArray[np.uint8], _I, _I, bool, tuple[_F, _F, _F, _F, _I, npt.NDArray[np.uint8]], _I]:
+    """One compiled pass over a batch's rows: each row's :class:`arbkit.align.Reason` (the checks of
+    :func:`arbkit.align.check_quotes` in their order, the first that applies) and the spot rows in batch order.
+
+    ``quotes`` are ``(bid, ask, bid_size, ask_size, flags, clock)``, ``pair`` each row's name pair, ``per_pair``
+    ``(spot, known, cell)``.  Returns ``(reason, rows per reason, spot rows, whether their clock is sorted, their
+    (bid, bid_size, ask, ask_size, clock, reason), their cell)``.
+    """
+    bid, ask, bid_size, ask_size, flags, clock = quotes
+    reason, counts, take, ordered, f, t, r, cell = _timeline_rows(
+        bid, ask, bid_size, ask_size, flags, blocking, clock, pair, *per_pair
+    )
+    return reason, counts, take, bool(ordered), (f[0], f[1], f[2], f[3], t, r), cell
 
 
 def prepare_scan(

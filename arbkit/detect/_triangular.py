@@ -85,7 +85,7 @@ import pyarrow as pa
 
 from arbkit import schema
 from arbkit._intern import sorted_codes
-from arbkit.align import Clock, _float, _int_column, _known, _memo, _reason_codes, count_reasons
+from arbkit.align import REASONS, Clock, _float, _int_column, _known, _memo
 from arbkit.detect._confidence import persistence
 from arbkit.detect._depth import BookState, _floor_lot, book_as_of, cycle_walk, update_books
 from arbkit.detect._episodes import EpisodeIds
@@ -97,8 +97,10 @@ from arbkit.detect._tri_kernels import (
     prepare_scan,
     scan_cycles,
     size_spans,
+    timeline_rows,
 )
 from arbkit.instruments import InstrumentKind, Registry, UnknownInstrumentError, default_registry, parse_symbol
+from arbkit.schema import QuoteFlag
 
 __all__ = [
     "Cycle",
@@ -199,10 +201,17 @@ class QuoteCells:
         # A cache, not state: kept out of the dataclass fields so states compare by their quotes only.
         return {}
 
+    @cached_property
+    def names(self) -> dict[str, tuple[str, ...]]:
+        """A cache, not state: the sorted venue and symbol names of the last batch (a micro-batch's names mostly
+        repeat, and coding rows against known names is one compiled pass)."""
+        return {}
+
     def carry(self, values: _Values) -> QuoteCells:
-        """The same cells with new values, sharing the name lookups."""
+        """The same cells with new values, sharing the name caches."""
         out = QuoteCells(self.cells, *values)
         out.__dict__["_lookups"] = self._lookups
+        out.__dict__["names"] = self.names
         return out
 
     def with_cells(self, new: Sequence[tuple[str, str]]) -> QuoteCells:
@@ -520,9 +529,10 @@ def _cell_kind(registry: Registry, exchange: str, symbol: str) -> tuple[bool, bo
     return kind
 
 
-def _name_codes(series: pl.Series) -> tuple[tuple[str, ...], _I]:
-    """Sorted distinct names of a string column and each row's code into them (:func:`arbkit._intern.sorted_codes`)."""
-    names, codes = sorted_codes(series)
+def _name_codes(series: pl.Series, prior: tuple[str, ...] = ()) -> tuple[tuple[str, ...], _I]:
+    """Sorted names of a string column (with the ``prior`` ones) and each row's code into them
+    (:func:`arbkit._intern.sorted_codes`)."""
+    names, codes = sorted_codes(series, prior)
     return names, codes.astype(np.int64)
 
 
@@ -550,8 +560,10 @@ def _timeline(
     if quotes.height == 0:
         f, i = np.zeros(0), np.zeros(0, dtype=np.int64)
         return (f, f, f, f, i, np.zeros(0, dtype=np.uint8)), i, cells, {}
-    exchanges, ex_code = _name_codes(quotes.get_column("exchange"))
-    symbols, sym_code = _name_codes(quotes.get_column("symbol"))
+    known_names = cells.names
+    exchanges, ex_code = _name_codes(quotes.get_column("exchange"), known_names.get("exchange", ()))
+    symbols, sym_code = _name_codes(quotes.get_column("symbol"), known_names.get("symbol", ()))
+    known_names["exchange"], known_names["symbol"] = exchanges, symbols
     pair = ex_code * len(symbols) + sym_code
     spot, known, pair_cell = cells.lookup(exchanges, symbols, registry)
     if (spot & (pair_cell < 0)).any():  # new cells: seen spot pairs not carried yet
@@ -563,19 +575,20 @@ def _timeline(
     bid, ask = _float(quotes, "bid"), _float(quotes, "ask")
     bid_size, ask_size = _float(quotes, "bid_size"), _float(quotes, "ask_size")
     flags = _flags(quotes)
-    reason = _reason_codes(bid, ask, bid_size, ask_size, flags, known[pair])
-    counters = count_reasons(reason)
     clock = quotes.get_column(params.clock).to_numpy().astype(np.int64, copy=False)
-    spot_row = spot[pair]
-    take: _I | None = None if spot_row.all() else np.flatnonzero(spot_row)
-    time = clock if take is None else clock[take]
-    if time.shape[0] > 1 and not bool((time[1:] >= time[:-1]).all()):
-        order = np.argsort(time, kind="stable")
-        take = order if take is None else take[order]
-    columns = (bid, bid_size, ask, ask_size, clock, reason)
-    if take is None:
-        return columns, pair_cell[pair], cells, counters
-    return tuple(c[take] for c in columns), pair_cell[pair[take]], cells, counters  # type: ignore[return-value]
+    reason, counts, take, ordered, columns, row_cell = timeline_rows(
+        (bid, ask, bid_size, ask_size, flags if flags is not None else np.zeros(quotes.height, np.uint16), clock),
+        _BLOCKING, pair, (spot, known, pair_cell),
+    )  # fmt: skip
+    counters = {REASONS[i]: c for i, c in enumerate(counts.tolist()) if i > 0 and c > 0}
+    if not ordered:  # stable by clock
+        take = take[np.argsort(clock[take], kind="stable")]
+        columns = tuple(c[take] for c in (bid, bid_size, ask, ask_size, clock, reason))  # type: ignore[assignment]
+        row_cell = pair_cell[pair[take]]
+    return columns, row_cell, cells, counters
+
+
+_BLOCKING = int(QuoteFlag.blocking())
 
 
 @dataclass(frozen=True)
