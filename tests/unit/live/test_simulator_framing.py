@@ -39,8 +39,9 @@ _texts = st.one_of(
 )
 
 
-@given(messages=st.lists(_texts, max_size=20))
+@given(messages=st.lists(_texts, max_size=40))
 @example(messages=[])
+@example(messages=["x" * n for n in range(130)])
 @settings(max_examples=200, deadline=None)
 def test_frames_equal_the_per_message_loop(messages: list[str]) -> None:
     assert frames(messages) == _reference_frames(messages)
