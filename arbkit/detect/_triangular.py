@@ -49,8 +49,14 @@ Episodes
 --------
 Episodes are keyed by the cycle on the global timeline (every spot row), as :mod:`arbkit.detect._episodes`
 defines them: a run of consecutive rows where the cycle stays profitable.  Runs are formed from spans directly
-(one fragment per run, not one event per row) and carried as plain records in the state; frames are built only
-for the episodes that close, so a quiet micro-batch makes no Polars call beyond reading its columns.
+(one fragment per run, not one event per row) and folded into the open episodes by a compiled pass
+(:func:`arbkit.detect._tri_kernels.fold_runs`); the state carries them column-wise (:class:`OpenEpisodes`: a
+cycle's legs are fixed, so only their prices and sizes are kept).  A frame is built only for the episodes that
+close, column by column from those arrays and the layout's per-cycle strings, in one Arrow-to-Polars conversion;
+a quiet micro-batch makes no Polars call beyond reading its columns.
+
+Latency: a live step is a few compiled passes (row checks, scan, sizing, fold) plus NumPy glue, so its cost is
+dominated by fixed per-call overheads, not by the rows; steps that close many episodes add one frame build.
 
 Examples
 --------
