@@ -77,7 +77,7 @@ def make_frame(n_per_symbol: int) -> pl.DataFrame:
                         "symbol": symbol,
                         "bid": bid,
                         "bid_size": np.round(rng.uniform(0.001, 5, n_per_symbol), 4),
-                        "ask": bid + 0.01,
+                        "ask": np.round(bid + 0.01, 2),  # on the tick grid, as a venue quotes
                         "ask_size": np.round(rng.uniform(0.001, 5, n_per_symbol), 4),
                     }
                 )
