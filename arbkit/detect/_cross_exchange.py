@@ -27,9 +27,12 @@ strings become integer codes (:mod:`arbkit._intern`, zero-copy for short names),
 ``(symbol, venue)`` cell in dense carried arrays, and the ordered venue pairs of the row's symbol are evaluated
 on the cells, each dropped at its first failing test.  Rows need only be in clock order per
 symbol, so a store file sorted by symbol then time is scanned chunk by chunk, zero-copy, without a global sort;
-other input is put in canonical order first.  Hits (row, buy venue, sell venue) are priced column-wise (book
-walk, confidence) and folded into the open episodes by a second compiled pass; strings are made only for the
-episodes that close.
+other input is put in canonical order first.  Symbols share nothing, so a big batch (``_PARALLEL_ROWS``) has its
+two string columns coded, then its rows scanned, by two threads at once (the kernels release the GIL; each scan
+thread owns a range of symbols, and the hits are merged back into row order).  Hits (row, buy venue, sell venue)
+are priced column-wise (book walk, confidence) and folded into the open episodes by a second compiled pass;
+strings are made only for the episodes that close, and many closed episodes get their ids from one compiled
+SHA-1 pass (:mod:`arbkit.detect._ids`).
 
 Events merge into episodes keyed by ``(symbol, buy venue, sell venue)`` on the instrument's timeline, with the
 rules of :mod:`arbkit.detect._episodes` (a run of consecutive timeline rows; closed once the timeline moves past
@@ -465,9 +468,15 @@ _POOL: list[ThreadPoolExecutor] = []
 
 
 def _pool() -> ThreadPoolExecutor:
+    """The helper thread's pool, made on first use (a forked child makes its own: the parent's thread is not
+    there)."""
     if not _POOL:
         _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="arbkit-cross"))
     return _POOL[0]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _halves(sym: npt.NDArray[np.int32], n_sym: int) -> npt.NDArray[np.int8]:

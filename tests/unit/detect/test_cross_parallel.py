@@ -55,3 +55,20 @@ def test_halves_split_the_rows() -> None:
     assert module._halves(sym, 4).tolist() == [0, 0, 1, 1]
     assert module._halves(np.zeros(100, dtype=np.int32), 3).tolist() == [0, 1, 1]  # never an empty side
     assert module._halves(np.repeat(np.arange(2, dtype=np.int32), [99, 1]), 2).tolist() == [0, 1]
+
+
+def _child_submits() -> None:
+    assert module._pool().submit(int, "7").result(timeout=60) == 7
+
+
+def test_a_forked_child_gets_its_own_helper_thread() -> None:
+    # (Polars itself is not fork-safe, so the child only uses the pool.)
+    import multiprocessing
+
+    _child_submits()  # the parent's pool and its thread exist now
+    child = multiprocessing.get_context("fork").Process(target=_child_submits)
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
