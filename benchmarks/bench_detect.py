@@ -12,8 +12,9 @@ Prints:
   both detectors.
 
 The quote file is generated once per row count into ``$TMPDIR/arbkit-bench`` (minutes at 20M rows) and reused.
-JIT compilation is warmed before timing.  Run: ``.venv/bin/python benchmarks/bench_detect.py [--rows N] [--only triangular]
-[--quick]`` (default 4M rows, about a minute; the issue's figure is ``--rows 20000000``).
+JIT compilation is warmed before timing.  Run: ``.venv/bin/python benchmarks/bench_detect.py [--rows N] [--quick]
+[--only triangular|cross-exchange] [--repeat N]`` (default 4M rows, about a minute; the issue's figure is ``--rows
+20000000``).  ``--repeat N`` reports each triangular live step's best of N passes (a shared box preempts steps).
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="500k rows")
     parser.add_argument("--tri-rows", type=int, default=200_000)
     parser.add_argument("--only", choices=("cross-exchange", "triangular"), help="run one detector's part")
+    parser.add_argument("--repeat", type=int, default=1, help="triangular live steps: best of N passes per step")
     args = parser.parse_args()
     rows = 500_000 if args.quick else args.rows
     if args.only == "triangular":
@@ -300,7 +302,10 @@ def bench_triangular(args: argparse.Namespace, rows: int) -> None:
         f"{tri_frame.height * n_cycles / t_tri / 1e6:8.2f} M cycle-rows/s  ({t_tri:.2f} s, {tri_found} episodes)"
     )
     steps = min(2_000, rows // 1_000, tri_frame.height // 1_000)
-    _print_latency("triangular", _latency(tri, tri_frame, steps))
+    # On a shared box one preempted step is the p99 of a short run: --repeat N keeps each step's best of N passes.
+    runs = [_latency(tri, tri_frame, steps) for _ in range(max(args.repeat, 1))]
+    label = "triangular" if len(runs) == 1 else f"triangular, best of {len(runs)} per step"
+    _print_latency(label, np.min(runs, axis=0))
 
 
 if __name__ == "__main__":
