@@ -88,17 +88,6 @@ def _room(n: int, ints: _I, floats: _F) -> tuple[_I, _F]:
     return _grow_i(ints), _grow_f(floats)
 
 
-def _store(r: int, key: _I, clock: _I, values: _F, cells: _F, time: _I, seen: _B) -> int:
-    """Replace the cell of row ``r``'s key by the row (all of the cell's columns); the key (-1: no cell)."""
-    k = key[r]
-    if k >= 0:
-        for c in range(cells.shape[1]):
-            cells[k, c] = values[r, c]
-        time[k] = clock[r]
-        seen[k] = True
-    return int(k)
-
-
 def _refresh(k: int, fk: int, cells: _F, f_cells: _F, f_seen: _B, to_usdt: _F, is_perp: _B, cache: _F) -> None:
     """Recompute the estimate ``(bid, ask, rate, mark)`` in USDT of key ``k`` (see ``_basis._leg``) after its quote
     or funding cell changed."""
@@ -172,19 +161,29 @@ def _basis_scan_py(
     for j in range(n):
         g = order[j] if order.shape[0] > 0 else j
         if g < n_quotes:
-            k = _store(g, q_key, q_clock, q_values, cells, cell_time, cell_seen)
+            k = q_key[g]
             if k < 0:
                 continue
             now = q_clock[g]
+            # The cell stores stay inline (here and in the parity scan): a shared helper measured ~45% slower
+            # scans (the whole-history parity step 0.29 -> 0.43 s), even inlined in numba's IR.
+            for c in range(6):
+                cells[k, c] = q_values[g, c]
+            cell_time[k] = now
+            cell_seen[k] = True
             _refresh(k, funding_of[k], cells, f_cells, f_seen, to_usdt, is_perp, cache)
             lo, hi = key_ptr[k], key_ptr[k + 1]
             touched = key_cands
         else:
             r = g - n_quotes
-            k = _store(r, f_key, f_clock, f_values, f_cells, f_time, f_seen)
+            k = f_key[r]
             if k < 0:
                 continue
             now = f_clock[r]
+            for c in range(4):
+                f_cells[k, c] = f_values[r, c]
+            f_time[k] = now
+            f_seen[k] = True
             if quote_of[k] >= 0:
                 _refresh(quote_of[k], k, cells, f_cells, f_seen, to_usdt, is_perp, cache)
             lo, hi = fkey_ptr[k], fkey_ptr[k + 1]
@@ -281,17 +280,25 @@ def _parity_scan_py(
         g = order[j] if order.shape[0] > 0 else j
         if g >= n_futures:
             r = g - n_futures
-            k = _store(r, o_key, o_clock, o_values, cells, cell_time, cell_seen)
+            k = o_key[r]
             if k < 0:
                 continue
             now = o_clock[r]
+            for c in range(6):
+                cells[k, c] = o_values[r, c]
+            cell_time[k] = now
+            cell_seen[k] = True
             lo, hi = key_ptr[k], key_ptr[k + 1]
             touched = key_cands
         else:
-            k = _store(g, f_key, f_clock, f_values, f_cells, f_time, f_seen)
+            k = f_key[g]
             if k < 0:
                 continue
             now = f_clock[g]
+            for c in range(5):
+                f_cells[k, c] = f_values[g, c]
+            f_time[k] = now
+            f_seen[k] = True
             lo, hi = fkey_ptr[k], fkey_ptr[k + 1]
             touched = fkey_cands
         for t in range(lo, hi):
@@ -703,7 +710,6 @@ _jit: Callable[[Any], Any] = numba.njit(cache=True, nogil=True, error_model="num
 _grow_i = cast(Any, _jit(_grow_i))
 _grow_f = cast(Any, _jit(_grow_f))
 _room = cast(Any, _jit(_room))
-_store = cast(Any, _jit(_store))
 _close = cast(Any, _jit(_close))
 _refresh = cast(Any, _jit(_refresh))
 _next_funding = cast(Any, _jit(_next_funding))
