@@ -299,13 +299,6 @@ class OpenEpisodes:
         picked = OpenEpisodes(*(getattr(self, f.name)[index] for f in _EPISODE_FIELDS))
         return picked if len(picked) else _NO_EPISODES
 
-    def concat(self, other: OpenEpisodes) -> OpenEpisodes:
-        if not len(other):
-            return self
-        if not len(self):
-            return other
-        return OpenEpisodes(*(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in _EPISODE_FIELDS))
-
 
 _EPISODE_FIELDS = dataclasses.fields(OpenEpisodes)
 
