@@ -312,9 +312,11 @@ async def pipeline(
     driver = asyncio.create_task(drive(queue, batcher, on_batch, stop=drv_stop))
     await asyncio.sleep(0.2)
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     await sim.start()
     await asyncio.wait_for(done.wait(), 600)
     elapsed = state["t_last"] - t0
+    client_cpu_s = time.process_time() - cpu0
     drv_stop.set()
     stop.set()
     await driver
@@ -323,6 +325,7 @@ async def pipeline(
     lat = np.concatenate(latencies) if latencies else np.array([np.nan])
     return {
         "sim_cpu_s": sim.cpu_s,
+        "client_cpu_s": client_cpu_s,
         "messages": total,
         "rate": total / elapsed,
         "p50_ms": float(np.percentile(lat, 50)),
@@ -340,12 +343,39 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small run (about 20 s)")
     parser.add_argument("--messages", type=int, default=None, help="messages per phase (default 200k, quick 40k)")
     parser.add_argument("--rate", type=float, default=None, help="paced rate for the latency phase (msg/s)")
+    parser.add_argument("--latency-only", action="store_true", help="only the latency phase (needs --rate)")
     args = parser.parse_args()
+    if args.latency_only and args.rate is None:
+        parser.error("--latency-only needs --rate")
     n_symbols = sum(len(s) for s in VENUES.values())
     messages = args.messages or (40_000 if args.quick else 200_000)
     n_per_symbol = max(1, messages // n_symbols)
 
     print(f"machine   {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (figures scale with it)")
+    pipeline_rate = float("nan") if args.latency_only else throughput_phases(n_per_symbol)
+    rate = args.rate or max(1_000.0, 0.5 * pipeline_rate)
+    data_rate = n_symbols * 1e9 / STEP_NS  # messages per second of data time
+    latency_msgs = max(n_symbols, int(min(messages, rate * (5 if args.quick else 10))))
+    lat = asyncio.run(pipeline(max(1, latency_msgs // n_symbols), rate / data_rate, True, 1024, 1.0))
+    print(
+        f"latency   paced at {rate:,.0f} msg/s (batch: 1024 rows or 1 ms): send->flush "
+        f"p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms  max {lat['max_ms']:.2f} ms  "
+        f"(sustained {lat['rate']:,.0f} msg/s)"
+    )
+    print(
+        f"          CPU per message: simulator {lat['sim_cpu_s'] / lat['messages'] * 1e6:.2f} us "
+        f"({lat['messages'] / lat['sim_cpu_s']:,.0f} msg per CPU-second), client (connectors + batcher) "
+        f"{lat['client_cpu_s'] / lat['messages'] * 1e6:.2f} us ({lat['messages'] / lat['client_cpu_s']:,.0f} msg per "
+        f"CPU-second); {lat['messages']:,} msgs, parse errors {lat['parse_errors']}"
+    )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"memory    peak RSS of the receiving process: {peak_mb:.0f} MiB")
+    print(f"machine   load average {os.getloadavg()[0]:.1f} at end")
+    print("targets   >= 200,000 msg/s sustained; p99 < 5 ms")
+
+
+def throughput_phases(n_per_symbol: int) -> float:
+    """Phases 1-6, printed; returns the pipeline's rate (the latency phase's default pace is half of it)."""
     raw = asyncio.run(raw_baseline(n_per_symbol, blast=True))["rate"]
     print(f"baseline  websockets library client receive (pre-encoded server), 5 conns: {raw:>9,.0f} msg/s")
     own = asyncio.run(raw_baseline(n_per_symbol, blast=True, library=False))["rate"]
@@ -375,19 +405,7 @@ def main() -> None:
         f"x{through['rate'] / raw:.2f} baseline ({through['messages']:,} msgs, {through['batches']} batches, "
         f"parse errors {through['parse_errors']}, rows {through['rows']:,}, simulator CPU {through['sim_cpu_s']:.2f} s)"
     )
-    rate = args.rate or max(1_000.0, 0.5 * through["rate"])
-    data_rate = n_symbols * 1e9 / STEP_NS  # messages per second of data time
-    latency_msgs = max(n_symbols, int(min(messages, rate * (5 if args.quick else 10))))
-    lat = asyncio.run(pipeline(max(1, latency_msgs // n_symbols), rate / data_rate, True, 1024, 1.0))
-    print(
-        f"latency   paced at {rate:,.0f} msg/s (batch: 1024 rows or 1 ms): send->flush "
-        f"p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms  max {lat['max_ms']:.2f} ms  "
-        f"(sustained {lat['rate']:,.0f} msg/s)"
-    )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"memory    peak RSS of the receiving process: {peak_mb:.0f} MiB")
-    print(f"machine   load average {os.getloadavg()[0]:.1f} at end")
-    print("targets   >= 200,000 msg/s sustained; p99 < 5 ms")
+    return float(through["rate"])
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ import orjson
 import polars as pl
 
 from arbkit.instruments import InstrumentKind, parse_symbol
+from live.simulator._framing import Stamp
 
 __all__ = [
     "ENCODERS",
@@ -61,6 +62,7 @@ __all__ = [
     "Reply",
     "SessionState",
     "Tick",
+    "event_stamp",
     "format_number",
     "format_numbers",
     "kraken_checksum",
@@ -114,9 +116,11 @@ def with_number_texts(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(format_numbers(rows.get_column(name)).alias(f"{name}_text") for name in names)
 
 
-def _iso_texts(ns: pl.Expr, digits: int) -> pl.Expr:
-    """:func:`_iso` of a column of nanosecond times (``digits`` of 6 or 9)."""
-    return ns.cast(pl.Datetime("ns")).dt.strftime(f"%Y-%m-%dT%H:%M:%S%.{digits}fZ")
+def _iso_texts(digits: int, stamped: bool) -> pl.Expr:
+    """:func:`_iso` of the ``ts_event`` column (``digits`` of 6 or 9), or its placeholder when ``stamped``."""
+    if stamped:
+        return pl.lit(_PLACEHOLDERS[_STAMP_US if digits == 6 else _STAMP_NS])
+    return pl.col("ts_event").cast(pl.Datetime("ns")).dt.strftime(f"%Y-%m-%dT%H:%M:%S%.{digits}fZ")
 
 
 def _concat(rows: pl.DataFrame, parts: list[str | pl.Expr]) -> pl.Series:
@@ -130,7 +134,10 @@ def _text(name: str, absent: str = "") -> pl.Expr:
     return pl.col(name).fill_null(absent)
 
 
-def _ms() -> pl.Expr:
+def _ms(stamped: bool) -> pl.Expr:
+    """The ``ts_event`` column in integer milliseconds as text, or its placeholder when ``stamped``."""
+    if stamped:
+        return pl.lit(_PLACEHOLDERS[_STAMP_MS])
     return (pl.col("ts_event") // 1_000_000).cast(pl.String)
 
 
@@ -340,6 +347,24 @@ def _iso(ns: int, digits: int) -> str:
     return f"{base}.{str(frac).rjust(9, '0')[:digits]}Z"
 
 
+# Event-time formats of a stamped render (Encoder.render_texts(..., stamped=True)): placeholder byte -> width of
+# the text it stands for.  Integer milliseconds have 13 digits from 2001-09-09 to 2286-11-20; the ISO-8601 texts
+# are as wide for any 4-digit year.  event_stamp() refuses a time whose texts are not these widths.
+_STAMP_MS, _STAMP_US, _STAMP_NS = 1, 2, 3  # Binance/Bybit/OKX/Deribit ms; Kraken µs ISO; Coinbase ns ISO
+_STAMP_WIDTHS = {_STAMP_MS: 13, _STAMP_US: 27, _STAMP_NS: 30}
+_PLACEHOLDERS = {kind: chr(kind) * width for kind, width in _STAMP_WIDTHS.items()}
+
+
+def event_stamp(now_ns: int) -> Stamp:
+    """The texts a send at ``now_ns`` writes over a stamped render's placeholders, as :meth:`Encoder.encode` writes
+    an event time of ``now_ns`` (ms integer, µs and ns ISO-8601)."""
+    texts = {_STAMP_MS: str(now_ns // 1_000_000), _STAMP_US: _iso(now_ns, 6), _STAMP_NS: _iso(now_ns, 9)}
+    for kind, text in texts.items():
+        if len(text) != _STAMP_WIDTHS[kind]:
+            raise ValueError(f"event time {now_ns} ns writes {text!r}, not {_STAMP_WIDTHS[kind]} characters")
+    return Stamp(texts, now_ns)
+
+
 class Encoder:
     """Base of the venue encoders; one instance per simulator path (venue and market)."""
 
@@ -376,18 +401,20 @@ class Encoder:
         """The data message for ``tick`` on ``channel`` for this session (``None`` to send nothing)."""
         raise NotImplementedError
 
-    def render(self, channel: str, rows: pl.DataFrame) -> list[str]:
+    def render(self, channel: str, rows: pl.DataFrame, *, stamped: bool = False) -> list[str]:
         """Messages of a :attr:`rendered_channels` channel for many ticks at once, one per row of ``rows``.
 
         ``rows`` has the :class:`Tick` fields as columns (``ts_event``, ``symbol``, ``venue_symbol``, ``bid``,
         ``bid_size``, ``ask``, ``ask_size``, ``seq``) and the number texts (``bid_text``, ``bid_size_text``,
         ``ask_text``, ``ask_size_text``, :func:`format_numbers` of the values, null where the value is).  The
         texts equal what :meth:`encode` writes for a session that is past its first message on the channel,
-        once :meth:`emit` has finished them; a test holds the two byte for byte.
+        once :meth:`emit` has finished them; a test holds the two byte for byte.  When ``stamped``, every event
+        time is left as a fixed-width placeholder (``ts_event`` is not read) for :func:`event_stamp`'s texts to
+        fill in at send time, so a restamped replay renders ahead too.
         """
-        return self.render_texts(channel, rows).to_list()  # type: ignore[no-any-return]
+        return self.render_texts(channel, rows, stamped=stamped).to_list()  # type: ignore[no-any-return]
 
-    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
+    def render_texts(self, channel: str, rows: pl.DataFrame, *, stamped: bool = False) -> pl.Series:
         """:meth:`render`'s messages as one String column (the replay packs them into frames without a Python
         string per message)."""
         raise NotImplementedError(f"{self.venue} renders no {channel!r} messages")
@@ -460,9 +487,9 @@ class BinanceEncoder(Encoder):
     funding_channels = ("markPrice", "markPrice@1s")
     rendered_channels = ("bookTicker",)
 
-    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
+    def render_texts(self, channel: str, rows: pl.DataFrame, *, stamped: bool = False) -> pl.Series:
         if channel != "bookTicker":
-            return super().render_texts(channel, rows)
+            return super().render_texts(channel, rows, stamped=stamped)
         bid, ask = pl.col("bid").is_not_null(), pl.col("ask").is_not_null()
         tail: list[str | pl.Expr] = [
             '","b":"',
@@ -478,7 +505,7 @@ class BinanceEncoder(Encoder):
         seq, sym = pl.col("seq").cast(pl.String), pl.col("venue_symbol")
         if self.market == "spot":
             return _concat(rows, ['{"u":', seq, ',"s":"', sym, *tail])
-        ms = _ms()
+        ms = _ms(stamped)
         return _concat(rows, ['{"e":"bookTicker","u":', seq, ',"E":', ms, ',"T":', ms, ',"s":"', sym, *tail])
 
     def emit(self, state: SessionState, channel: str, venue_symbol: str, text: str) -> str:
@@ -626,7 +653,7 @@ class OkxEncoder(Encoder):
     funding_channels = ("funding-rate",)
     rendered_channels = ("bbo-tbt", "tickers")
 
-    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
+    def render_texts(self, channel: str, rows: pl.DataFrame, *, stamped: bool = False) -> pl.Series:
         arg: list[str | pl.Expr] = [
             f'{{"arg":{{"channel":"{channel}","instId":"',
             pl.col("venue_symbol"),
@@ -634,10 +661,10 @@ class OkxEncoder(Encoder):
         ]
         if channel == "bbo-tbt":
             asks, bids = _one_level("ask", '","0","1"]]'), _one_level("bid", '","0","1"]]')
-            seq = pl.col("seq").cast(pl.String)
-            return _concat(rows, [*arg, '{"asks":', asks, ',"bids":', bids, ',"ts":"', _ms(), '","seqId":', seq, "}]}"])
+            seq, ms = pl.col("seq").cast(pl.String), _ms(stamped)
+            return _concat(rows, [*arg, '{"asks":', asks, ',"bids":', bids, ',"ts":"', ms, '","seqId":', seq, "}]}"])
         if channel != "tickers":
-            return super().render_texts(channel, rows)
+            return super().render_texts(channel, rows, stamped=stamped)
         inst_types = {s: self._inst_type(s) for s in rows.get_column("symbol").unique().to_list()}
         bid_or_ask = pl.coalesce(pl.col("bid_text"), pl.col("ask_text"), pl.lit(""))
         ticker: list[str | pl.Expr] = [
@@ -656,7 +683,7 @@ class OkxEncoder(Encoder):
             '","bidSz":"',
             _text("bid_size_text"),
             '","ts":"',
-            _ms(),
+            _ms(stamped),
             '"}]}',
         ]
         return _concat(rows, [*arg, *ticker])
@@ -804,10 +831,10 @@ class BybitEncoder(Encoder):
     funding_channels = ("tickers",)
     rendered_channels = ("orderbook.1",)
 
-    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
+    def render_texts(self, channel: str, rows: pl.DataFrame, *, stamped: bool = False) -> pl.Series:
         if channel != "orderbook.1":
-            return super().render_texts(channel, rows)
-        sym, seq, ms = pl.col("venue_symbol"), pl.col("seq").cast(pl.String), _ms()
+            return super().render_texts(channel, rows, stamped=stamped)
+        sym, seq, ms = pl.col("venue_symbol"), pl.col("seq").cast(pl.String), _ms(stamped)
         b, a = _one_level("bid", '"]]'), _one_level("ask", '"]]')
         parts: list[str | pl.Expr] = [f'{{"topic":"{channel}.', sym, '","type":"snapshot","ts":', ms]
         parts += [',"data":{"s":"', sym, '","b":', b, ',"a":', a, ',"u":', seq, ',"seq":', seq, '},"cts":', ms, "}"]
@@ -881,15 +908,15 @@ class CoinbaseEncoder(Encoder):
     rendered_channels = ("ticker",)
     snapshot_first = True
 
-    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
+    def render_texts(self, channel: str, rows: pl.DataFrame, *, stamped: bool = False) -> pl.Series:
         # the connection's sequence_num is left as a NUL mark (never part of JSON text) for emit() to fill in
         if channel != "ticker":
-            return super().render_texts(channel, rows)
+            return super().render_texts(channel, rows, stamped=stamped)
         bid_or_ask = pl.coalesce(pl.col("bid_text"), pl.col("ask_text"), pl.lit(""))
         ask_or_bid = pl.coalesce(pl.col("ask_text"), pl.col("bid_text"), pl.lit(""))
         parts: list[str | pl.Expr] = [
             '{"channel":"ticker","client_id":"","timestamp":"',
-            _iso_texts(pl.col("ts_event"), 9),
+            _iso_texts(9, stamped),
             '","sequence_num":\x00,"events":[{"type":"update","tickers":[{"type":"ticker","product_id":"',
             pl.col("venue_symbol"),
             '","price":"',
@@ -1008,9 +1035,9 @@ class KrakenEncoder(Encoder):
     rendered_channels = ("ticker",)
     snapshot_first = True
 
-    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
+    def render_texts(self, channel: str, rows: pl.DataFrame, *, stamped: bool = False) -> pl.Series:
         if channel != "ticker":
-            return super().render_texts(channel, rows)
+            return super().render_texts(channel, rows, stamped=stamped)
         # last/high are the bid's or the ask's own text; only the mid (vwap) is a new number to format
         bid, ask = pl.col("bid").fill_null(0.0), pl.col("ask").fill_null(0.0)
         rows = _with_number_texts(rows, {"_mid": (bid + ask) / 2}).with_columns(
@@ -1040,7 +1067,7 @@ class KrakenEncoder(Encoder):
             ',"high":',
             pl.col("_high"),
             ',"change":0,"change_pct":0,"timestamp":"',
-            _iso_texts(pl.col("ts_event"), 6),
+            _iso_texts(6, stamped),
             '"}]}',
         ]
         return _concat(rows, parts)
@@ -1156,10 +1183,10 @@ class DeribitEncoder(Encoder):
     option_channels = ("ticker",)
     rendered_channels = ("ticker", "quote")
 
-    def render_texts(self, channel: str, rows: pl.DataFrame) -> pl.Series:
+    def render_texts(self, channel: str, rows: pl.DataFrame, *, stamped: bool = False) -> pl.Series:
         if channel not in self.rendered_channels:
-            return super().render_texts(channel, rows)
-        sym, ms = pl.col("venue_symbol"), _ms()
+            return super().render_texts(channel, rows, stamped=stamped)
+        sym, ms = pl.col("venue_symbol"), _ms(stamped)
         quote: list[str | pl.Expr] = [
             '"best_bid_price":',
             _text("bid_text", "0"),

@@ -7,6 +7,13 @@ the headers and, for a venue that numbers each connection's messages (Coinbase's
 session's running number in place of the text's NUL mark.  ~20 ns a message instead of ~0.6 µs of Python header
 building and ~1 µs of per-message routing.
 
+A restamped replay (event time = send time) renders its texts ahead too, with each event-time field written as
+a placeholder: a run of one control byte (1 to 7, never in JSON text; which byte says which time format) exactly
+as wide as the time's text, and never next to another placeholder (each is a JSON value of its own).  Their
+offsets are found once per packed chunk (:attr:`Packed.stamps`); at send time a :class:`Stamp` holds the current
+time's texts, and the kernel writes them over the placeholders as it copies.  One clock read per framed run: the
+messages of a run share their send time.
+
 Examples
 --------
 >>> frames(["hi", "!"])
@@ -15,7 +22,7 @@ b'\\x81\\x02hi\\x81\\x01!'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import numba
@@ -24,12 +31,16 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["Packed", "frames", "pack_columns", "pack_texts"]
+__all__ = ["STAMP_BYTES", "Packed", "Stamp", "frames", "pack_columns", "pack_texts"]
 
 _I64 = npt.NDArray[np.int64]
 _U8 = npt.NDArray[np.uint8]
 _HEADER = 10  # the longest frame header (64-bit length)
 _DIGITS = 20  # the most digits a sequence number takes
+_STAMPS = 4  # the most event-time placeholders one text may hold
+_STAMP_KINDS = 8  # placeholder bytes are 1 .. _STAMP_KINDS - 1
+#: Bytes that make up event-time placeholders in a stamped render (one byte value per time format).
+STAMP_BYTES = range(1, _STAMP_KINDS)
 
 
 def _frame_rows_py(
@@ -42,11 +53,16 @@ def _frame_rows_py(
     r1: int,
     sequence: int,
     numbered: bool,
+    stamps: _I64,
+    table: _U8,
+    stamped: bool,
     out: _U8,
 ) -> tuple[Any, Any, Any]:
     """Frame rows ``[r0, r1)`` into ``out``: row ``i`` of channel ``c`` is ``payload[offsets[c, i]:offsets[c, i+1]]``,
     sent when ``wanted[c, codes[i]]``; when ``numbered``, the byte at ``marks[c, i]`` (where >= 0) is replaced by
-    ``sequence``'s digits (then incremented).  Returns ``(bytes written, messages, next sequence)``."""
+    ``sequence``'s digits (then incremented); when ``stamped``, each placeholder run of byte ``k`` starting at
+    ``stamps[c, i, s]`` (where >= 0) is overwritten by ``table[k]``.  Returns ``(bytes written, messages, next
+    sequence)``."""
     n_channels = offsets.shape[0]
     digits = np.empty(_DIGITS, np.uint8)
     w = 0
@@ -98,6 +114,18 @@ def _frame_rows_py(
             else:
                 out[w : w + length] = payload[a:b]
                 w += length
+            if stamped:  # placeholders are overwritten in place: the text ends at w, a mark's digits shift what follows
+                start = w - length
+                for s in range(stamps.shape[2]):
+                    p = stamps[c, i, s]
+                    if p < 0:
+                        break
+                    kind = payload[p]
+                    d = start + (p - a) + (n_digits - 1 if 0 <= m < p else 0)
+                    t = 0
+                    while p + t < b and payload[p + t] == kind and t < table.shape[1]:
+                        out[d + t] = table[kind, t]
+                        t += 1
             count += 1
     return w, count, sequence
 
@@ -121,11 +149,67 @@ def _nul_marks_py(payload: _U8, offsets: _I64, marks: _I64) -> None:
 _nul_marks = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_nul_marks_py))
 
 
+def _stamp_marks_py(payload: _U8, offsets: _I64, marks: _I64) -> int:
+    """``marks[i]``: where text ``i``'s placeholder runs start (-1 padded).  Returns the first text with more runs
+    than ``marks`` has room for, or -1."""
+    for i in range(offsets.shape[0] - 1):
+        k = 0
+        marks[i, :] = -1
+        j = offsets[i]
+        end = offsets[i + 1]
+        while j < end:
+            v = payload[j]
+            if 0 < v < _STAMP_KINDS:
+                if k == marks.shape[1]:
+                    return i
+                marks[i, k] = j
+                k += 1
+                while j < end and payload[j] == v:
+                    j += 1
+            else:
+                j += 1
+    return -1
+
+
+_stamp_marks = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_stamp_marks_py))
+
+
+class Stamp:
+    """One send time's event-time texts: ``texts[k]`` replaces a placeholder run of byte ``k`` (as wide as it);
+    ``ns`` is the time they write.
+
+    Examples
+    --------
+    >>> Stamp({1: "1700000000000"}).fill('{"E":\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01}')
+    '{"E":1700000000000}'
+    """
+
+    __slots__ = ("ns", "placeholders", "table", "texts")
+
+    def __init__(self, texts: Mapping[int, str], ns: int = 0) -> None:
+        self.ns = ns
+        width = max((len(t) for t in texts.values()), default=0)
+        self.table = np.zeros((_STAMP_KINDS, max(width, 1)), np.uint8)
+        self.texts = dict(texts)
+        self.placeholders = {kind: chr(kind) * len(text) for kind, text in texts.items()}
+        for kind, text in texts.items():
+            if kind not in STAMP_BYTES or not text.isascii():
+                raise ValueError(f"placeholder byte {kind} or its text {text!r} cannot be stamped")
+            self.table[kind, : len(text)] = np.frombuffer(text.encode(), np.uint8)
+
+    def fill(self, text: str) -> str:
+        """``text`` with its placeholders replaced (the per-message path's equivalent of the kernel's pass)."""
+        for kind, placeholder in self.placeholders.items():
+            if placeholder[0] in text:
+                text = text.replace(placeholder, self.texts[kind])
+        return text
+
+
 class Packed:
     """Texts of rows on one or more channels as one byte buffer: row ``i`` of channel ``c`` is
     ``payload[offsets[c, i]:offsets[c, i + 1]]``; ``marks[c, i]`` is its NUL mark's position (or -1)."""
 
-    __slots__ = ("_marks", "offsets", "payload", "rows")
+    __slots__ = ("_marks", "_stamps", "offsets", "payload", "rows")
 
     def __init__(self, payload: _U8, offsets: _I64) -> None:
         payload.flags.writeable = False  # one kernel signature (a read-only view, as np.frombuffer gives)
@@ -133,6 +217,7 @@ class Packed:
         self.offsets = offsets
         self.rows = offsets.shape[1] - 1
         self._marks: _I64 | None = None
+        self._stamps: _I64 | None = None
 
     @property
     def marks(self) -> _I64:
@@ -143,16 +228,42 @@ class Packed:
                 _nul_marks(self.payload, self.offsets[c], self._marks[c])
         return self._marks
 
+    @property
+    def stamps(self) -> _I64:
+        """Where each text's event-time placeholders start (``[channel, row, k]``, -1 padded), found on first use
+        (only a restamped replay renders placeholders)."""
+        if self._stamps is None:
+            stamps = np.empty((self.offsets.shape[0], self.rows, _STAMPS), np.int64)
+            for c in range(self.offsets.shape[0]):
+                bad = _stamp_marks(self.payload, self.offsets[c], stamps[c])
+                if bad >= 0:
+                    raise ValueError(f"text {bad} of channel {c} holds more than {_STAMPS} event-time placeholders")
+            self._stamps = stamps
+        return self._stamps
+
     def frame(
-        self, codes: npt.NDArray[np.int32], wanted: _U8, r0: int, r1: int, sequence: int, *, numbered: bool
+        self,
+        codes: npt.NDArray[np.int32],
+        wanted: _U8,
+        r0: int,
+        r1: int,
+        sequence: int,
+        *,
+        numbered: bool,
+        stamp: Stamp | None = None,
     ) -> tuple[_U8, int, int]:
         """Frames of rows ``[r0, r1)`` whose ``wanted[channel, codes[row]]`` is set, back to back; the session's
-        ``sequence`` numbers the marks when ``numbered``.  Returns ``(frames, messages, next sequence)``."""
+        ``sequence`` numbers the marks when ``numbered``; ``stamp``'s texts replace the event-time placeholders.
+        Returns ``(frames, messages, next sequence)``."""
         offsets = self.offsets
         size = int((offsets[:, r1] - offsets[:, r0]).sum()) + (r1 - r0) * offsets.shape[0] * (_HEADER + _DIGITS)
         out = np.empty(size, np.uint8)
         marks = self.marks if numbered else _NO_MARKS
-        w, count, sequence = _frame_rows(self.payload, offsets, marks, codes, wanted, r0, r1, sequence, numbered, out)
+        stamped = stamp is not None
+        stamps, table = (self.stamps, stamp.table) if stamp is not None else (_NO_STAMPS, _NO_TABLE)
+        w, count, sequence = _frame_rows(
+            self.payload, offsets, marks, codes, wanted, r0, r1, sequence, numbered, stamps, table, stamped, out
+        )
         return out[:w], count, sequence
 
 
@@ -205,6 +316,8 @@ def pack_columns(columns: Sequence[pl.Series]) -> Packed:
 _ALL = np.ones((1, 1), np.uint8)
 _FEW = 16
 _NO_MARKS = np.empty((1, 1), np.int64)  # marks are not read unless numbered
+_NO_STAMPS = np.empty((1, 1, 1), np.int64)  # nor stamps and their table unless stamped
+_NO_TABLE = np.empty((1, 1), np.uint8)
 
 
 def frames(messages: Sequence[str]) -> bytes:
@@ -230,3 +343,4 @@ def frames(messages: Sequence[str]) -> bytes:
 # Load (or compile) the kernels at import, with the types the replay passes, not on the first replayed message.
 frames(["\x00"] * _FEW)
 pack_texts([["a\x00"]]).frame(np.zeros(1, np.int32), _ALL, 0, 1, 0, numbered=True)
+pack_texts([["a\x00\x01"]]).frame(np.zeros(1, np.int32), _ALL, 0, 1, 0, numbered=True, stamp=Stamp({1: "1"}))

@@ -13,9 +13,16 @@ do (a first Coinbase/Kraken message per symbol, which is the per-message snapsho
 wrapper) goes through :meth:`Encoder.emit` per message for that session only.  Once a path has a subscriber on
 a book channel (checksummed or diff books), rows go message by message through :meth:`Encoder.prepare` and
 :meth:`Encoder.encode` as before; the book state the fast path skipped is replayed first (:meth:`_Feed.catch_up`),
-as it is before a REST depth snapshot or a late joiner's snapshot.  Restamping (event time = send time) encodes
-each tick as it is sent.  Unit tests hold the rendered texts equal to :meth:`Encoder.encode`'s and the compiled
-frames equal to per-message framing, byte for byte.
+as it is before a REST depth snapshot or a late joiner's snapshot.
+
+Restamping (event time = send time, for latency benchmarks) keeps the fast path: the texts are rendered ahead
+with each event-time field as a fixed-width placeholder (``Encoder.render_texts(..., stamped=True)``), and the
+compiled framing writes the send time's texts over them (:func:`event_stamp`, :class:`Stamp`).  The clock is read
+once per run of rows framed together, so the messages of a run share one event time: the time its frames were
+built, a few microseconds before the write that sends them.  A paced replay (``speed > 0``) frames only rows whose
+data time is due, so a run is what became due since the last turn.  Unit tests hold the rendered texts equal to
+:meth:`Encoder.encode`'s (stamped ones given the same event time) and the compiled frames equal to per-message
+framing, byte for byte.
 """
 
 from __future__ import annotations
@@ -52,10 +59,11 @@ from live.simulator._encoders import (
     OptionTick,
     SessionState,
     Tick,
+    event_stamp,
     format_number,
     with_number_texts,
 )
-from live.simulator._framing import Packed, frames, pack_columns
+from live.simulator._framing import Packed, Stamp, frames, pack_columns
 
 __all__ = ["FAULTS", "FeedStats", "SimulatorHandle", "run_simulator", "serve"]
 
@@ -325,7 +333,8 @@ class _Feed:
     def rendered(self, channel: str, i0: int) -> tuple[pl.Series, int]:
         """Messages of the quote rows of ``i0``'s chunk on ``channel``, and the chunk's first row.
 
-        Rows are rendered a chunk at a time and kept until the replay moves past them.
+        Rows are rendered a chunk at a time and kept until the replay moves past them; a restamped replay renders
+        event-time placeholders (filled in at send time).
         """
         lap = self.lap
         start = i0 - i0 % _CHUNK
@@ -336,7 +345,7 @@ class _Feed:
                 rows = self._with_seq(rows, lap)
             else:
                 rows = self.first_lap_rows.slice(start, _CHUNK)
-            cached = ((lap, start), self.encoder.render_texts(channel, rows))
+            cached = ((lap, start), self.encoder.render_texts(channel, rows, stamped=self.restamp))
             self.cache[channel] = cached
         return cached[1], start
 
@@ -396,6 +405,8 @@ class SimulatorHandle:
         self._speed = speed
         self._loop = loop
         self._autostart = autostart
+        for feed in feeds.values():
+            feed.restamp = restamp  # before any text is rendered: a restamped replay renders placeholders
         self._tasks: list[asyncio.Task[None]] = []
         sock = next(iter(server.sockets))
         self.host: str = sock.getsockname()[0]
@@ -536,7 +547,6 @@ class SimulatorHandle:
         timeline = feed.timeline
         n = len(timeline)
         speed = self._speed
-        feed.restamp = self._restamp
         while True:
             offset = feed.lap * feed.span
             t0_wall = time.monotonic()
@@ -611,15 +621,11 @@ class SimulatorHandle:
         if feed.skip > 0:
             i0 = self._skip_ticks(feed, i0, i1)
         encoder = feed.encoder
-        if self._restamp:  # event time = send time: no texts rendered ahead, each tick encoded as it goes
-            now = time.time_ns()
-            for i in range(i0, i1):
-                self._encode_tick(feed, feed.tick(i, feed.lap, now), feed.active)
-            return
         if not feed.active or i0 >= i1:
             return
         packed, base = feed.packed(i0)
         codes = feed.codes[base : base + packed.rows]
+        stamp = event_stamp(time.time_ns()) if feed.restamp else None  # one send time for the run
         sent = 0
         for session in list(feed.sessions):
             wanted = feed.wanted(session)
@@ -628,11 +634,11 @@ class SimulatorHandle:
             state = session.state
             plan = encoder.emit_plan(state)
             if plan is None or (encoder.snapshot_first and not feed.synced(session)):
-                sent += self._send_texts(feed, session, i0, i1)
+                sent += self._send_texts(feed, session, i0, i1, stamp)
                 continue
             numbered = plan == "numbered"
             out, count, state.sequence = packed.frame(
-                codes, wanted, i0 - base, i1 - base, state.sequence, numbered=numbered
+                codes, wanted, i0 - base, i1 - base, state.sequence, numbered=numbered, stamp=stamp
             )
             if count:
                 session.frame_texts()  # anything encoded before goes first
@@ -641,10 +647,10 @@ class SimulatorHandle:
         feed.buffered += sent
         feed.stats.messages += sent
 
-    def _send_texts(self, feed: _Feed, session: _Session, i0: int, i1: int) -> int:
+    def _send_texts(self, feed: _Feed, session: _Session, i0: int, i1: int, stamp: Stamp | None) -> int:
         """Quote rows ``[i0, i1)`` to one session message by message: its first message per symbol (a snapshot
         on venues that send one) or a per-session finish the compiled framing does not do (Binance's combined
-        stream wrapper)."""
+        stream wrapper).  ``stamp``: the send time of a restamped replay (its texts fill the placeholders)."""
         encoder = feed.encoder
         state = session.state
         subscriptions = state.subscriptions
@@ -662,9 +668,9 @@ class SimulatorHandle:
                 pair = (channel, vsym)
                 if pair not in subscriptions:
                     continue
-                text = texts[i - base]
+                text = texts[i - base] if stamp is None else stamp.fill(texts[i - base])
                 if first and pair not in state.synced:
-                    msg = encoder.encode(state, channel, feed.tick(i, feed.lap))
+                    msg = encoder.encode(state, channel, feed.tick(i, feed.lap, stamp.ns if stamp else None))
                 elif finish is not None:
                     msg = finish(state, channel, vsym, text)
                 else:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hypothesis.strategies as st
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 
 from live.simulator import ENCODERS, SessionState
-from live.simulator._framing import frames, pack_texts
+from live.simulator._framing import Stamp, frames, pack_texts
 from live.simulator._server import _frames
 
 
@@ -115,3 +116,47 @@ def test_binance_combined_sessions_are_not_framed_verbatim() -> None:
     assert encoder.emit_plan(SessionState()) == "verbatim"
     assert encoder.emit_plan(SessionState(combined=True)) is None
     assert ENCODERS["okx"]("spot").emit_plan(SessionState()) == "verbatim"
+
+
+_PIECES = st.sampled_from(["\x01\x01\x01", "\x02\x02\x02\x02\x02", "\x00"])
+
+
+@given(
+    data=st.data(),
+    n_rows=st.integers(1, 20),
+    sequence=st.sampled_from([0, 9, 99, 10**12 - 3]),
+)
+@settings(max_examples=150, deadline=None)
+def test_packed_frame_writes_the_stamp_over_placeholders_before_and_after_the_mark(
+    data: st.DataObject, n_rows: int, sequence: int
+) -> None:
+    stamp = Stamp({1: "abc", 2: "12345"})
+    texts = []
+    for _ in range(n_rows):
+        pieces = data.draw(st.lists(st.one_of(st.text(alphabet='xé{"', max_size=4), _PIECES), max_size=6))
+        text = ",".join(pieces)  # placeholders are fields of their own, never adjacent (as in JSON)
+        if text.count("\x00") > 1:  # one mark at most
+            head, _, tail = text.partition("\x00")
+            text = head + "\x00" + tail.replace("\x00", "")
+        texts.append(text)
+    packed = pack_texts([texts])
+    if any(t.count("\x01\x01\x01") + t.count("\x02" * 5) > 4 for t in texts):
+        return  # more placeholders than a text may hold (refused, see below)
+    for numbered in (False, True):
+        out, count, after = packed.frame(
+            np.zeros(n_rows, np.int32), np.ones((1, 1), np.uint8), 0, n_rows, sequence, numbered=numbered, stamp=stamp
+        )
+        expected, seq = [], sequence
+        for text in texts:
+            if numbered and "\x00" in text:
+                head, _, tail = text.partition("\x00")
+                text = f"{head}{seq}{tail}"
+                seq += 1
+            expected.append(stamp.fill(text))
+        assert out.tobytes() == _reference_frames(expected)
+        assert (count, after) == (n_rows, seq)
+
+
+def test_more_placeholders_than_a_text_may_hold_are_refused() -> None:
+    with pytest.raises(ValueError, match="placeholders"):
+        _ = pack_texts([["\x01x" * 5]]).stamps

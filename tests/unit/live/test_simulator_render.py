@@ -6,7 +6,9 @@ parse.  Ticks cover one-sided books, absent sizes, zero prices and numbers whose
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 
 import numpy as np
 import polars as pl
@@ -14,7 +16,8 @@ import pytest
 
 from live import adapters
 from live.simulator import ENCODERS, SessionState, Tick, format_number
-from live.simulator._encoders import format_numbers, with_number_texts
+from live.simulator._encoders import event_stamp, format_numbers, with_number_texts
+from live.simulator._framing import frames, pack_texts
 
 CASES = [
     (venue, market, channel)
@@ -108,3 +111,70 @@ def test_format_numbers_equals_format_number() -> None:
     got = format_numbers(pl.Series(values)).to_list()
     assert got == [format_number(v) for v in values]
     assert format_numbers(pl.Series([None, 2.5], dtype=pl.Float64)).to_list() == [None, "2.5"]
+
+
+# Send times: now-ish, a whole second (ISO fractions all zeros), a fraction with leading zeros, the last ns of a ms.
+STAMP_TIMES = [time.time_ns(), 1_700_000_000_000_000_000, 1_700_000_000_000_000_007, 1_712_345_678_999_999_999]
+
+
+@pytest.mark.parametrize(("venue", "market", "channel"), CASES)
+@pytest.mark.parametrize("combined", [False, True])
+def test_stamped_render_equals_encode_at_the_send_time(
+    venue: str, market: str | None, channel: str, combined: bool
+) -> None:
+    """A restamped replay's texts (placeholders filled at send time) are what encode writes for that event time."""
+    adapter = adapters.get(venue, market)
+    ticks = _ticks(venue, market)
+    fast = ENCODERS[venue](adapter.market)
+    rendered = fast.render(channel, _rows(ticks), stamped=True)
+    assert all("\x01" <= ch <= "\x07" for text in rendered for ch in text if ch < " " and ch != "\x00")
+    for now in STAMP_TIMES:
+        reference = ENCODERS[venue](adapter.market)
+        ref_state, fast_state = SessionState(sequence=5, combined=combined), SessionState(sequence=5, combined=combined)
+        synced = {(channel, t.venue_symbol) for t in ticks}
+        ref_state.synced |= synced
+        fast_state.synced |= synced
+        expected = []
+        for tick in ticks:
+            stamped = dataclasses.replace(tick, ts_event=now)
+            reference.prepare(stamped)
+            message = reference.encode(ref_state, channel, stamped)
+            assert message is not None
+            expected.append(message)
+        stamp = event_stamp(now)
+        got = [
+            fast.emit(fast_state, channel, t.venue_symbol, stamp.fill(text))
+            for t, text in zip(ticks, rendered, strict=True)
+        ]
+        assert got == expected
+        # the compiled pass writes the same bytes as the Python fill (numbered for Coinbase's sequence_num)
+        if fast.emit_plan(SessionState(combined=combined)) is not None:
+            numbered = fast.emit_plan(SessionState()) == "numbered"
+            packed = pack_texts([rendered])
+            out, count, after = packed.frame(
+                np.zeros(len(ticks), np.int32),
+                np.ones((1, 1), np.uint8),
+                0,
+                len(ticks),
+                5,
+                numbered=numbered,
+                stamp=stamp,
+            )
+            assert out.tobytes() == frames(expected)
+            assert (count, after) == (len(ticks), ref_state.sequence if numbered else 5)
+
+
+def test_unstamped_render_has_no_placeholders() -> None:
+    for venue, market, channel in CASES:
+        texts = ENCODERS[venue](adapters.get(venue, market).market).render(channel, _rows(_ticks(venue, market, 20)))
+        assert not any(ch in text for text in texts for ch in "\x01\x02\x03")
+
+
+def test_event_stamp_refuses_a_time_of_another_width() -> None:
+    assert event_stamp(1_700_000_000_123_456_789).texts == {
+        1: "1700000000123",
+        2: "2023-11-14T22:13:20.123456Z",
+        3: "2023-11-14T22:13:20.123456789Z",
+    }
+    with pytest.raises(ValueError, match="13 characters"):
+        event_stamp(999_999_999_999 * 1_000_000)  # 2001-09-09: ms integers had 12 digits before it
