@@ -15,7 +15,7 @@ a non-ASCII byte, an absent side, an unknown symbol, a message of another shape)
 caller parses message by message, which reports errors exactly as before.
 """
 
-# ruff: noqa: PLR1714, SIM109  (the kernel compares bytes with chained == / !=: plain branches under numba)
+# ruff: noqa: PLR1714, SIM109, SIM110  (the kernel compares bytes with chained == / != and loops, not generators)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -120,13 +120,19 @@ class Roles:
 
 
 class Plan(NamedTuple):
-    """A compiled description: node table, children, constants, key bytes and roles (see :func:`compile_plan`)."""
+    """A compiled description: node table, children, constants, key bytes and roles (see :func:`compile_plan`).
+
+    ``key_table`` finds an object's child by its key in one probe (open addressing on :func:`_key_hash`;
+    ``-1`` empty); ``required`` lists the nodes that must be there when their container is.
+    """
 
     nodes: npt.NDArray[np.int64]
     children: npt.NDArray[np.int64]
     consts: npt.NDArray[np.int64]
     keys: npt.NDArray[np.uint8]
     roles: npt.NDArray[np.int64]
+    key_table: npt.NDArray[np.int64]
+    required: npt.NDArray[np.int64]
 
 
 @dataclass
@@ -229,12 +235,26 @@ def compile_plan(root: Obj, roles: Roles, alt: tuple[bytes, Obj] | None = None) 
     role[:, R_SIZE_STRICT] = int(roles.size_strict)
     role[:, R_ALT_ROOT] = alt_root
     role[:, R_ALT_PREFIX] = prefix[0] | (prefix[1] << 32)
+    keys = np.frombuffer(bytes(b.keys) or b"\0", dtype=np.uint8).copy()
+    keyed = [(node, cols) for node, cols in enumerate(b.rows) if cols[_PARENT] >= 0 and cols[_INDEX] == -2]
+    size = 16
+    while size < 4 * len(keyed):
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)
+    for node, cols in keyed:
+        j = _key_hash_py(cols[_PARENT], keys, cols[_KEY_S], cols[_KEY_E]) & (size - 1)
+        while table[j] >= 0:
+            j = (j + 1) & (size - 1)
+        table[j] = node
+    required = [node for node, cols in enumerate(b.rows) if cols[_REQ] == 1 and cols[_MULTI] == 0]
     return Plan(
         np.array(b.rows, dtype=np.int64).reshape(-1, _NCOL),
         np.array(children, dtype=np.int64),
         np.array(b.consts or [(0, 0)], dtype=np.int64).reshape(-1, 2),
-        np.frombuffer(bytes(b.keys) or b"\0", dtype=np.uint8).copy(),
+        keys,
         role,
+        table,
+        np.array(required or [-1], dtype=np.int64)[: len(required)],
     )
 
 
@@ -490,56 +510,65 @@ def _lookup_py(buf: Any, cs: int, ce: int, slots: Any, spans: Any, sbuf: Any) ->
             return -1
         if slots[k, 0] == h:
             s0, s1 = spans[code, 0], spans[code, 1]
-            if s1 - s0 == ce - cs:
-                same = True
-                for j in range(ce - cs):
-                    if sbuf[s0 + j] != buf[cs + j]:
-                        same = False
-                        break
-                if same:
-                    return int(code)
+            if s1 - s0 == ce - cs and _same(sbuf, s0, buf, cs, ce - cs):
+                return int(code)
         k = (k + 1) & mask
+
+
+def _same_py(a: Any, a0: int, b: Any, b0: int, n: int) -> bool:
+    """``a[a0:a0 + n] == b[b0:b0 + n]``."""
+    for j in range(n):
+        if a[a0 + j] != b[b0 + j]:
+            return False
+    return True
 
 
 def _match_const_py(buf: Any, cs: int, ce: int, consts: Any, keys: Any, lo: int, hi: int, prefix: bool) -> bool:
     for k in range(lo, hi):
         k0, k1 = consts[k, 0], consts[k, 1]
         m = k1 - k0
-        if (prefix and ce - cs >= m) or (not prefix and ce - cs == m):
-            same = True
-            for j in range(m):
-                if keys[k0 + j] != buf[cs + j]:
-                    same = False
-                    break
-            if same:
-                return True
+        if ((prefix and ce - cs >= m) or (not prefix and ce - cs == m)) and _same(keys, k0, buf, cs, m):
+            return True
     return False
 
 
-def _child_py(nodes: Any, children: Any, keys: Any, parent: int, buf: Any, cs: int, ce: int, index: int) -> int:
-    """The child of ``parent`` for key ``buf[cs:ce]`` (``index`` < -1) or array index ``index``; -1 if none."""
+def _key_hash_py(parent: int, text: Any, cs: int, ce: int) -> int:
+    """Hash of an object key from its length and three of its bytes (O(1): a probe verifies the whole key)."""
+    n = ce - cs
+    h = parent * 0x9E3779B1 ^ n * 0x85EBCA77
+    if n > 0:
+        h ^= int(text[cs]) * 0xC2B2AE3D ^ int(text[ce - 1]) * 0x27D4EB2F ^ int(text[cs + (n >> 1)]) * 0x165667B1
+    return h ^ (h >> 17)
+
+
+def _key_child_py(nodes: Any, table: Any, keys: Any, parent: int, buf: Any, cs: int, ce: int) -> int:
+    """The child of object node ``parent`` for key ``buf[cs:ce]``; -1 if the plan does not read it."""
+    if parent < 0:
+        return -1
+    mask = table.shape[0] - 1
+    j = _key_hash(parent, buf, cs, ce) & mask
+    while True:
+        node = table[j]
+        if node < 0:
+            return -1
+        k0 = nodes[node, _KEY_S]
+        if nodes[node, _PARENT] == parent and nodes[node, _KEY_E] - k0 == ce - cs and _same(keys, k0, buf, cs, ce - cs):
+            return int(node)
+        j = (j + 1) & mask
+
+
+def _item_child_py(nodes: Any, children: Any, parent: int, index: int) -> int:
+    """The child of array node ``parent`` for element ``index`` (or its ``rest``); -1 if none."""
     if parent < 0:
         return -1
     c0 = nodes[parent, _CH_S]
     rest = -1
     for k in range(c0, c0 + nodes[parent, _CH_N]):
         node = children[k]
-        if index >= 0:
-            if nodes[node, _INDEX] == index:
-                return int(node)
-            if nodes[node, _INDEX] == -1:
-                rest = node
-            continue
-        k0, k1 = nodes[node, _KEY_S], nodes[node, _KEY_E]
-        if k1 - k0 != ce - cs:
-            continue
-        same = True
-        for j in range(k1 - k0):
-            if keys[k0 + j] != buf[cs + j]:
-                same = False
-                break
-        if same:
+        if nodes[node, _INDEX] == index:
             return int(node)
+        if nodes[node, _INDEX] == -1:
+            rest = node
     return int(rest)
 
 
@@ -553,6 +582,8 @@ def _extract_py(
     consts: Any,
     keys: Any,
     roles: Any,
+    key_table: Any,
+    required: Any,
     slots: Any,
     spans: Any,
     sbuf: Any,
@@ -564,19 +595,22 @@ def _extract_py(
     out_seq_valid: Any,
     out_flags: Any,
     out_spans: Any,
+    marks: Any,
+    ints: Any,
+    fval: Any,
+    stack: Any,
 ) -> int:
     """Fill the outputs for every message; -1 when all were read, else the index of the first declined one
-    (-2: offsets outside the buffer)."""
-    n_nodes = nodes.shape[0]
-    seen = np.zeros(n_nodes, dtype=np.bool_)
-    has = np.zeros(n_nodes, dtype=np.bool_)
-    fval = np.zeros(n_nodes, dtype=np.float64)
-    ival = np.zeros(n_nodes, dtype=np.int64)
-    vs = np.zeros(n_nodes, dtype=np.int64)
-    ve = np.zeros(n_nodes, dtype=np.int64)
-    st_node = np.zeros(_MAX_DEPTH, dtype=np.int64)
-    st_arr = np.zeros(_MAX_DEPTH, dtype=np.bool_)
-    st_cnt = np.zeros(_MAX_DEPTH, dtype=np.int64)
+    (-2: offsets outside the buffer).  ``marks``, ``ints``, ``fval`` and ``stack`` are scratch (the kernel runs
+    without numba's reference counting, so it allocates nothing)."""
+    seen = marks[0]
+    has = marks[1]
+    ival = ints[0]
+    vs = ints[1]
+    ve = ints[2]
+    st_node = stack[0]
+    st_arr = stack[1]
+    st_cnt = stack[2]
     alt_root = roles[0, R_ALT_ROOT]
     a0 = roles[0, R_ALT_PREFIX] & 0xFFFFFFFF
     a1 = roles[0, R_ALT_PREFIX] >> 32
@@ -589,14 +623,8 @@ def _extract_py(
         seen[:] = False
         has[:] = False
         root = 0
-        if alt_root >= 0 and e - s >= a1 - a0:
-            same = True
-            for j in range(a1 - a0):
-                if buf[s + j] != keys[a0 + j]:
-                    same = False
-                    break
-            if same:
-                root = alt_root
+        if alt_root >= 0 and e - s >= a1 - a0 and _same(keys, a0, buf, s, a1 - a0):
+            root = alt_root
         p = _ws(buf, s, e)
         depth = 0
         node = root
@@ -648,7 +676,7 @@ def _extract_py(
                                 break
                             state = 1
                         else:
-                            node = _child(nodes, children, keys, node, buf, 0, 0, 0)
+                            node = _item_child(nodes, children, node, 0)
                     elif buf[p] == 125:
                         p += 1
                         depth -= 1
@@ -801,7 +829,7 @@ def _extract_py(
                     parent = st_node[top]
                     if c == 44:
                         p = _ws(buf, p + 1, e)
-                        node = _child(nodes, children, keys, parent, buf, 0, 0, st_cnt[top])
+                        node = _item_child(nodes, children, parent, st_cnt[top])
                         state = 0
                     elif c == 93:
                         p += 1
@@ -834,7 +862,7 @@ def _extract_py(
             if parent >= 0 and esc:
                 ok = False  # an escaped key could spell a field name: decline rather than decode it
                 break
-            node = _child(nodes, children, keys, parent, buf, cs, ce, -2)
+            node = _key_child(nodes, key_table, keys, parent, buf, cs, ce)
             p = _ws(buf, q, e)
             if p >= e or buf[p] != 58:
                 ok = False
@@ -844,8 +872,8 @@ def _extract_py(
         if not ok:
             return i
         # required fields (of containers that were there)
-        for k in range(n_nodes):
-            if nodes[k, _REQ] == 1 and nodes[k, _MULTI] == 0 and not has[k]:
+        for k in required:
+            if not has[k]:
                 par = nodes[k, _PARENT]
                 if par < 0:
                     if k == root:
@@ -909,7 +937,11 @@ def _extract_py(
 
 
 def _jit(fn: Callable[..., Any], inline: str = "never") -> Callable[..., Any]:
-    return cast(Callable[..., Any], numba.njit(cache=True, nogil=True, error_model="numpy", inline=inline)(fn))
+    # _nrt=False: no reference counting.  The kernel allocates nothing (scratch comes from the caller), and with
+    # NRT on, every array passed to an inlined helper cost an atomic incref/decref pair: half the kernel's time.
+    return cast(
+        Callable[..., Any], numba.njit(cache=True, nogil=True, error_model="numpy", inline=inline, _nrt=False)(fn)
+    )
 
 
 # helpers inlined into the kernel at numba IR level (a call per token otherwise costs more than the token)
@@ -923,7 +955,10 @@ _digits = _jit(_digits_py)
 _iso = _jit(_iso_py)
 _lookup = _jit(_lookup_py)
 _match_const = _jit(_match_const_py)
-_child = _jit(_child_py, "always")
+_same = _jit(_same_py, "always")
+_key_hash = _jit(_key_hash_py, "always")
+_key_child = _jit(_key_child_py, "always")
+_item_child = _jit(_item_child_py, "always")
 _extract = _jit(_extract_py)
 
 
@@ -955,6 +990,7 @@ def extract(
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     ends = np.ascontiguousarray(ends, dtype=np.int64)
     n = starts.shape[0]
+    m = plan.nodes.shape[0]
     if ends.shape[0] != n:
         raise ValueError("starts and ends differ in length")
     out = Extracted(
@@ -976,11 +1012,17 @@ def extract(
         plan.consts,
         plan.keys,
         plan.roles,
+        plan.key_table,
+        plan.required,
         table.slots,
         table.spans,
         table.buf,
         _POW10,
         *out,
+        np.zeros((2, m), dtype=np.bool_),
+        np.zeros((3, m), dtype=np.int64),
+        np.zeros(m, dtype=np.float64),
+        np.zeros((3, _MAX_DEPTH), dtype=np.int64),
     )
     if rc == -2:
         raise ValueError("message offsets outside the buffer")
