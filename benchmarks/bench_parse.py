@@ -16,7 +16,9 @@ ticker, Kraken v2 ticker, Deribit quote) it times, on the same distinct messages
 
 and then the book path: OKX ``books`` updates parsed and applied to a :class:`live.book.BookKeeper`.
 
-Run ``.venv/bin/python benchmarks/bench_parse.py`` (under a minute on an idle core) or with ``--quick``.
+Run ``.venv/bin/python benchmarks/bench_parse.py`` (under a minute on an idle core) or with ``--quick``;
+``--long-floats`` writes prices as 17-digit shortest reprs (``60000.100000000006``, as the exchange simulator
+renders them), which the compiled readers convert with Eisel-Lemire instead of Clinger's fast path.
 Figures are the best of several repeats, timed in CPU seconds of this process (``time.process_time``) so that
 other processes sharing the machine do not count; ``--wall`` times wall-clock seconds instead.  The ratio column
 columns are ``tuple`` and ``columns`` over ``json.loads`` measured in the same run.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable
 
@@ -39,12 +42,27 @@ from live.book import BookKeeper, Books
 TS = 1_700_000_000_000_000_000
 
 
-def _messages(venue: str, n: int) -> list[bytes]:
-    """``n`` distinct, realistic top-of-book messages for ``venue`` (prices and ids vary)."""
+class _Long(float):
+    """A price that formats as its shortest repr when it is not a round decimal (``f"{p:.2f}"`` keeps 17 digits)."""
+
+    def __format__(self, spec: str) -> str:
+        text = format(float(self), spec)
+        return text if float(text) == self else repr(float(self))
+
+
+def _messages(venue: str, n: int, long_floats: bool = False) -> list[bytes]:
+    """``n`` distinct, realistic top-of-book messages for ``venue`` (prices and ids vary).
+
+    ``long_floats``: prices written as Python's shortest repr of a double one ulp above a round price
+    (``60000.100000000006``, 17 digits, what the exchange simulator renders), past Clinger's fast path.
+    """
     out = []
     for i in range(n):
-        bid = 60000 + (i % 997) * 0.1
-        ask = bid + 0.1
+        bid_value = 60000 + (i % 997) * 0.1
+        ask_value = bid_value + 0.1
+        bid, ask = bid_value, ask_value
+        if long_floats:
+            bid, ask = _Long(math.nextafter(bid_value, math.inf)), _Long(math.nextafter(ask_value, math.inf))
         ms = 1_700_000_000_000 + i
         if venue == "binance":
             text = (
@@ -166,6 +184,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer messages and repeats (a few seconds)")
     parser.add_argument("--messages", type=int, default=None, help="messages per venue (default 100000)")
     parser.add_argument("--wall", action="store_true", help="time wall-clock instead of process CPU seconds")
+    parser.add_argument(
+        "--long-floats", action="store_true", help="prices as 17-digit shortest reprs (past Clinger's fast path)"
+    )
     args = parser.parse_args()
     clock_fn: Callable[[], float] = time.perf_counter if args.wall else time.process_time
     n = args.messages or (20_000 if args.quick else 100_000)
@@ -173,7 +194,10 @@ def main() -> None:
     n_frames = max(n // 20, 1000)
 
     clock = "wall-clock" if args.wall else "process CPU"
-    print(f"messages per venue: {n} (frames path: {n_frames}); best of {repeats}; one core; {clock} time")
+    prices = "17-digit shortest reprs" if args.long_floats else "2-decimal"
+    print(
+        f"messages per venue: {n} (frames path: {n_frames}); {prices} prices; best of {repeats}; one core; {clock} time"
+    )
     header = (
         f"{'venue':<9} {'tuple/s':>11} {'batch/s':>11} {'columns/s':>11} {'rows/s':>11} {'frames/s':>10} "
         f"{'json.loads/s':>13} {'orjson/s':>11} {'tuple/json':>10} {'columns/json':>12}"
@@ -182,7 +206,7 @@ def main() -> None:
     print("-" * len(header))
     for venue in adapters.VENUES:
         adapter = adapters.get(venue, "linear" if venue in ("binance", "bybit") else None)
-        messages = _messages(venue, n)
+        messages = _messages(venue, n, args.long_floats)
         sample = adapter.parse_quote_tuple(messages[0], TS)
         assert sample is not None, venue  # the benchmark must time real work
         tuple_rate = _rate(lambda raw, a=adapter: a.parse_quote_tuple(raw, TS), messages, repeats, clock_fn)  # type: ignore[misc]

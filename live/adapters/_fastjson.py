@@ -8,11 +8,12 @@ into arrays and :func:`extract` runs one numba kernel over every message of a so
 that fills the columns.
 
 The kernel only ever answers what the per-message path would, or declines the whole batch: numbers are
-converted only on the exact fast path (integer mantissa <= 2**53 and a power-of-ten exponent |e| <= 22, where
-one IEEE multiply or divide is correctly rounded, so the result equals Python's ``float(text)`` bit for bit);
-anything else (a longer mantissa, an escape in a field it reads, a duplicate key, a missing or mistyped field,
-a non-ASCII byte, an absent side, an unknown symbol, a message of another shape) makes it decline, and the
-caller parses message by message, which reports errors exactly as before.
+converted by :func:`live.adapters._float.to_float` (Clinger's fast path, then Eisel-Lemire: Python's
+``float(text)`` bit for bit, or undecided) from a mantissa kept exact up to 18 digits (every shortest repr of a
+double has at most 17); anything else (an undecided conversion, a longer mantissa, an escape in a field it reads,
+a duplicate key, a missing or mistyped field, a non-ASCII byte, an absent side, an unknown symbol, a message of
+another shape) makes it decline, and the caller parses message by message, which reports errors exactly as
+before.  The kernel runs without numba's reference counting (see :func:`_jit`).
 """
 
 # ruff: noqa: PLR1714, SIM109, SIM110  (the kernel compares bytes with chained == / != and loops, not generators)
@@ -25,6 +26,8 @@ from typing import Any, NamedTuple, cast
 import numba
 import numpy as np
 import numpy.typing as npt
+
+from live.adapters._float import POW10, to_float
 
 __all__ = ["Arr", "Leaf", "Obj", "Plan", "Roles", "SymbolTable", "compile_plan", "extract", "symbol_hash"]
 
@@ -56,11 +59,9 @@ _NCOL = 16
 _NROLE = 13
 
 _MAX_DEPTH = 32
-_TWO53 = 1 << 53
 _BIG = 10**17  # digits are accumulated while the mantissa stays below this (int64 safe)
 _MS_MAX = 10**14
 _MS_INT64 = (2**63 - 1) // 1_000_000  # later milliseconds overflow int64 nanoseconds (Python ints do not)
-_POW10 = np.array([10.0**k for k in range(23)], dtype=np.float64)  # all exactly representable
 
 
 # ------------------------------------------------------------------------------------------------ description
@@ -427,18 +428,6 @@ def _number_py(buf: Any, p: int, e: int) -> tuple[int, bool, bool, int, int, boo
     return p, neg, integer, mant, exp10, exact
 
 
-def _to_float_py(mant: int, exp10: int, exact: bool, neg: bool, pow10: Any) -> tuple[bool, float]:
-    """The exact fast path: (ok, value) with value == float(text) bit for bit when ok."""
-    if not exact or mant > _TWO53 or exp10 > 22 or exp10 < -22:
-        return False, 0.0
-    v = float(mant)
-    if exp10 > 0:
-        v = v * pow10[exp10]
-    elif exp10 < 0:
-        v = v / pow10[-exp10]
-    return True, -v if neg else v
-
-
 def _digits_py(buf: Any, p: int, n: int) -> int:
     v = 0
     for j in range(p, p + n):
@@ -719,7 +708,7 @@ def _extract_py(
                                 ok = False
                                 break
                         else:
-                            good, v = _to_float(mant, exp10, exact, neg, pow10)
+                            good, v = to_float(mant, exp10, exact, neg, pow10)
                             if not good:
                                 ok = False
                                 break
@@ -773,7 +762,7 @@ def _extract_py(
                             ok = False
                             break
                     elif vk == K_FLOAT_NUM:
-                        good, v = _to_float(mant, exp10, exact, neg, pow10)
+                        good, v = to_float(mant, exp10, exact, neg, pow10)
                         if not good:
                             ok = False
                             break
@@ -950,7 +939,6 @@ _ws = _jit(_ws_py, "always")
 _hex = _jit(_hex_py)
 _string = _jit(_string_py, "always")
 _number = _jit(_number_py, "always")
-_to_float = _jit(_to_float_py, "always")
 _digits = _jit(_digits_py)
 _iso = _jit(_iso_py)
 _lookup = _jit(_lookup_py)
@@ -1017,7 +1005,7 @@ def extract(
         table.slots,
         table.spans,
         table.buf,
-        _POW10,
+        POW10,
         *out,
         np.zeros((2, m), dtype=np.bool_),
         np.zeros((3, m), dtype=np.int64),
