@@ -358,10 +358,11 @@ _PLACEHOLDERS = {kind: chr(kind) * width for kind, width in _STAMP_WIDTHS.items(
 def event_stamp(now_ns: int) -> Stamp:
     """The texts a send at ``now_ns`` writes over a stamped render's placeholders, as :meth:`Encoder.encode` writes
     an event time of ``now_ns`` (ms integer, µs and ns ISO-8601)."""
-    texts = {_STAMP_MS: str(now_ns // 1_000_000), _STAMP_US: _iso(now_ns, 6), _STAMP_NS: _iso(now_ns, 9)}
-    for kind, text in texts.items():
-        if len(text) != _STAMP_WIDTHS[kind]:
-            raise ValueError(f"event time {now_ns} ns writes {text!r}, not {_STAMP_WIDTHS[kind]} characters")
+    seconds, frac = divmod(now_ns, 1_000_000_000)
+    base, digits = _iso_seconds(seconds), f"{frac:09d}"  # _iso(now_ns, 6) and _iso(now_ns, 9), formatted once
+    texts = {_STAMP_MS: str(now_ns // 1_000_000), _STAMP_US: f"{base}.{digits[:6]}Z", _STAMP_NS: f"{base}.{digits}Z"}
+    if len(texts[_STAMP_MS]) != 13 or len(base) != 19:
+        raise ValueError(f"event time {now_ns} ns writes {texts}, not {_STAMP_WIDTHS} characters wide")
     return Stamp(texts, now_ns)
 
 

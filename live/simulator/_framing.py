@@ -55,13 +55,15 @@ def _frame_rows_py(
     numbered: bool,
     stamps: _I64,
     table: _U8,
+    layout: _I64,
     stamped: bool,
     out: _U8,
 ) -> tuple[Any, Any, Any]:
     """Frame rows ``[r0, r1)`` into ``out``: row ``i`` of channel ``c`` is ``payload[offsets[c, i]:offsets[c, i+1]]``,
     sent when ``wanted[c, codes[i]]``; when ``numbered``, the byte at ``marks[c, i]`` (where >= 0) is replaced by
     ``sequence``'s digits (then incremented); when ``stamped``, each placeholder run of byte ``k`` starting at
-    ``stamps[c, i, s]`` (where >= 0) is overwritten by ``table[k]``.  Returns ``(bytes written, messages, next
+    ``stamps[c, i, s]`` (where >= 0) is overwritten by ``table[start:start + width]``, ``layout[k]`` being
+    ``(start, width)``.  Returns ``(bytes written, messages, next
     sequence)``."""
     n_channels = offsets.shape[0]
     digits = np.empty(_DIGITS, np.uint8)
@@ -122,9 +124,11 @@ def _frame_rows_py(
                         break
                     kind = payload[p]
                     d = start + (p - a) + (n_digits - 1 if 0 <= m < p else 0)
+                    t0 = layout[kind, 0]
+                    width = layout[kind, 1]
                     t = 0
-                    while p + t < b and payload[p + t] == kind and t < table.shape[1]:
-                        out[d + t] = table[kind, t]
+                    while p + t < b and payload[p + t] == kind and t < width:
+                        out[d + t] = table[t0 + t]
                         t += 1
             count += 1
     return w, count, sequence
@@ -184,38 +188,58 @@ class Stamp:
     '{"E":1700000000000}'
     """
 
-    __slots__ = ("ns", "placeholders", "table", "texts")
+    __slots__ = ("layout", "ns", "table", "texts")
 
     def __init__(self, texts: Mapping[int, str], ns: int = 0) -> None:
+        # built once per framed run of a paced replay: the texts back to back in one array, and where each is
         self.ns = ns
-        width = max((len(t) for t in texts.values()), default=0)
-        self.table = np.zeros((_STAMP_KINDS, max(width, 1)), np.uint8)
-        self.texts = dict(texts)
-        self.placeholders = {kind: chr(kind) * len(text) for kind, text in texts.items()}
-        for kind, text in texts.items():
-            if kind not in STAMP_BYTES or not text.isascii():
-                raise ValueError(f"placeholder byte {kind} or its text {text!r} cannot be stamped")
-            self.table[kind, : len(text)] = np.frombuffer(text.encode(), np.uint8)
+        self.texts = texts
+        widths = tuple(map(len, texts.values()))
+        key = (tuple(texts), widths)
+        layout = _LAYOUTS.get(key)
+        if layout is None:
+            layout = _LAYOUTS[key] = _layout(texts)
+        self.layout = layout
+        self.table = np.frombuffer("".join(texts.values()).encode(), np.uint8)
+        if len(self.table) != sum(widths):
+            raise ValueError(f"event-time texts must be ASCII: {texts}")
 
     def fill(self, text: str) -> str:
         """``text`` with its placeholders replaced (the per-message path's equivalent of the kernel's pass)."""
-        for kind, placeholder in self.placeholders.items():
-            if placeholder[0] in text:
-                text = text.replace(placeholder, self.texts[kind])
+        for kind, value in self.texts.items():
+            mark = chr(kind)
+            if mark in text:
+                text = text.replace(mark * len(value), value)
         return text
+
+
+_LAYOUTS: dict[tuple[tuple[int, ...], tuple[int, ...]], _I64] = {}
+
+
+def _layout(texts: Mapping[int, str]) -> _I64:
+    """``[kind] -> (start, width)`` of each text in :class:`Stamp`'s table (width 0: no text for that byte)."""
+    layout = np.zeros((_STAMP_KINDS, 2), np.int64)
+    start = 0
+    for kind, text in texts.items():
+        if kind not in STAMP_BYTES:
+            raise ValueError(f"placeholder bytes are {STAMP_BYTES.start}..{STAMP_BYTES.stop - 1}, not {kind}")
+        layout[kind] = start, len(text)
+        start += len(text)
+    return layout
 
 
 class Packed:
     """Texts of rows on one or more channels as one byte buffer: row ``i`` of channel ``c`` is
     ``payload[offsets[c, i]:offsets[c, i + 1]]``; ``marks[c, i]`` is its NUL mark's position (or -1)."""
 
-    __slots__ = ("_marks", "_stamps", "offsets", "payload", "rows")
+    __slots__ = ("_marks", "_stamps", "longest", "offsets", "payload", "rows")
 
     def __init__(self, payload: _U8, offsets: _I64) -> None:
         payload.flags.writeable = False  # one kernel signature (a read-only view, as np.frombuffer gives)
         self.payload = payload
         self.offsets = offsets
         self.rows = offsets.shape[1] - 1
+        self.longest = int(np.diff(offsets, axis=1).max(initial=0))  # bytes of the longest text
         self._marks: _I64 | None = None
         self._stamps: _I64 | None = None
 
@@ -256,13 +280,14 @@ class Packed:
         ``sequence`` numbers the marks when ``numbered``; ``stamp``'s texts replace the event-time placeholders.
         Returns ``(frames, messages, next sequence)``."""
         offsets = self.offsets
-        size = int((offsets[:, r1] - offsets[:, r0]).sum()) + (r1 - r0) * offsets.shape[0] * (_HEADER + _DIGITS)
-        out = np.empty(size, np.uint8)
+        out = np.empty((r1 - r0) * offsets.shape[0] * (self.longest + _HEADER + _DIGITS), np.uint8)  # a bound
         marks = self.marks if numbered else _NO_MARKS
         stamped = stamp is not None
-        stamps, table = (self.stamps, stamp.table) if stamp is not None else (_NO_STAMPS, _NO_TABLE)
+        stamps, table, layout = (
+            (self.stamps, stamp.table, stamp.layout) if stamp is not None else (_NO_STAMPS, _NO_TABLE, _NO_LAYOUT)
+        )
         w, count, sequence = _frame_rows(
-            self.payload, offsets, marks, codes, wanted, r0, r1, sequence, numbered, stamps, table, stamped, out
+            self.payload, offsets, marks, codes, wanted, r0, r1, sequence, numbered, stamps, table, layout, stamped, out
         )
         return out[:w], count, sequence
 
@@ -317,7 +342,8 @@ _ALL = np.ones((1, 1), np.uint8)
 _FEW = 16
 _NO_MARKS = np.empty((1, 1), np.int64)  # marks are not read unless numbered
 _NO_STAMPS = np.empty((1, 1, 1), np.int64)  # nor stamps and their table unless stamped
-_NO_TABLE = np.empty((1, 1), np.uint8)
+_NO_TABLE = np.frombuffer(b"-", np.uint8)
+_NO_LAYOUT = np.zeros((_STAMP_KINDS, 2), np.int64)
 
 
 def frames(messages: Sequence[str]) -> bytes:

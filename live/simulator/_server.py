@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,12 +234,12 @@ class _Feed:
         timeline += [(o.ts_event, 3, i) for i, o in enumerate(self.options)]
         timeline.sort()
         self.timeline = timeline
-        # the same as arrays, for finding a run's end without a loop over rows: event times, and for each entry
-        # the first entry at or after it that is not a quote
-        self.timeline_ts = np.fromiter((t for t, _, _ in timeline), np.int64, len(timeline))
+        # for finding a run's end without a loop over rows: for each entry the first entry at or after it that is
+        # not a quote, and the event times (bisected)
         kinds = np.fromiter((kind for _, kind, _ in timeline), np.int64, len(timeline))
         not_quote = np.append(np.flatnonzero(kinds), len(timeline))
-        self.next_other = not_quote[np.searchsorted(not_quote, np.arange(len(timeline) + 1))]
+        self.next_other: list[int] = not_quote[np.searchsorted(not_quote, np.arange(len(timeline) + 1))].tolist()
+        self.timeline_times = [t for t, _, _ in timeline]  # bisected once per paced run (no NumPy call)
         self.span = (timeline[-1][0] - timeline[0][0] + 1_000_000) if timeline else 0  # event-time shift per lap
         self.restamp = False
         self.buffered = 0  # messages encoded into the sessions' ``out`` lists since the last write
@@ -597,10 +597,10 @@ class SimulatorHandle:
         at most ``_RUN`` of them and within one render chunk."""
         timeline = feed.timeline
         i = timeline[k][2]
-        end = min(len(timeline), k + _RUN, k + _CHUNK - i % _CHUNK, int(feed.next_other[k + 1]))
+        end = min(len(timeline), k + _RUN, k + _CHUNK - i % _CHUNK, feed.next_other[k + 1])
         if self._speed > 0:
             due = t0_data + (time.monotonic() - t0_wall) * self._speed * 1e9
-            end = min(end, int(np.searchsorted(feed.timeline_ts, int(due), side="right")))
+            end = min(end, bisect_right(feed.timeline_times, due, k, end))
         return max(end, k + 1)
 
     def _skip_ticks(self, feed: _Feed, i0: int, i1: int) -> int:

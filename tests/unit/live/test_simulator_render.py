@@ -176,5 +176,5 @@ def test_event_stamp_refuses_a_time_of_another_width() -> None:
         2: "2023-11-14T22:13:20.123456Z",
         3: "2023-11-14T22:13:20.123456789Z",
     }
-    with pytest.raises(ValueError, match="13 characters"):
+    with pytest.raises(ValueError, match="characters wide"):
         event_stamp(999_999_999_999 * 1_000_000)  # 2001-09-09: ms integers had 12 digits before it
