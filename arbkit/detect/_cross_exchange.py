@@ -419,15 +419,15 @@ def _scan(
     is the one-thread scan's.
     """
     work = _grown(state, symbols, venues)
-    cells = work.cells
-    last_clock = np.full(len(symbols), _I64_MIN, dtype=np.int64)
     in_order = all(order.size == 0 for _, order in plan)
     split = in_order and len(symbols) > 1 and sym.size >= _PARALLEL_ROWS and _CPUS > 1
     owner = _halves(sym, len(symbols)) if split else np.zeros(len(symbols), dtype=np.int8)
 
-    def part(me: int) -> tuple[_I, _I, list[_I], list[_F]] | None:
-        reasons = np.zeros(len(REASONS), dtype=np.int64)
-        suppressed = np.zeros(2, dtype=np.int64)
+    def part(me: int, cells: QuoteCells, next_seq: _I) -> tuple[_I, _I, list[_I], list[_F]] | None:
+        # Counters padded apart: the two threads' arrays must not share a cache line.
+        reasons = np.zeros(64, dtype=np.int64)[: len(REASONS)]
+        suppressed = np.zeros(64, dtype=np.int64)[:2]
+        last_clock = np.full(len(symbols), _I64_MIN, dtype=np.int64)
         parts_i, parts_f = [], []
         for chunk, order in plan:
             rows = slice(chunk.offset, chunk.offset + chunk.clock.size)
@@ -436,7 +436,7 @@ def _scan(
                 chunk.clock, chunk.bid, chunk.ask, chunk.bid_size, chunk.ask_size, chunk.flags, chunk.offset,
                 _BLOCKING, tables.known, tables.fee, tables.lot, tables.min_notional, tables.limit,
                 float(params.max_notional), float(params.min_profit), cells.bid, cells.ask, cells.bid_size,
-                cells.ask_size, cells.time, cells.flags, cells.reason, work.next_seq, reasons, suppressed, last_clock,
+                cells.ask_size, cells.time, cells.flags, cells.reason, next_seq, reasons, suppressed, last_clock,
             )  # fmt: skip
             if n_hits < 0:
                 return None
@@ -446,13 +446,21 @@ def _scan(
         return reasons, suppressed, parts_i, parts_f
 
     if not split:
-        alone = part(0)
+        alone = part(0, work.cells, work.next_seq)
         return None if alone is None else (work, *alone)
-    second = _pool().submit(part, 1)
-    first = part(0)
+    # The second thread updates private copies of the carried arrays (the cells of neighbouring symbols share
+    # cache lines: writing them from two cores at once costs more than the second core gains), copied back after.
+    cells_1 = QuoteCells(*(np.array(getattr(work.cells, f)) for f in _CELL_FIELDS))
+    next_seq_1 = work.next_seq.copy()
+    second = _pool().submit(part, 1, cells_1, next_seq_1)
+    first = part(0, work.cells, work.next_seq)
     other = second.result()
     if first is None or other is None:
         return None
+    mine = owner == 1
+    for name in _CELL_FIELDS:
+        getattr(work.cells, name)[mine] = getattr(cells_1, name)[mine]
+    work.next_seq[mine] = next_seq_1[mine]
     parts_i, parts_f = first[2] + other[2], first[3] + other[3]
     if first[2] and other[2]:
         hit_i, hit_f = np.concatenate(parts_i), np.concatenate(parts_f)
@@ -461,6 +469,7 @@ def _scan(
     return work, first[0] + other[0], first[1] + other[1], parts_i, parts_f
 
 
+_CELL_FIELDS = tuple(QuoteCells.__dataclass_fields__)
 #: Below this many rows a batch is scanned by one thread (handing work to another costs ~0.1 ms).
 _PARALLEL_ROWS = 1 << 19
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -87,8 +87,8 @@ def _scan_py(
     """Scan rows in ``order``, or in input order when ``order`` is empty; see the module and the detector.
 
     Only the rows of symbols ``s`` with ``owner[s] == me`` are scanned: symbols share nothing, so two threads
-    can scan one batch at once, each owning some symbols (they write disjoint rows of the carried arrays).  In
-    input order, each symbol's clock must not decrease (``last_clock`` carries it across chunks): the scan
+    can scan one batch at once, each owning some symbols (each on its own copy of the carried arrays and
+    counters: neighbouring symbols share cache lines).  In input order, each symbol's clock must not decrease (``last_clock`` carries it across chunks): the scan
     returns -1 at the first row that breaks it, leaving the carried arrays half updated (the caller then
     starts again from fresh copies, in canonical order).
     """
