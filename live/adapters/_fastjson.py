@@ -584,22 +584,23 @@ def _extract_py(
     out_seq_valid: Any,
     out_flags: Any,
     out_spans: Any,
-    marks: Any,
-    ints: Any,
+    work: Any,
     fval: Any,
-    stack: Any,
 ) -> int:
     """Fill the outputs for every message; -1 when all were read, else the index of the first declined one
-    (-2: offsets outside the buffer).  ``marks``, ``ints``, ``fval`` and ``stack`` are scratch (the kernel runs
-    without numba's reference counting, so it allocates nothing)."""
-    seen = marks[0]
-    has = marks[1]
-    ival = ints[0]
-    vs = ints[1]
-    ve = ints[2]
-    st_node = stack[0]
-    st_arr = stack[1]
-    st_cnt = stack[2]
+    (-2: offsets outside the buffer).  ``work`` (int64, :func:`_work_size`) and ``fval`` (float64, one per node)
+    are scratch: the kernel runs without numba's reference counting, so it allocates nothing.  On return
+    ``work[-1]`` counts the rows read without a sequence number."""
+    m = nodes.shape[0]
+    seen = work[0:m]
+    has = work[m : 2 * m]
+    ival = work[2 * m : 3 * m]
+    vs = work[3 * m : 4 * m]
+    ve = work[4 * m : 5 * m]
+    st_node = work[5 * m : 5 * m + _MAX_DEPTH]
+    st_arr = work[5 * m + _MAX_DEPTH : 5 * m + 2 * _MAX_DEPTH]
+    st_cnt = work[5 * m + 2 * _MAX_DEPTH : 5 * m + 3 * _MAX_DEPTH]
+    no_seq = 0
     alt_root = roles[0, R_ALT_ROOT]
     a0 = roles[0, R_ALT_PREFIX] & 0xFFFFFFFF
     a1 = roles[0, R_ALT_PREFIX] >> 32
@@ -609,8 +610,8 @@ def _extract_py(
         e = ends[i]
         if s < 0 or e > size or s > e:
             return -2
-        seen[:] = False
-        has[:] = False
+        seen[:] = 0
+        has[:] = 0
         root = 0
         if alt_root >= 0 and e - s >= a1 - a0 and _same(keys, a0, buf, s, a1 - a0):
             root = alt_root
@@ -913,6 +914,7 @@ def _extract_py(
         else:
             out_seq[i] = 0
             out_seq_valid[i] = False
+            no_seq += 1
         out_flags[i] = 2 if bid > ask else 0  # QuoteFlag.CROSSED
         out_spans[i, 0] = vs[bid_n]
         out_spans[i, 1] = ve[bid_n]
@@ -922,7 +924,13 @@ def _extract_py(
         out_spans[i, 5] = ve[ask_n]
         out_spans[i, 6] = vs[as_n]
         out_spans[i, 7] = ve[as_n]
+    work[work.shape[0] - 1] = no_seq
     return -1
+
+
+def _work_size(n_nodes: int) -> int:
+    """Length of the kernel's int64 scratch: five values per node, three stacks, one count."""
+    return 5 * n_nodes + 3 * _MAX_DEPTH + 1
 
 
 def _jit(fn: Callable[..., Any], inline: str = "never") -> Callable[..., Any]:
@@ -951,13 +959,14 @@ _extract = _jit(_extract_py)
 
 
 class Extracted(NamedTuple):
-    """Columns of one batch as the kernel filled them (``values`` rows: bid, bid_size, ask, ask_size)."""
+    """Columns of one batch as the kernel filled them (``values`` rows: bid, bid_size, ask, ask_size;
+    ``seq_valid`` is ``None`` when every row has a sequence number)."""
 
     ts_event: npt.NDArray[np.int64]
     symbol_code: npt.NDArray[np.int32]
     values: npt.NDArray[np.float64]
     seq: npt.NDArray[np.int64]
-    seq_valid: npt.NDArray[np.bool_]
+    seq_valid: npt.NDArray[np.bool_] | None
     flags: npt.NDArray[np.uint16]
     spans: npt.NDArray[np.int64]
 
@@ -978,18 +987,17 @@ def extract(
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     ends = np.ascontiguousarray(ends, dtype=np.int64)
     n = starts.shape[0]
-    m = plan.nodes.shape[0]
     if ends.shape[0] != n:
         raise ValueError("starts and ends differ in length")
-    out = Extracted(
-        np.empty(n, dtype=np.int64),
-        np.empty(n, dtype=np.int32),
-        np.empty((4, n), dtype=np.float64),
-        np.empty(n, dtype=np.int64),
-        np.empty(n, dtype=np.bool_),
-        np.empty(n, dtype=np.uint16),
-        np.empty((n, 8), dtype=np.int64),
-    )
+    m = plan.nodes.shape[0]
+    work = np.zeros(_work_size(m), dtype=np.int64)
+    ts_event = np.empty(n, dtype=np.int64)
+    code = np.empty(n, dtype=np.int32)
+    values = np.empty((4, n), dtype=np.float64)
+    seq = np.empty(n, dtype=np.int64)
+    seq_valid = np.empty(n, dtype=np.bool_)
+    flags = np.empty(n, dtype=np.uint16)
+    spans = np.empty((n, 8), dtype=np.int64)
     rc = _extract(
         data,
         starts,
@@ -1006,12 +1014,18 @@ def extract(
         table.spans,
         table.buf,
         POW10,
-        *out,
-        np.zeros((2, m), dtype=np.bool_),
-        np.zeros((3, m), dtype=np.int64),
-        np.zeros(m, dtype=np.float64),
-        np.zeros((3, _MAX_DEPTH), dtype=np.int64),
+        ts_event,
+        code,
+        values,
+        seq,
+        seq_valid,
+        flags,
+        spans,
+        work,
+        np.empty(m, dtype=np.float64),
     )
     if rc == -2:
         raise ValueError("message offsets outside the buffer")
-    return out if rc == -1 else None
+    if rc != -1:
+        return None
+    return Extracted(ts_event, code, values, seq, seq_valid if work[-1] else None, flags, spans)
