@@ -19,13 +19,16 @@ separate process (this box has 2 cores: one serves, one receives).  Seven phases
 6. **pipeline**: the same client against the real simulator replaying as fast as possible (end to end; on 2
    cores the simulator shares the machine);
 7. **latency**: the simulator path at a paced rate (``--rate``, half of phase 6 by default), with the simulator
-   stamping each message's event time at send (each tick encoded as it is sent, not rendered ahead); latency =
-   batch flush time - event time.  Binance/OKX/Bybit carry ms event times and Kraken µs, so their latencies are
-   over-estimated by up to 1 ms (truncation); Coinbase ns.  On a loaded 2-core box this phase measures mostly
-   the wait for a CPU: compare it only with a baseline run in the same minutes.
+   stamping each message's event time at send (texts rendered ahead with event-time placeholders that the
+   framing pass overwrites with the send time; the messages of one write share it); latency = batch flush
+   time - event time.  Binance/OKX/Bybit carry ms event times and Kraken µs, so their latencies are
+   over-estimated by up to 1 ms (truncation); Coinbase ns.  The simulator's and the client's CPU per message
+   are printed too: where either side needs more than its share of the box at the pace asked, the latency
+   measured is that side's backlog.  On a loaded 2-core box this phase measures mostly the wait for a CPU:
+   compare it only with a baseline run in the same minutes.
 
 Peak memory is the receiving process's peak RSS.  Run ``.venv/bin/python benchmarks/bench_live_feed.py``
-(``--quick`` for a short run).
+(``--quick`` for a short run; ``--rate 100000 --latency-only`` for phase 7 alone at a given pace).
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ def _simulator_process(conn: Connection, n_per_symbol: int, speed: float, restam
         conn.send((sim.port, {p: sim.symbols(p) for p in sim.paths}))
         cpu = time.process_time()  # from here on: subscriptions (negligible) and the replay
         await sim.wait_done(timeout=600)
-        conn.send(time.process_time() - cpu)
+        waited = sum(stats.waited_s for stats in sim.stats().values())  # blocked on slow readers (summed over paths)
+        conn.send((time.process_time() - cpu, time.time(), waited))  # replay CPU, when the last message went out
         await asyncio.to_thread(conn.poll, 600)  # until the parent has received everything
         await sim.close()
 
@@ -184,6 +188,8 @@ class Simulator:
         self.base = f"ws://127.0.0.1:{self.port}"
         self.blast = blast
         self.cpu_s = float("nan")  # the simulator process's CPU seconds for its replay (read at close)
+        self.done_at = float("nan")  # wall-clock time (time.time) the simulator had sent everything
+        self.waited_s = float("nan")  # seconds its paths waited for readers to drain their sockets
 
     async def start(self) -> None:
         from websockets.asyncio.client import connect
@@ -195,7 +201,7 @@ class Simulator:
     def close(self) -> None:
         with contextlib.suppress(OSError, EOFError):
             if not self.blast and self.conn.poll(10):
-                self.cpu_s = self.conn.recv()
+                self.cpu_s, self.done_at, self.waited_s = self.conn.recv()
         with contextlib.suppress(OSError):
             self.conn.send("stop")
         self.proc.join(2)
@@ -312,6 +318,7 @@ async def pipeline(
     driver = asyncio.create_task(drive(queue, batcher, on_batch, stop=drv_stop))
     await asyncio.sleep(0.2)
     t0 = time.perf_counter()
+    wall0 = time.time()
     cpu0 = time.process_time()
     await sim.start()
     await asyncio.wait_for(done.wait(), 600)
@@ -326,6 +333,9 @@ async def pipeline(
     return {
         "sim_cpu_s": sim.cpu_s,
         "client_cpu_s": client_cpu_s,
+        "sim_done_s": sim.done_at - wall0,  # when the simulator had sent its last message, from the start
+        "sim_waited_s": sim.waited_s,
+        "elapsed_s": elapsed,  # when the batcher flushed the last row, from the start
         "messages": total,
         "rate": total / elapsed,
         "p50_ms": float(np.percentile(lat, 50)),
@@ -367,6 +377,11 @@ def main() -> None:
         f"({lat['messages'] / lat['sim_cpu_s']:,.0f} msg per CPU-second), client (connectors + batcher) "
         f"{lat['client_cpu_s'] / lat['messages'] * 1e6:.2f} us ({lat['messages'] / lat['client_cpu_s']:,.0f} msg per "
         f"CPU-second); {lat['messages']:,} msgs, parse errors {lat['parse_errors']}"
+    )
+    print(
+        f"          pace: the data asks {lat['messages'] / rate:.2f} s; the simulator sent its last message at "
+        f"{lat['sim_done_s']:.2f} s (after waiting {lat['sim_waited_s']:.2f} s, summed over paths, for readers to "
+        f"drain sockets above 1 MiB), the batcher flushed the last row at {lat['elapsed_s']:.2f} s"
     )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"memory    peak RSS of the receiving process: {peak_mb:.0f} MiB")
