@@ -194,7 +194,7 @@ def main() -> None:
     n_frames = max(n // 20, 1000)
 
     clock = "wall-clock" if args.wall else "process CPU"
-    prices = "17-digit shortest reprs" if args.long_floats else "2-decimal"
+    prices = "17-digit shortest-repr" if args.long_floats else "1-2 decimal"
     print(
         f"messages per venue: {n} (frames path: {n_frames}); {prices} prices; best of {repeats}; one core; {clock} time"
     )
