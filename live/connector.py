@@ -312,7 +312,8 @@ class Connector:
         self.adapter: Adapter = adapters.get(config.venue, config.market)
         self.books = Books(depth=config.book_depth, emit_levels=config.emit_book_levels)
         self.stats = ConnectorStats()
-        self.last_quotes: dict[str, QuoteRow] = {}
+        self._last_quotes: dict[str, QuoteRow] = {}
+        self._last_columns: list[QuoteColumns] = []  # column batches not yet folded into _last_quotes, oldest first
         limits = config.limits()
         per_conn = max(1, limits.symbols_per_connection)
         symbols = list(dict.fromkeys(config.symbols))
@@ -336,6 +337,20 @@ class Connector:
         # message (see :meth:`_stage`)
         self._staged: dict[str, list[Any]] = {t: [] for t in ("quotes", "trades", "book", "funding", "option_quotes")}
         self._flush_scheduled = False
+
+    @property
+    def last_quotes(self) -> dict[str, QuoteRow]:
+        """The latest quote per symbol (what a stale-feed flag re-emits).
+
+        Column batches are folded in lazily, when this is read (or every 256 batches): picking each batch's
+        last row per symbol as tuples costs more than parsing a small socket read.
+        """
+        if self._last_columns:
+            last = self._last_quotes
+            for cols in self._last_columns:
+                last.update(cols.last_rows())
+            self._last_columns = []
+        return self._last_quotes
 
     @property
     def venue(self) -> str:
@@ -763,7 +778,9 @@ class Connector:
 
     def _stage_columns(self, cols: QuoteColumns) -> None:
         """Queue a column batch for the next hand-off, after any tuple rows staged before it."""
-        self.last_quotes.update(cols.last_rows())
+        self._last_columns.append(cols)
+        if len(self._last_columns) >= 256:
+            _ = self.last_quotes  # fold (bounds what the pending batches hold on to)
         if self._staged["quotes"]:
             self._flush()
         self._staged_columns.append(cols)
