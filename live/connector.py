@@ -346,9 +346,13 @@ class Connector:
         last row per symbol as tuples costs more than parsing a small socket read.
         """
         if self._last_columns:
-            last = self._last_quotes
-            for cols in self._last_columns:
-                last.update(cols.last_rows())
+            fresh: dict[str, QuoteRow] = {}
+            for cols in reversed(self._last_columns):  # newest first: older batches only fill symbols still missing
+                if len(fresh) >= len(cols.symbols) and fresh.keys() >= set(cols.symbols):
+                    continue
+                for symbol, row in cols.last_rows().items():
+                    fresh.setdefault(symbol, row)
+            self._last_quotes.update(fresh)
             self._last_columns = []
         return self._last_quotes
 
