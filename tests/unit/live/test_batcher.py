@@ -284,7 +284,7 @@ def _tuple(exchange: str, ts_recv: int, symbols: list[str], r: tuple[int, int, f
             st.lists(
                 st.tuples(
                     st.integers(0, 10**12),
-                    st.integers(0, 2),
+                    st.integers(0, 3),
                     st.floats(1.0, 200.0),
                     st.none() | st.integers(0, 2**40),
                 ),
@@ -301,7 +301,10 @@ def test_column_batches_equal_the_same_rows_as_tuples(
     parts: list[tuple[str, str, list[tuple[int, int, float, int | None]]]],
 ) -> None:
     """Compiled-parser column batches, alone or interleaved with tuple rows, cut into the same frame as tuples."""
-    symbols = {"okx": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "binance": ["BTC/USDT:USDT", "ETH/USDT:USDT", "X/Y"]}
+    symbols = {  # short (inline) and long (> 12 bytes: into the data buffer) names
+        "okx": ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BTC/USDT:USDT-261225"],
+        "binance": ["BTC/USDT:USDT", "ETH/USDT:USDT", "X/Y", "1000SHIB/USDT:USDT-250627"],
+    }
     with_columns, reference = MicroBatcher(), MicroBatcher()
     for k, (kind, exchange, rows) in enumerate(parts):
         ts_recv = 1_000 + k
