@@ -115,6 +115,8 @@ def run_bucketed(
     call_array = np.asarray(is_call, dtype=np.bool_)
     shape = np.broadcast_shapes(*(a.shape for a in float_arrays), call_array.shape)
     length = prod(shape)
+    if length > 2 * _CHUNK:
+        return _run_chunked(kernel, float_arrays, call_array, shape, length), False
     size = bucket_size(length)
     packed = np.empty((len(float_arrays), size), dtype=np.float64)
     packed[:, length:] = _PAD_VALUE
@@ -125,3 +127,36 @@ def run_bucketed(
     outputs = kernel(packed, call_buffer)
     results = tuple(np.asarray(out)[:length].reshape(shape) for out in outputs)
     return results, shape == ()
+
+
+# Large batches run in chunks of this many elements (a multiple of the largest bucket, so one compiled shape):
+# packing, transfer and copy-out then stay in cache (one pass over 1M options: ~4.5 -> ~5.5 M options/s here).
+_CHUNK = 4 * BUCKET_SIZES[-1]
+
+
+def _run_chunked(
+    kernel: Callable[..., Any],
+    float_arrays: list[npt.NDArray[np.float64]],
+    call_array: npt.NDArray[np.bool_],
+    shape: tuple[int, ...],
+    length: int,
+) -> tuple[npt.NDArray[Any], ...]:
+    flat = [np.broadcast_to(a, shape).reshape(-1) for a in float_arrays]
+    calls = np.broadcast_to(call_array, shape).reshape(-1)
+    packed = np.empty((len(flat), _CHUNK), dtype=np.float64)
+    call_buffer = np.ones(_CHUNK, dtype=np.bool_)
+    results: list[npt.NDArray[Any]] = []
+    for lo in range(0, length, _CHUNK):
+        n = min(_CHUNK, length - lo)
+        if n < _CHUNK:
+            packed[:, n:] = _PAD_VALUE
+            call_buffer[n:] = True
+        for row, array in zip(packed, flat, strict=True):
+            row[:n] = array[lo : lo + n]
+        call_buffer[:n] = calls[lo : lo + n]
+        outputs = kernel(packed, call_buffer)
+        if not results:
+            results = [np.empty(length, dtype=np.asarray(out).dtype) for out in outputs]
+        for result, out in zip(results, outputs, strict=True):
+            result[lo : lo + n] = np.asarray(out)[:n]
+    return tuple(result.reshape(shape) for result in results)

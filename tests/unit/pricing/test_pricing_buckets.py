@@ -100,3 +100,36 @@ def test_trace_counter_counts_one_trace_per_shape():
     probe(jnp.ones(3))
     probe(jnp.ones(5))
     assert trace_counts()["test_probe"] == 2
+
+
+def test_large_batches_run_in_chunks_with_the_same_results() -> None:
+    """Above two chunks a batch is priced chunk by chunk (cache-sized packing); each element is the one the
+    single-bucket path gives, whatever its position (including the padded tail of the last chunk)."""
+    from arbkit.pricing._buckets import _CHUNK
+
+    rng = np.random.default_rng(7)
+    n = 2 * _CHUNK + 12_345
+    spot = rng.uniform(50.0, 150.0, n)
+    strike = rng.uniform(50.0, 150.0, n)
+    t = rng.uniform(0.01, 2.0, n)
+    vol = rng.uniform(0.05, 1.0, n)
+    is_call = rng.random(n) < 0.5
+    spot[5] = np.nan  # an invalid element stays NaN in place
+    before = trace_counts()
+    whole = greeks(spot, strike, t, 0.03, vol, 0.01, is_call, method="analytic")
+    assert sum(trace_counts().values()) - sum(before.values()) <= 1  # one chunk shape at most
+    for lo, hi in ((0, 1000), (_CHUNK - 500, _CHUNK + 500), (n - 777, n)):
+        part = greeks(spot[lo:hi], strike[lo:hi], t[lo:hi], 0.03, vol[lo:hi], 0.01, is_call[lo:hi], method="analytic")
+        for got, want in zip(whole, part, strict=True):
+            np.testing.assert_allclose(got[lo:hi], want, rtol=1e-14, atol=0.0, equal_nan=True)
+    assert np.isnan(whole.price[5])
+    assert not np.isnan(whole.price[6])
+    prices = black_scholes(spot, strike, t, 0.03, vol, 0.01, is_call)
+    iv = np.asarray(implied_vol(prices, spot, strike, t, 0.03, 0.01, is_call))
+    for lo, hi in ((0, 1000), (_CHUNK - 500, _CHUNK + 500), (n - 777, n)):
+        part = implied_vol(prices[lo:hi], spot[lo:hi], strike[lo:hi], t[lo:hi], 0.03, 0.01, is_call[lo:hi])
+        np.testing.assert_allclose(iv[lo:hi], np.asarray(part), rtol=1e-12, atol=0.0, equal_nan=True)
+    solved = iv > 0.0  # prices at their no-arbitrage bound invert to 0 or NaN (flagged), as for any batch size
+    assert solved.mean() > 0.9
+    repriced = black_scholes(spot, strike, t, 0.03, np.where(solved, iv, vol), 0.01, is_call)
+    np.testing.assert_allclose(np.asarray(repriced)[solved], prices[solved], rtol=0.0, atol=1e-9)
