@@ -25,6 +25,7 @@ import polars as pl
 from arbkit import schema
 from arbkit.data.store import Store
 from arbkit.pipeline import TABLE_ORDER
+from live.adapters._columns import QuoteColumns
 from live.batcher import BatcherConfig, FeedItem, MicroBatcher
 from live.connector import Connector, ConnectorConfig, ConnectorStats
 
@@ -75,7 +76,7 @@ class _Writer:
         if table == "trades":
             if isinstance(data, pl.DataFrame):
                 self.trade_frames.append(schema.validate(data, schema.TRADES))
-            else:
+            elif not isinstance(data, QuoteColumns):  # column batches only ever carry quotes
                 self.trades.extend(data)
             return
         self.batcher.add_item(item, now_ns)

@@ -88,9 +88,9 @@ def _scan_py(
 
     Only the rows of symbols ``s`` with ``owner[s] == me`` are scanned: symbols share nothing, so two threads
     can scan one batch at once, each owning some symbols (each on its own copy of the carried arrays and
-    counters: neighbouring symbols share cache lines).  In input order, each symbol's clock must not decrease (``last_clock`` carries it across chunks): the scan
-    returns -1 at the first row that breaks it, leaving the carried arrays half updated (the caller then
-    starts again from fresh copies, in canonical order).
+    counters: neighbouring symbols share cache lines).  In input order, each symbol's clock must not decrease
+    (``last_clock`` carries it across chunks): the scan returns -1 at the first row that breaks it, leaving the
+    carried arrays half updated (the caller then starts again from fresh copies, in canonical order).
     """
     n_ven = limit.shape[0]
     check = order.shape[0] == 0
