@@ -140,6 +140,8 @@ async def record(
     store = Store(store_root)
     queue: asyncio.Queue[FeedItem] = asyncio.Queue()
     connectors = [Connector(cfg, queue) for cfg in feeds]
+    for connector in connectors:
+        connector.warm()  # compiled readers loaded (or compiled, on a fresh install) before the clock starts
     feed_stop = asyncio.Event()
     tasks = [asyncio.create_task(c.run(feed_stop), name=f"record-{c.venue}") for c in connectors]
     writer = _Writer(store, batch)
