@@ -99,7 +99,9 @@ def test_sharpe_volatility_and_drawdown_match_plain_numpy(pnl: list[float]) -> N
     returns = curve[1:] / curve[:-1] - 1.0
     per_year = 365.0 * 24.0
     sd = returns.std(ddof=1)
-    if sd > 1e-8:  # near-constant returns: the ratio is dominated by rounding, in both computations
+    # Each return carries ~1e-16 of absolute rounding (curve ratio minus one), so the ratio's relative error is
+    # ~1e-16 / sd: below sd ~ 1e-6 it exceeds the 1e-9 tolerance (pnl=[9, 9, 9, 9] gives sd ~ 1e-8).
+    if sd > 1e-6:
         assert m["sharpe_ratio"] == pytest.approx(math.sqrt(per_year) * returns.mean() / sd, rel=1e-9, abs=1e-9)
         assert m["volatility"] == pytest.approx(sd * math.sqrt(per_year), rel=1e-9)
     running_peak = np.maximum.accumulate(curve)
