@@ -8,7 +8,6 @@ streams: the same bytes and parsers as a live session, with no network, so ``arb
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -139,7 +138,9 @@ def record(
         async with await serve(from_simulator, speed=speed, loop=True, restamp_event_time=True) as handle:
             return await record_feeds(_feeds_from_simulator(handle), store, duration_s=duration)
 
-    summary = asyncio.run(main())
+    from live.runtime import run
+
+    summary = run(main())
     payload = summary.to_dict()
     if as_json:
         _emit_json(payload)

@@ -50,6 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import polars as pl
 
+from live.runtime import run
+
 VENUES: dict[str, tuple[str, ...]] = {
     "binance": ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT", "XRP/USDT:USDT"),
     "okx": ("BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"),
@@ -107,7 +109,7 @@ def _simulator_process(conn: Connection, n_per_symbol: int, speed: float, restam
         await asyncio.to_thread(conn.poll, 600)  # until the parent has received everything
         await sim.close()
 
-    asyncio.run(main())
+    run(main())
 
 
 def _blast_process(conn: Connection, n_per_symbol: int, speed: float, restamp: bool) -> None:
@@ -169,7 +171,7 @@ def _blast_process(conn: Connection, n_per_symbol: int, speed: float, restamp: b
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.Event().wait(), 300)  # the parent terminates this process
 
-    asyncio.run(main())
+    run(main())
 
 
 class Simulator:
@@ -366,7 +368,7 @@ def main() -> None:
     rate = args.rate or max(1_000.0, 0.5 * pipeline_rate)
     data_rate = n_symbols * 1e9 / STEP_NS  # messages per second of data time
     latency_msgs = max(n_symbols, int(min(messages, rate * (5 if args.quick else 10))))
-    lat = asyncio.run(pipeline(max(1, latency_msgs // n_symbols), rate / data_rate, True, 1024, 1.0))
+    lat = run(pipeline(max(1, latency_msgs // n_symbols), rate / data_rate, True, 1024, 1.0))
     print(
         f"latency   paced at {rate:,.0f} msg/s (batch: 1024 rows or 1 ms): send->flush "
         f"p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms  max {lat['max_ms']:.2f} ms  "
@@ -391,30 +393,30 @@ def main() -> None:
 
 def throughput_phases(n_per_symbol: int) -> float:
     """Phases 1-6, printed; returns the pipeline's rate (the latency phase's default pace is half of it)."""
-    raw = asyncio.run(raw_baseline(n_per_symbol, blast=True))["rate"]
+    raw = run(raw_baseline(n_per_symbol, blast=True))["rate"]
     print(f"baseline  websockets library client receive (pre-encoded server), 5 conns: {raw:>9,.0f} msg/s")
-    own = asyncio.run(raw_baseline(n_per_symbol, blast=True, library=False))["rate"]
+    own = run(raw_baseline(n_per_symbol, blast=True, library=False))["rate"]
     print(
         f"raw       live._ws recv_batch, frames split in bulk (same server):         {own:>9,.0f} msg/s  "
         f"x{own / raw:.2f} baseline"
     )
-    offsets = asyncio.run(raw_baseline(n_per_symbol, blast=True, library=False, raw=True))["rate"]
+    offsets = run(raw_baseline(n_per_symbol, blast=True, library=False, raw=True))["rate"]
     print(
         f"raw offs  live._ws recv_raw, socket read + payload offsets (same server):  {offsets:>9,.0f} msg/s  "
         f"x{offsets / raw:.2f} baseline"
     )
-    alone = asyncio.run(raw_baseline(n_per_symbol, blast=False, library=False, raw=True))
+    alone = run(raw_baseline(n_per_symbol, blast=False, library=False, raw=True))
     print(
         f"sim alone simulator -> recv_raw readers, as fast as possible:             {alone['rate']:>9,.0f} msg/s  "
         f"x{alone['rate'] / raw:.2f} baseline (simulator CPU {alone['sim_cpu_s']:.2f} s: "
         f"{alone['messages'] / alone['sim_cpu_s']:,.0f} msg per CPU-second)"
     )
-    client = asyncio.run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0, blast=True))
+    client = run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0, blast=True))
     print(
         f"client    connector+adapter+batcher (pre-encoded server):                  {client['rate']:>9,.0f} msg/s  "
         f"x{client['rate'] / raw:.2f} baseline"
     )
-    through = asyncio.run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0))
+    through = run(pipeline(n_per_symbol, 0.0, False, 4096, 5.0))
     print(
         f"pipeline  simulator -> connector+adapter+batcher, as fast as possible:    {through['rate']:>9,.0f} msg/s  "
         f"x{through['rate'] / raw:.2f} baseline ({through['messages']:,} msgs, {through['batches']} batches, "

@@ -61,6 +61,7 @@ __all__ = [
     "FeedItem",
     "MicroBatcher",
     "drive",
+    "next_item",
 ]
 
 #: A unit of work on the feed queue: ``(table name, frame of that table, row tuples in its column order, or -- quotes
@@ -477,11 +478,8 @@ async def drive(
             if blocked:
                 timeout = max(min(timeout, idle_wait_s), 0.0005)
             if timeout > 0:
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=timeout)
-                except TimeoutError:
-                    pass
-                else:
+                item = await next_item(queue, timeout)
+                if item is not None:
                     batcher.add_item(item, clock())
             # while the consumer is busy drain everything (coalescing bounds memory); otherwise stop at a batch
             _drain(queue, batcher, clock, until_ready=not blocked)
@@ -494,6 +492,22 @@ async def drive(
     final = batcher.flush()
     if final is not None:
         await on_batch(final)
+
+
+async def next_item(queue: asyncio.Queue[FeedItem], timeout: float) -> FeedItem | None:
+    """The next queue item, or ``None`` after ``timeout`` seconds.
+
+    ``asyncio.wait_for`` runs the get in a task of its own: an extra event-loop turn (a few hundred microseconds
+    while the feeds are busy) between a connector's put and the batcher.  A timeout context awaits it in place;
+    a get cancelled by the timeout leaves the item in the queue.
+    """
+    if not queue.empty():
+        return queue.get_nowait()
+    try:
+        async with asyncio.timeout(timeout):
+            return await queue.get()
+    except TimeoutError:
+        return None
 
 
 def _drain(

@@ -65,6 +65,7 @@ from live.adapters import Adapter, QuoteRow, Rows
 from live.adapters._columns import QuoteColumns
 from live.batcher import FeedItem
 from live.book import Books
+from live.runtime import freeze_startup_heap
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -332,7 +333,6 @@ class Connector:
         kind = type(self.adapter)
         self._columns = self._batch_quotes and kind.parse_quote_columns is not Adapter.parse_quote_columns
         self._book_columns = self._batch_books and kind.parse_book_columns is not Adapter.parse_book_columns
-        self._staged_columns: list[QuoteColumns] = []
         # rows parsed since the last hand-off: the queue gets one item per table per event-loop turn, not one per
         # message (see :meth:`_stage`)
         self._staged: dict[str, list[Any]] = {t: [] for t in ("quotes", "trades", "book", "funding", "option_quotes")}
@@ -342,16 +342,20 @@ class Connector:
     def last_quotes(self) -> dict[str, QuoteRow]:
         """The latest quote per symbol (what a stale-feed flag re-emits).
 
-        Column batches are folded in lazily, when this is read (or every 256 batches): picking each batch's
+        Column batches are folded in lazily, when this is read (or every 32 batches): picking each batch's
         last row per symbol as tuples costs more than parsing a small socket read.
         """
-        if self._last_columns:
+        pending = self._last_columns
+        if pending:
+            # every symbol any pending batch may hold (batches of one adapter share their symbol table)
+            tables = {id(cols.symbols): cols.symbols for cols in pending}
+            wanted = len(set().union(*tables.values()))
             fresh: dict[str, QuoteRow] = {}
-            for cols in reversed(self._last_columns):  # newest first: older batches only fill symbols still missing
-                if len(fresh) >= len(cols.symbols) and fresh.keys() >= set(cols.symbols):
-                    continue
+            for cols in reversed(pending):  # newest first: older batches only fill symbols still missing
                 for symbol, row in cols.last_rows().items():
                     fresh.setdefault(symbol, row)
+                if len(fresh) >= wanted:
+                    break  # the older batches hold nothing newer
             self._last_quotes.update(fresh)
             self._last_columns = []
         return self._last_quotes
@@ -432,11 +436,13 @@ class Connector:
 
     def warm(self) -> None:
         """Load the compiled readers before connecting (once per process: numba's start-up and the kernels' cache
-        take a second or more), so the first socket read is not held up and no stall is mistaken for one."""
+        take a second or more), so the first socket read is not held up and no stall is mistaken for one; then
+        :func:`live.runtime.freeze_startup_heap`."""
         if self._columns or self._book_columns:
             empty = np.empty(0, dtype=np.int64)
             parse = self.adapter.parse_quote_columns if self._columns else self.adapter.parse_book_columns
             parse(b"", empty, empty, 0)
+        freeze_startup_heap()
 
     # -- slot supervision -----------------------------------------------------------------------------------
     async def _run_slot(self, slot: _Slot) -> None:
@@ -781,16 +787,21 @@ class Connector:
         return True
 
     def _stage_columns(self, cols: QuoteColumns) -> None:
-        """Queue a column batch for the next hand-off, after any tuple rows staged before it."""
+        """Hand a column batch over at once, after any tuple rows staged before it.
+
+        A socket read is one queue item either way; putting it now rather than at the end of the loop turn saves
+        the batcher one event-loop turn (a few hundred microseconds while the other feeds are busy).
+        """
         self._last_columns.append(cols)
-        if len(self._last_columns) >= 256:
-            _ = self.last_quotes  # fold (bounds what the pending batches hold on to)
+        if len(self._last_columns) >= 32:
+            # fold: bounds what the pending batches hold on to; often, as releasing them is most of a fold's cost
+            # (256 batches at once stalled the loop ~0.6 ms)
+            _ = self.last_quotes
         if self._staged["quotes"]:
             self._flush()
-        self._staged_columns.append(cols)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        counts = self.stats.rows
+        counts["quotes"] = counts.get("quotes", 0) + len(cols)
+        self.queue.put_nowait(("quotes", cols))
 
     def _handle_quote_batch(self, slot: _Slot, link: _Link, batch: list[bytes]) -> bool:
         """Every message of ``batch`` as a top of book in one adapter call; False to go message by message.
@@ -814,8 +825,6 @@ class Connector:
         if not link.forwarding and not self._forward_from(slot, link):
             return True
         self.last_quotes.update(zip(map(_SYMBOL, quotes), quotes, strict=True))  # the latest per symbol wins
-        if self._staged_columns:
-            self._flush()  # column batches staged earlier go first
         staged = self._staged["quotes"]
         staged.extend(quotes)
         if not self._flush_scheduled:
@@ -935,8 +944,6 @@ class Connector:
     def _stage_quote(self, row: QuoteRow) -> None:
         """Queue one quote for the next hand-off (fast path of :meth:`_stage`)."""
         self.last_quotes[row[3]] = row
-        if self._staged_columns:
-            self._flush()
         staged = self._staged["quotes"]
         staged.append(row)
         if not self._flush_scheduled:
@@ -954,8 +961,6 @@ class Connector:
         """
         staged = self._staged
         if rows.quotes:
-            if self._staged_columns:
-                self._flush()
             last = self.last_quotes
             for row in rows.quotes:
                 last[row[3]] = row
@@ -975,10 +980,7 @@ class Connector:
             self._flush()
 
     def _flush(self) -> None:
-        """Put the staged rows on the queue, one ``(table, rows)`` item per table (unbounded queues only).
-
-        Column batches go as they are, one item per socket read: the batcher concatenates them when it cuts.
-        """
+        """Put the staged rows on the queue, one ``(table, rows)`` item per table (unbounded queues only)."""
         self._flush_scheduled = False
         counts = self.stats.rows
         for table, data in self._staged.items():
@@ -986,12 +988,6 @@ class Connector:
                 counts[table] = counts.get(table, 0) + len(data)
                 self.queue.put_nowait((table, data))
                 self._staged[table] = []
-        if self._staged_columns:
-            put = self.queue.put_nowait
-            for cols in self._staged_columns:
-                counts["quotes"] = counts.get("quotes", 0) + len(cols)
-                put(("quotes", cols))
-            self._staged_columns = []
 
     async def _deliver(self, rows: Rows) -> None:
         """Hand rows over: staged when the queue is unbounded, else put in order (waiting while it is full)."""

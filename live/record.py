@@ -13,7 +13,6 @@ ticks).  Writes run in a worker thread so the event loop keeps reading sockets w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from arbkit import schema
 from arbkit.data.store import Store
 from arbkit.pipeline import TABLE_ORDER
 from live.adapters._columns import QuoteColumns
-from live.batcher import BatcherConfig, FeedItem, MicroBatcher
+from live.batcher import BatcherConfig, FeedItem, MicroBatcher, next_item
 from live.connector import Connector, ConnectorConfig, ConnectorStats
 
 __all__ = ["RecordSummary", "record"]
@@ -153,8 +152,8 @@ async def record(
             wait = 0.2 if due is None else max(due - time.monotonic_ns(), 0) / 1e9
             if deadline is not None:
                 wait = min(wait, max(deadline - time.monotonic(), 0.0))
-            with contextlib.suppress(TimeoutError):
-                item = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.001))
+            item = await next_item(queue, max(wait, 0.001))
+            if item is not None:
                 writer.add(item, time.monotonic_ns())
             while not queue.empty():
                 writer.add(queue.get_nowait(), time.monotonic_ns())

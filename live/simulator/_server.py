@@ -51,6 +51,7 @@ from websockets.protocol import State
 
 from arbkit import schema
 from arbkit.instruments import default_registry
+from live.runtime import run
 from live.simulator._encoders import (
     ENCODERS,
     BookSnapshot,
@@ -70,6 +71,10 @@ __all__ = ["FAULTS", "FeedStats", "SimulatorHandle", "run_simulator", "serve"]
 _log = logging.getLogger("live.simulator")
 _HIGH_WATER = 1 << 20  # bytes queued on a socket before the replay waits for the client to read
 _RUN = 256  # most quote rows sent per event-loop turn (faults and control requests act between turns)
+#: A paced replay wakes at most once per this many seconds per path and sends what became due since, together: one
+#: write per path per millisecond, whatever the event loop's timer resolution (epoll's is 1 ms; live.runtime's loop
+#: keeps microseconds, which would otherwise turn the replay into one write per row).
+_PACE_S = 0.001
 _CHUNK = 4096  # quote rows rendered per channel at once on the fast path
 
 #: Faults :meth:`SimulatorHandle.inject` (and the ``/control`` path) understand.
@@ -566,7 +571,7 @@ class SimulatorHandle:
                     delay = t0_wall + (ts_data - t0_data) / 1e9 / speed - time.monotonic()
                     if delay > 0:
                         await _write_out(feed)
-                        await asyncio.sleep(delay)
+                        await asyncio.sleep(max(delay, _PACE_S))
                 elif k >= next_yield:
                     await _write_out(feed)
                     await asyncio.sleep(0)
@@ -1128,6 +1133,6 @@ def run_simulator(
             return handle.stats()
 
     try:
-        return asyncio.run(main())
+        return run(main())  # microsecond timers: the replay's pacing keeps to its clock
     except KeyboardInterrupt:
         return {}
