@@ -72,6 +72,7 @@ import numpy as np
 
 from arbkit.instruments import Registry, default_registry
 from arbkit.schema import QuoteFlag
+from live._book_kernels import apply_snapshots, present_groups
 from live.adapters._base import BookRow, BookUpdate, Level, QuoteRow, Rows, level_quote
 from live.adapters._columns import QuoteColumns
 
@@ -582,6 +583,26 @@ class BookKeeper:
         return now_ns - self.ts_recv > self.max_age_ns
 
 
+class _SymbolGroups:
+    """One symbol table of :class:`QuoteColumns` (``names``, indexed by symbol code) grouped by unified symbol, as
+    :meth:`Books.apply_snapshot_columns` passes it to its kernels, with scratch for the groups a read names.
+
+    Built once per table: an adapter hands out the same ``names`` list until its table is rebuilt.
+    """
+
+    __slots__ = ("code_group", "floor", "keys", "max_age", "names", "present", "size")
+
+    def __init__(self, exchange: str, names: list[str]) -> None:
+        index: dict[str, int] = {}
+        self.code_group = np.array([index.setdefault(name, len(index)) for name in names], dtype=np.int64)
+        self.names = names
+        self.size = len(names)
+        self.keys = [(exchange, name) for name in index]
+        self.present = np.zeros(len(index), dtype=np.int64)  # groups named by a read, by first row
+        self.floor = np.zeros(len(index), dtype=np.int64)  # per present group: its keeper's ts_event
+        self.max_age = np.zeros(len(index), dtype=np.int64)  # and max_age_ns
+
+
 class Books:
     """Every book of a connection, keyed by ``(exchange, symbol)``: route updates, collect rows and resyncs.
 
@@ -610,6 +631,7 @@ class Books:
         self.max_age_ns = dict(max_age_ns or {})
         self.emit_levels = emit_levels
         self.keepers: dict[tuple[str, str], BookKeeper] = {}
+        self._snapshot_groups: dict[str, _SymbolGroups] = {}  # apply_snapshot_columns' view of each symbol table
 
     def keeper(self, exchange: str, symbol: str) -> BookKeeper:
         """The keeper of one book, created on first use."""
@@ -663,54 +685,72 @@ class Books:
         carry no level texts, or a keeper already saw a later receive time (its quotes would not share one
         ``ts_recv``); the caller then parses and applies message by message.
         """
+        # Runs on the event loop for every Bybit read: the per-row work is compiled (live/_book_kernels.py), and
+        # Python touches each symbol's keeper once.
         texts = snapshots.level_texts
         if self.emit_levels or texts is None:
             return None
-        exchange, ts_recv = snapshots.exchange, snapshots.ts_recv
-        names = snapshots.symbols
+        exchange, ts_recv, names = snapshots.exchange, snapshots.ts_recv, snapshots.symbols
+        groups = self._snapshot_groups.get(exchange)
+        if groups is None or groups.names is not names or groups.size != len(names):
+            groups = self._snapshot_groups[exchange] = _SymbolGroups(exchange, names)
         codes = snapshots.symbol_code
-        groups: dict[str, list[int]] = {}
-        for code in np.unique(codes).tolist():
-            groups.setdefault(names[code], []).append(code)
-        for symbol in groups:
-            keeper = self.keepers.get((exchange, symbol))
+        k = present_groups(codes, groups.code_group, groups.present)
+        if k < 0:
+            raise IndexError(f"symbol code outside the {len(names)} symbols of the columns")
+        present = groups.present[:k].tolist()
+        keys, keepers = groups.keys, self.keepers
+        found = [keepers.get(keys[g]) for g in present]
+        for keeper in found:
             if keeper is not None and keeper.ts_recv > ts_recv:
                 return None
-        ts_event = snapshots.ts_event.copy()
-        flags = snapshots.flags.copy()  # CROSSED where bid > ask (both sides are always there)
+        floor, max_age = groups.floor, groups.max_age
+        touched: list[BookKeeper] = []
+        for j, hit in enumerate(found):
+            keeper = hit or self.keeper(*keys[present[j]])
+            floor[j] = keeper.ts_event
+            max_age[j] = keeper.max_age_ns
+            touched.append(keeper)
         buf, spans = texts
-        for symbol, symbol_codes in groups.items():
-            keeper = self.keepers.get((exchange, symbol)) or self.keeper(exchange, symbol)
-            rows = np.flatnonzero(np.isin(codes, symbol_codes)) if len(symbol_codes) > 1 else None
-            if rows is None:
-                rows = np.flatnonzero(codes == symbol_codes[0])
-            own = snapshots.ts_event[rows]
-            lagging = ts_recv - own > keeper.max_age_ns
-            ts_event[rows] = np.maximum.accumulate(np.maximum(own, keeper.ts_event))
-            flags[rows] |= np.where(lagging, np.uint16(_STALE), np.uint16(0))
-            last = int(rows[-1])
-            s = spans[last].tolist()
-            bid: Level = (float(snapshots.bid[last]), float(snapshots.bid_size[last]), buf[s[0] : s[1]].decode(),
-                          buf[s[2] : s[3]].decode())  # fmt: skip
-            ask: Level = (float(snapshots.ask[last]), float(snapshots.ask_size[last]), buf[s[4] : s[5]].decode(),
-                          buf[s[6] : s[7]].decode())  # fmt: skip
-            keeper.bids, keeper.asks = {bid[0]: bid}, {ask[0]: ask}
-            keeper._best_bid, keeper._best_ask = bid[0], ask[0]
+        ts_event, flags, summary, levels = apply_snapshots(
+            codes,
+            groups.code_group,
+            groups.present,
+            k,
+            floor,
+            max_age,
+            ts_recv,
+            snapshots.ts_event,
+            snapshots.flags,
+            snapshots.bid,
+            snapshots.bid_size,
+            snapshots.ask,
+            snapshots.ask_size,
+            snapshots.seq,
+            spans,
+        )
+        for keeper, row, (bid_price, bid_size, ask_price, ask_size) in zip(
+            touched, summary.tolist(), levels.tolist(), strict=True
+        ):
+            _, count, stale, crossed, last_ts_event, lagging, seq, *s = row  # the kernel's summary columns
+            bid: Level = (bid_price, bid_size, buf[s[0] : s[1]].decode(), buf[s[2] : s[3]].decode())
+            ask: Level = (ask_price, ask_size, buf[s[4] : s[5]].decode(), buf[s[6] : s[7]].decode())
+            keeper.bids, keeper.asks = {bid_price: bid}, {ask_price: ask}
+            keeper._best_bid, keeper._best_ask = bid_price, ask_price
             keeper._bid_dirty = keeper._ask_dirty = False
             keeper.synced = True
             keeper.resyncing = False
             keeper._resync_requested = False
-            keeper.last_seq = int(snapshots.seq[last])
-            keeper.ts_event = int(ts_event[last])
+            keeper.last_seq = seq
+            keeper.ts_event = last_ts_event
             keeper.ts_recv = max(keeper.ts_recv, ts_recv)
-            keeper._lagging = bool(lagging[-1])
+            keeper._lagging = lagging != 0
             counters = keeper.counters
-            k = len(rows)
-            counters.messages += k
-            counters.snapshots += k
-            counters.applied += k
-            counters.stale += int(np.count_nonzero(lagging))
-            counters.crossed += int(np.count_nonzero(snapshots.flags[rows] & _CROSSED))
+            counters.messages += count
+            counters.snapshots += count
+            counters.applied += count
+            counters.stale += stale
+            counters.crossed += crossed
         return QuoteColumns(
             exchange,
             ts_recv,
