@@ -8,16 +8,23 @@ streams: the same bytes and parsers as a live session, with no network, so ``arb
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import polars as pl
+
     from live.connector import ConnectorConfig
+    from live.record import RecordSummary
     from live.simulator import SimulatorHandle
 
-__all__ = ["register"]
+__all__ = ["record_from_simulator", "register"]
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="Parquet store directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
@@ -112,6 +119,37 @@ def _feeds_from_simulator(handle: SimulatorHandle) -> list[ConnectorConfig]:
     return feeds
 
 
+def record_from_simulator(
+    source: Path | Mapping[str, pl.DataFrame], store: Path, *, duration_s: float, speed: float, loop: bool = True
+) -> RecordSummary:
+    """The built-in simulator replays ``source`` (a store, or its tables' frames) on loopback, event times stamped
+    at send, and every venue's feed is recorded into ``store`` for ``duration_s`` seconds (what ``arbkit record
+    --from-simulator`` and the demo run); ``loop=False`` replays ``source`` once."""
+    from live.record import record as record_feeds
+    from live.runtime import run
+    from live.simulator import serve
+
+    async def start_together(handle: SimulatorHandle) -> None:
+        # Every venue's replay starts at once, when all feeds have asked to subscribe (or after 5 s whatever
+        # happened): started one by one, each venue's clock would be offset by its connection time, which moves
+        # cross-venue moments (what cross-exchange detection looks at) apart by seconds of market time.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(s.requests == 0 for s in handle.stats().values()):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # a feed's remaining subscribe requests
+        handle.start()
+
+    async def main() -> RecordSummary:
+        async with await serve(source, speed=speed, loop=loop, restamp_event_time=True, autostart=False) as handle:
+            starter = asyncio.create_task(start_together(handle))
+            try:
+                return await record_feeds(_feeds_from_simulator(handle), store, duration_s=duration_s)
+            finally:
+                starter.cancel()
+
+    return run(main())
+
+
 def record(
     store: StoreOpt,
     config: Annotated[Path | None, typer.Option("--config", help="Settings file with the feeds.")] = None,
@@ -125,22 +163,18 @@ def record(
     """Record live feeds into the store, in the layout the backtester reads."""
     from arbkit_cli.main import CliError, _emit_json, _print_info, out
     from live.record import record as record_feeds
-    from live.simulator import serve
 
     if duration <= 0:
         raise CliError(f"--duration must be > 0, got {duration}")
 
-    async def main() -> Any:
-        if from_simulator is None:
-            return await record_feeds(_feeds_from_settings(config), store, duration_s=duration)
+    if from_simulator is None:
+        from live.runtime import run
+
+        summary = run(record_feeds(_feeds_from_settings(config), store, duration_s=duration))
+    else:
         if not from_simulator.is_dir():
             raise CliError(f"--from-simulator: {from_simulator} is not a directory")
-        async with await serve(from_simulator, speed=speed, loop=True, restamp_event_time=True) as handle:
-            return await record_feeds(_feeds_from_simulator(handle), store, duration_s=duration)
-
-    from live.runtime import run
-
-    summary = run(main())
+        summary = record_from_simulator(from_simulator, store, duration_s=duration, speed=speed)
     payload = summary.to_dict()
     if as_json:
         _emit_json(payload)

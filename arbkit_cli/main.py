@@ -344,9 +344,11 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the sample market.")] = 7,
     as_json: JsonOpt = False,
 ) -> None:
-    """The main job: sample market -> detection (scored against ground truth) -> backtest -> HTML report."""
+    """The main job: sample market -> detection (scored against ground truth) -> backtest -> HTML report -> the
+    same market live: simulator -> connectors -> micro-batches -> recorded store -> detection again."""
     import shutil
 
+    from arbkit_cli._live import record_from_simulator
     from backtest import run_backtest, write_report
 
     for path in (store, runs):
@@ -370,14 +372,75 @@ def demo(
         result = run_backtest(store, name, run_dir)
         html = write_report(run_dir)
         report["backtest"][name] = {**result.metrics, "run_dir": str(run_dir), "report": str(html)}
+    # the same market as a live feed: every venue's WebSocket protocol on loopback, parsed, batched and recorded
+    live_store = runs / "live-store"
+    if not as_json:
+        _print_backtests(report["backtest"])
+        out.rule("4. live feed: simulator (loopback WebSockets) -> connectors -> micro-batcher -> store")
+    # 80 % of what the recording could hold: the replay starts once every feed has subscribed, and must end inside
+    window, t0, labelled = _live_window(store, 0.8 * _DEMO_LIVE_S * _DEMO_LIVE_SPEED)
+    summary = record_from_simulator(window, live_store, duration_s=_DEMO_LIVE_S, speed=_DEMO_LIVE_SPEED, loop=False)
+    report["live"] = {**summary.to_dict(), "store": str(live_store), "market_from_ns": t0, "labelled": labelled}
+    report["live"]["detect"] = _detect_command(live_store, "cross_exchange", None, None, None, False)
     if as_json:
         _emit_json(report)
         return
+    _print_live(report["live"])
+
+
+_DEMO_LIVE_S = 4.0  # seconds of live feed the demo records
+_DEMO_LIVE_SPEED = 50.0  # the simulator replays the sample market this many times faster than it happened
+
+
+def _live_window(store: Path, seconds: float) -> tuple[dict[str, Any], int, int]:
+    """``seconds`` of the market's tables, from 20 s before its first cross-exchange opportunity above fees (so the
+    short live replay has one to find); where the window starts and how many such opportunities start in it."""
+    import polars as pl
+
+    from arbkit.data.store import Store
+
+    st = Store(store)
+    labels = st.scan("labels").filter((pl.col("kind") == "cross_exchange") & pl.col("above_fees")).collect()
+    first = st.scan("quotes").select(pl.col("ts_event").min()).collect().item()
+    starts = labels.get_column("ts_start").to_numpy()
+    t0 = max(int(first), int(starts.min()) - 20_000_000_000) if len(starts) else int(first)
+    t1 = t0 + int(seconds * 1e9)
+    tables: dict[str, Any] = {}
+    for name in ("quotes", "book", "funding", "option_quotes"):
+        if name in st.tables():
+            part = st.scan(name).filter(pl.col("ts_event").is_between(t0, t1, closed="left")).collect()
+            if part.height:
+                tables[name] = part
+    labelled = int(((starts >= t0) & (starts < t1)).sum())
+    return tables, t0, labelled
+
+
+def _print_live(live: dict[str, Any]) -> None:
+    table = Table(title=f"live feed recorded for {live['duration_s']:.1f} s into {live['store']}")
+    cols = ("feed", "messages", "quote rows", "parse errors", "sequence gaps", "disconnects")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "feed" else "right")
+    for name, c in live["connectors"].items():
+        table.add_row(
+            name,
+            f"{c['messages']:,}",
+            f"{c['rows'].get('quotes', 0):,}",
+            str(c["parse_errors"]),
+            str(c["sequence_gaps"]),
+            str(c["disconnects"]),
+        )
+    out.print(table)
+    out.print(f"rows written: { {k: v for k, v in live['rows'].items() if v} } in {live['writes']} appends")
+    _print_detect(live["detect"])
+    out.print(f"cross-exchange opportunities above fees injected in the window replayed: {live['labelled']}")
+
+
+def _print_backtests(backtests: dict[str, dict[str, Any]]) -> None:
     table = Table(title="backtests")
     cols = ("pipeline", "trades", "total_pnl", "capture", "fees", "leg fails")
     for col in cols:
         table.add_column(col, justify="left" if col == "pipeline" else "right")
-    for name, m in report["backtest"].items():
+    for name, m in backtests.items():
         table.add_row(
             name,
             str(m.get("trades", "-")),
@@ -387,7 +450,7 @@ def demo(
             f"{m.get('leg_failure_rate') or 0.0:.2f}",
         )
     out.print(table)
-    for m in report["backtest"].values():
+    for m in backtests.values():
         out.print(f"report: {m['report']}")
 
 
