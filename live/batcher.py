@@ -50,7 +50,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute  # imported now: Array.take loads it lazily, a ~100 ms stall on the first batch
 
 from arbkit import schema
 from arbkit.pipeline import TABLE_ORDER, Batch
