@@ -313,9 +313,10 @@ class OkxAdapter(Adapter):
             return rows
         m = _decode(raw)
         if m.event is not None:
-            if m.event == "error":
-                raise self.error(f"venue error {m.code}: {m.msg}")
-            return rows  # subscribe / unsubscribe acks, notices
+            # "channel-conn-count-error": the venue dropped the subscription (connection limit), an error too
+            if m.event == "error" or m.event.endswith("-error"):
+                raise self.error(f"venue error {m.code}: {m.msg} ({m.event})")
+            return rows  # subscribe / unsubscribe acks, notice, channel-conn-count
         if m.arg is None or m.data is None:
             raise self.error(f"message without arg/data: {bytes(raw[:200])!r}")
         channel = m.arg.channel
