@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
+from msgspec import UNSET, UnsetType
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
 from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, QuoteRow, Rows, iso_to_ns
@@ -45,10 +46,13 @@ class CoinbaseParseError(ParseError):
 
 
 class _Ticker(msgspec.Struct):
+    """A ``ticker`` / ``ticker_batch`` entry; ``UNSET`` best bid/ask keys mean the push carries no top of book
+    (``ticker_batch`` omits them), unlike ``""`` or ``null``, which mean an empty side."""
+
     product_id: str
-    best_bid: str | None = None
+    best_bid: str | UnsetType | None = UNSET
     best_bid_quantity: str | None = None
-    best_ask: str | None = None
+    best_ask: str | UnsetType | None = UNSET
     best_ask_quantity: str | None = None
     type: str | None = None
 
@@ -276,8 +280,13 @@ class CoinbaseAdapter(Adapter):
         for event in m.events or ():
             if channel in ("ticker", "ticker_batch"):
                 for t in event.tickers or ():
-                    bid = self.price(t.best_bid)
-                    ask = self.price(t.best_ask)
+                    if t.best_bid is UNSET and t.best_ask is UNSET:
+                        # ticker_batch (and older ticker pushes) send last price and 24h stats only: the book
+                        # is unknown here, not empty, so no quote rather than a two-sided null one
+                        self.unified_symbol(t.product_id)
+                        continue
+                    bid = self.price(t.best_bid if isinstance(t.best_bid, str) else None)
+                    ask = self.price(t.best_ask if isinstance(t.best_ask, str) else None)
                     rows.quotes.append(
                         (
                             ts_msg,
