@@ -8,9 +8,11 @@ Layouts follow the official docs:
   (bookTicker with ``E``/``T``, depthUpdate with ``pu``, aggTrade, markPriceUpdate carrying funding).
 
 Messages arrive raw (``/ws/<stream>``) or wrapped by the combined endpoint (``{"stream": ..., "data": ...}``);
-both are accepted.  Spot ``bookTicker`` carries no event time: ``ts_event`` is then the receive time.
-Event time is the futures transaction time ``T`` when present (when the match engine changed the book), else
-``E``.  The market (``spot`` or ``linear`` for USD-M) is fixed per adapter because ``BTCUSDT`` names both.
+both are accepted, whatever the whitespace or key order, and so are the arrays all-market streams push
+(``!markPrice@arr``: one event per symbol).  An error reply (``{"code": 2, "msg": ...}``) raises ParseError.
+Spot ``bookTicker`` carries no event time: ``ts_event`` is then the receive time.  Event time is the futures
+transaction time ``T`` when present (when the match engine changed the book), else ``E``.  The market
+(``spot`` or ``linear`` for USD-M) is fixed per adapter because ``BTCUSDT`` names both.
 """
 
 # ruff: noqa: N815  (wire structs keep the venue's field names so msgspec maps them without renames)
@@ -84,11 +86,17 @@ class _Msg(msgspec.Struct):
     lastUpdateId: int | None = None
     bids: list[tuple[str, str]] | None = None
     asks: list[tuple[str, str]] | None = None
+    # a combined-stream wrapper the byte-prefix check missed (whitespace, another key order): re-read as one
+    stream: str | None = None
+    data: msgspec.Raw = msgspec.Raw(b"")
+    # an error reply to a request: {"code": 2, "msg": "Invalid request: ..."}
+    code: int | None = None
+    msg: str | None = None
 
 
 class _Envelope(msgspec.Struct):
     stream: str | None = None
-    data: _Msg | None = None
+    data: _Msg | list[_Msg] | None = None  # all-market streams (!markPrice@arr) push an array of events
 
 
 class _BookTicker(msgspec.Struct):
@@ -102,6 +110,11 @@ class _BookTicker(msgspec.Struct):
     A: float
     T: int | None = None
     E: int | None = None
+    # keys that send the full path down another branch (combined wrapper, error reply): present, they fail here
+    stream: None = None
+    data: None = None
+    code: None = None
+    msg: None = None
 
 
 class _BookTickerCombined(msgspec.Struct):
@@ -109,6 +122,7 @@ class _BookTickerCombined(msgspec.Struct):
 
 
 _decode_msg = msgspec.json.Decoder(_Msg).decode
+_decode_any = msgspec.json.Decoder(_Msg | list[_Msg]).decode  # raw all-market streams push a bare array
 _decode_env = msgspec.json.Decoder(_Envelope).decode
 _decode_bt = msgspec.json.Decoder(_BookTicker, strict=False).decode
 _decode_bt_combined = msgspec.json.Decoder(_BookTickerCombined, strict=False).decode
@@ -130,7 +144,10 @@ _BOOK_TICKER = Obj(
         "T": Leaf(K_INT_NUM, nullable=True),
         **{
             key: Leaf(K_ABSENT)
-            for key in ("U", "pu", "p", "q", "t", "m", "i", "P", "r", "lastUpdateId", "bids", "asks")
+            for key in (
+                *("U", "pu", "p", "q", "t", "m", "i", "P", "r", "lastUpdateId", "bids", "asks"),
+                *("stream", "data", "code", "msg"),
+            )
         },
     }
 )
@@ -368,28 +385,43 @@ class BinanceAdapter(Adapter):
             raise self.error(f"malformed message ({type(exc).__name__}: {exc}): {bytes(raw[:200])!r}") from None
 
     def _parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
-        stream: str | None = None
-        if raw[:10] == b'{"stream":':
-            env = _decode_env(raw)
-            if env.data is None:
-                raise self.error("combined-stream message without data")
-            stream, m = env.stream, env.data
-        else:
-            m = _decode_msg(raw)
         rows = Rows()
+        if raw[:10] == b'{"stream":':
+            self._envelope(rows, _decode_env(raw), ts_recv)
+            return rows
+        m = _decode_any(raw)
+        if isinstance(m, list):  # /ws/!markPrice@arr: one event per symbol
+            for item in m:
+                self._event(rows, item, ts_recv, None, raw)
+        elif m.stream is not None or m.data:
+            self._envelope(rows, _decode_env(raw), ts_recv)
+        else:
+            self._event(rows, m, ts_recv, None, raw)
+        return rows
+
+    def _envelope(self, rows: Rows, env: _Envelope, ts_recv: int) -> None:
+        data = env.data
+        if data is None:
+            raise self.error("combined-stream message without data")
+        for m in data if isinstance(data, list) else (data,):
+            self._event(rows, m, ts_recv, env.stream, b"")
+
+    def _event(self, rows: Rows, m: _Msg, ts_recv: int, stream: str | None, raw: bytes) -> None:
+        """One event (bare or unwrapped from a combined stream) into ``rows``."""
         event = m.e
         if event is None:
             if m.lastUpdateId is not None:  # spot partial depth (stream) or REST snapshot without symbol
                 if stream is None:
                     raise self.error("depth snapshot without a symbol: use parse_snapshot(raw, ts_recv, symbol)")
                 self._snapshot(rows, self._stream_symbol(stream), m, ts_recv, complete=False)
-                return rows
-            if m.u is not None and isinstance(m.b, str):  # spot bookTicker
+            elif m.u is not None and isinstance(m.b, str):  # spot bookTicker
                 self._book_ticker(rows, m, ts_recv)
-                return rows
-            if m.s is None and m.u is None and m.b is None:  # subscription ack / empty object
-                return rows
-            raise self.error(f"unknown message {bytes(raw[:200])!r}")
+            elif m.code is not None and m.msg is not None:  # error reply: the venue refused a request
+                raise self.error(f"venue error {m.code}: {m.msg}")
+            elif m.s is not None or m.u is not None or m.b is not None:
+                raise self.error(f"unknown message {bytes(raw[:200])!r}")
+            # else: subscription ack ({"result": null, "id": 1}), property reply, empty object
+            return
         if event == "bookTicker":
             self._book_ticker(rows, m, ts_recv)
         elif event == "depthUpdate":
@@ -402,7 +434,6 @@ class BinanceAdapter(Adapter):
             pass  # maintenance notice: no market data (the connector hands over to a fresh connection)
         else:
             raise self.error(f"unsupported event {event!r}")
-        return rows
 
     def parse_snapshot(self, raw: bytes, ts_recv: int, venue_symbol: str) -> BookUpdate:
         """The REST ``GET depth`` snapshot (``lastUpdateId``, bids, asks) as a :class:`BookUpdate`.
@@ -432,7 +463,9 @@ class BinanceAdapter(Adapter):
     def _snapshot(self, rows: Rows, symbol: str, m: _Msg, ts_recv: int, *, complete: bool) -> None:
         bids = self.levels(m.bids or ())
         asks = self.levels(m.asks or ())
-        self._emit_levels(rows, symbol, bids, asks, ts_recv, ts_recv, m.lastUpdateId)
+        # USD-M REST snapshots carry E/T (0 from some servers: no time); spot ones and partial streams none
+        ts_event = self.timestamp_ms(m.T or m.E or None, ts_recv)
+        self._emit_levels(rows, symbol, bids, asks, ts_event, ts_recv, m.lastUpdateId)
         update = BookUpdate(
             "binance",
             symbol,
@@ -440,7 +473,7 @@ class BinanceAdapter(Adapter):
             True,
             bids,
             asks,
-            ts_recv,
+            ts_event,
             ts_recv,
             seq=m.lastUpdateId,
             depth=None if complete else max(len(bids), len(asks)),

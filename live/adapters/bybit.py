@@ -42,7 +42,10 @@ from live.adapters._fastjson import (
 
 __all__ = ["BybitAdapter", "BybitParseError"]
 
-_QUOTES = ("USDT", "USDC", "BTC", "ETH", "EUR", "DAI")
+_QUOTES = ("USDT", "USDC", "USDE", "BTC", "ETH", "EUR", "DAI", "BRL", "TRY", "PLN")
+_MONTHS = {
+    m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1)
+}
 
 
 class BybitParseError(ParseError):
@@ -191,6 +194,15 @@ class BybitAdapter(Adapter):
 
     # -- symbols --------------------------------------------------------------------------------------------
     def _to_unified(self, venue_symbol: str) -> str:
+        code, _, expiry = venue_symbol.partition("-")
+        if expiry and self.market == "linear":  # dated futures: BTCUSDT-26DEC25 (USDT), BTC-26DEC25 (USDC)
+            day, month, year = expiry[:-5], _MONTHS.get(expiry[-5:-2]), expiry[-2:]
+            if not (day.isdigit() and len(day) <= 2 and month and year.isdigit() and code.isalnum()):
+                raise self.error(f"bad symbol {venue_symbol!r}")
+            date = f"{year}{month:02d}{int(day):02d}"
+            if code.endswith("USDT") and len(code) > 4:
+                return f"{code[:-4]}/USDT:USDT-{date}"
+            return f"{code}/USDC:USDC-{date}"
         if not venue_symbol.isalnum() or venue_symbol.upper() != venue_symbol:
             raise self.error(f"bad symbol {venue_symbol!r}")
         if self.market == "linear" and venue_symbol.endswith("PERP") and len(venue_symbol) > 4:
@@ -251,7 +263,12 @@ class BybitAdapter(Adapter):
                 return None
             return self._snapshot_quote(update)
         rows = self.parse_rows(raw, ts_recv)
-        return rows.quotes[-1] if rows.quotes else None
+        if rows.quotes:
+            return rows.quotes[-1]
+        update = rows.book_update  # an orderbook.1 snapshot the byte-prefix check missed (whitespace, key order)
+        if update is not None and update.is_snapshot and update.depth == 1:
+            return self._snapshot_quote(update)
+        return None
 
     def _snapshot_quote(self, update: BookUpdate) -> QuoteRow:
         """Top of a one-sided (or empty) orderbook.1 snapshot: an absent side stays ``None``."""
