@@ -387,24 +387,24 @@ class BinanceAdapter(Adapter):
     def _parse_rows(self, raw: bytes, ts_recv: int) -> Rows:
         rows = Rows()
         if raw[:10] == b'{"stream":':
-            self._envelope(rows, _decode_env(raw), ts_recv)
+            self._envelope(rows, _decode_env(raw), ts_recv, raw)
             return rows
         m = _decode_any(raw)
         if isinstance(m, list):  # /ws/!markPrice@arr: one event per symbol
             for item in m:
                 self._event(rows, item, ts_recv, None, raw)
         elif m.stream is not None or m.data:
-            self._envelope(rows, _decode_env(raw), ts_recv)
+            self._envelope(rows, _decode_env(raw), ts_recv, raw)
         else:
             self._event(rows, m, ts_recv, None, raw)
         return rows
 
-    def _envelope(self, rows: Rows, env: _Envelope, ts_recv: int) -> None:
+    def _envelope(self, rows: Rows, env: _Envelope, ts_recv: int, raw: bytes) -> None:
         data = env.data
         if data is None:
             raise self.error("combined-stream message without data")
         for m in data if isinstance(data, list) else (data,):
-            self._event(rows, m, ts_recv, env.stream, b"")
+            self._event(rows, m, ts_recv, env.stream, raw)
 
     def _event(self, rows: Rows, m: _Msg, ts_recv: int, stream: str | None, raw: bytes) -> None:
         """One event (bare or unwrapped from a combined stream) into ``rows``."""
