@@ -551,6 +551,22 @@ def level_quote(
     )
 
 
+#: Month abbreviations as venues write expiries (``26DEC25``).
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def dmy_expiry(text: str) -> str:
+    """A venue's ``26DEC25`` / ``3JAN25`` expiry as the unified symbol's ``251226`` / ``250103`` (Deribit, Bybit).
+
+    >>> dmy_expiry("3JAN25")
+    '250103'
+    """
+    day, month, year = text[:-5], text[-5:-2], text[-2:]
+    if not (day.isdigit() and 1 <= len(day) <= 2 and year.isdigit() and month in MONTHS):
+        raise ValueError(f"bad expiry {text!r}")
+    return f"{year}{MONTHS.index(month) + 1:02d}{int(day):02d}"
+
+
 _ISO_SECONDS: dict[str, int] = {}
 
 

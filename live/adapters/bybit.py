@@ -23,7 +23,17 @@ import numpy.typing as npt
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
-from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, QuoteRow, Rows
+from live.adapters._base import (
+    _INF,
+    DECODE_ERRORS,
+    Adapter,
+    BookUpdate,
+    Level,
+    ParseError,
+    QuoteRow,
+    Rows,
+    dmy_expiry,
+)
 from live.adapters._columns import QuoteColumns
 from live.adapters._fastjson import (
     K_ABSENT,
@@ -43,9 +53,6 @@ from live.adapters._fastjson import (
 __all__ = ["BybitAdapter", "BybitParseError"]
 
 _QUOTES = ("USDT", "USDC", "USDE", "BTC", "ETH", "EUR", "DAI", "BRL", "TRY", "PLN")
-_MONTHS = {
-    m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1)
-}
 
 
 class BybitParseError(ParseError):
@@ -196,10 +203,12 @@ class BybitAdapter(Adapter):
     def _to_unified(self, venue_symbol: str) -> str:
         code, _, expiry = venue_symbol.partition("-")
         if expiry and self.market == "linear":  # dated futures: BTCUSDT-26DEC25 (USDT), BTC-26DEC25 (USDC)
-            day, month, year = expiry[:-5], _MONTHS.get(expiry[-5:-2]), expiry[-2:]
-            if not (day.isdigit() and len(day) <= 2 and month and year.isdigit() and code.isalnum()):
+            try:
+                date = dmy_expiry(expiry)
+            except ValueError:
+                date = ""
+            if not (date and code.isalnum()):
                 raise self.error(f"bad symbol {venue_symbol!r}")
-            date = f"{year}{month:02d}{int(day):02d}"
             if code.endswith("USDT") and len(code) > 4:
                 return f"{code[:-4]}/USDT:USDT-{date}"
             return f"{code}/USDC:USDC-{date}"

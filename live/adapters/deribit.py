@@ -23,7 +23,18 @@ import numpy.typing as npt
 import orjson
 
 from arbkit.instruments import InstrumentKind, SymbolInfo
-from live.adapters._base import _INF, DECODE_ERRORS, Adapter, BookUpdate, Level, ParseError, QuoteRow, Rows
+from live.adapters._base import (
+    _INF,
+    DECODE_ERRORS,
+    MONTHS,
+    Adapter,
+    BookUpdate,
+    Level,
+    ParseError,
+    QuoteRow,
+    Rows,
+    dmy_expiry,
+)
 from live.adapters._columns import QuoteColumns
 from live.adapters._fastjson import (
     K_ABSENT,
@@ -42,8 +53,6 @@ from live.adapters._fastjson import (
 )
 
 __all__ = ["DeribitAdapter", "DeribitParseError"]
-
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
 class DeribitParseError(ParseError):
@@ -183,14 +192,6 @@ _decode_quote = msgspec.json.Decoder(_QuoteMsg).decode
 _QUOTE_PREFIX = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"quote.'
 
 
-def _parse_date(text: str) -> str:
-    """``26DEC25`` / ``3JAN25`` -> ``251226`` / ``250103``."""
-    day, month, year = text[:-5], text[-5:-2], text[-2:]
-    if not (day.isdigit() and 1 <= len(day) <= 2 and year.isdigit() and month in _MONTHS):
-        raise ValueError(f"bad expiry {text!r}")
-    return f"{year}{_MONTHS.index(month) + 1:02d}{int(day):02d}"
-
-
 def _parse_strike(text: str) -> str:
     value = float(text.replace("d", "."))  # linear options write 0.625 as 0d625
     if not 0.0 < value < _INF:
@@ -229,10 +230,10 @@ class DeribitAdapter(Adapter):
         if len(parts) == 2:
             if parts[1] == "PERPETUAL":
                 return f"{base}/{quote}:{settle}"
-            return f"{base}/{quote}:{settle}-{_parse_date(parts[1])}"
+            return f"{base}/{quote}:{settle}-{dmy_expiry(parts[1])}"
         if parts[3] not in ("C", "P"):
             raise self.error(f"bad option name {venue_symbol!r}")
-        return f"{base}/{quote}:{settle}-{_parse_date(parts[1])}-{_parse_strike(parts[2])}-{parts[3]}"
+        return f"{base}/{quote}:{settle}-{dmy_expiry(parts[1])}-{_parse_strike(parts[2])}-{parts[3]}"
 
     def _to_venue(self, info: SymbolInfo) -> str:
         if info.kind is InstrumentKind.SPOT or info.settle is None:
@@ -245,7 +246,7 @@ class DeribitAdapter(Adapter):
             raise self.error(f"{info} is not listed on Deribit")
         if info.expiry is None:
             return f"{pair}-PERPETUAL"
-        day = f"{info.expiry.day}{_MONTHS[info.expiry.month - 1]}{info.expiry.strftime('%y')}"
+        day = f"{info.expiry.day}{MONTHS[info.expiry.month - 1]}{info.expiry.strftime('%y')}"
         if info.strike is None:
             return f"{pair}-{day}"
         strike = str(int(info.strike)) if info.strike == int(info.strike) else repr(info.strike).replace(".", "d")
